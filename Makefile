@@ -1,0 +1,52 @@
+# The two commands (see README.md):
+#   make demo   install what is missing, build, and run the demo on the
+#               embedded default data set (MiniLM embeddings of SAP Fiori docs)
+#   make test   install what is missing, build, and run every test, then the
+#               unit tests again under AddressSanitizer + UBSan
+BUILD ?= build
+ASAN_BUILD ?= build-asan
+JOBS ?= $(shell nproc)
+
+.PHONY: all setup build data demo test test-fast test-asan fuzz bench install clean
+
+all: build
+
+setup:
+	./scripts/setup.sh
+
+build:
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	cmake --build $(BUILD) -j $(JOBS)
+
+data:
+	./scripts/data.sh
+
+demo: setup build
+	./scripts/data.sh fiori
+	./scripts/demo.sh $(BUILD)
+
+test: setup build data
+	cd $(BUILD) && ctest --output-on-failure -j 2
+	$(MAKE) test-asan
+
+test-fast: build
+	cd $(BUILD) && ctest --output-on-failure -j 2 -LE slow
+
+test-asan:
+	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DRV_SANITIZE=ON \
+	      -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ >/dev/null
+	cmake --build $(ASAN_BUILD) -j $(JOBS)
+	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  ctest --output-on-failure -j 2 -LE slow
+
+fuzz:
+	cmake -S . -B build-fuzz -DRV_FUZZ=ON -DRV_SANITIZE=ON \
+	      -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ >/dev/null
+	cmake --build build-fuzz -j $(JOBS)
+
+install: build
+	cmake --install $(BUILD)
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD) build-fuzz

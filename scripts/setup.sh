@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Install the Debian packages ruvector needs to build, test and run its demo,
+# only those that are missing. Run as root or with sudo available.
+set -euo pipefail
+pkgs=(build-essential cmake pkg-config clang libclang-rt-14-dev
+      libcjson-dev libxxhash-dev zlib1g-dev
+      dataset-fashion-mnist nodejs npm ca-certificates)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+# node/npm may come from elsewhere on PATH; do not fight it.
+if command -v npm >/dev/null 2>&1; then
+  missing=("${missing[@]/nodejs}"); missing=("${missing[@]/npm}")
+fi
+list=()
+for p in "${missing[@]}"; do [ -n "$p" ] && list+=("$p"); done
+if [ ${#list[@]} -gt 0 ]; then
+  echo "setup: installing ${list[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq || true
+  $SUDO apt-get install -y -qq --no-install-recommends "${list[@]}"
+fi

@@ -1,0 +1,123 @@
+/*
+ * hnsw.h - the HNSW graph index, as the collection layer (src/db) uses it.
+ *
+ * The index does not own vectors. It reads them through an rv_vecs table
+ * (slot -> pointer) that the collection owns and grows; a slot is a dense
+ * u32 the collection assigns. Vectors of the cosine metric are already
+ * unit length when they reach the index, so the index only knows three
+ * distance forms:
+ *
+ *   RV_METRIC_L2      squared Euclidean distance
+ *   RV_METRIC_COSINE  1 - dot(a, b)
+ *   RV_METRIC_IP      -dot(a, b)
+ *
+ * Thread-safety: rv_hnsw_search may run on any number of threads at once
+ * as long as no insert/delete/load runs (the collection's reader-writer
+ * lock guarantees this). rv_hnsw_insert_batch uses threads internally.
+ *
+ * Files: hnsw_int.h (private), hnsw_build.c (create, free, level draw,
+ * batch build, save/load), hnsw_insert.c, hnsw_search.c, hnsw_delete.c.
+ */
+#ifndef RV_HNSW_H
+#define RV_HNSW_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ruvector.h"
+#include "util/util.h"
+
+/* Slot -> vector table, owned by the collection. ptr[slot] is NULL for a
+ * slot that has no vector (never stored, or freed). The index reads
+ * ptr[slot] for slot < n only. The collection may realloc ptr between calls
+ * (never during one). */
+typedef struct rv_vecs {
+	const float **ptr;
+	uint32_t n;   /* slots in use: [0, n) */
+	uint32_t dim;
+} rv_vecs;
+
+typedef struct rv_hnsw_params {
+	uint32_t dim;
+	rv_metric metric;
+	uint32_t m;               /* links per node on levels >= 1; level 0 keeps 2m */
+	uint32_t ef_construction;
+	uint64_t seed;            /* level draws; same seed + same serial insert order = same graph */
+} rv_hnsw_params;
+
+typedef struct rv_hnsw rv_hnsw;
+
+typedef struct rv_hnsw_hit {
+	uint32_t slot;
+	float dist; /* in the index's distance form (see top) */
+} rv_hnsw_hit;
+
+/* Filter callback used inside the traversal: return true when slot may be
+ * returned as a result. Rejected nodes are still used as routes through the
+ * graph. Called concurrently from searching threads; must be thread-safe. */
+typedef bool (*rv_accept_fn)(void *ctx, uint32_t slot);
+
+/* Progress of a batch insert: done out of total. */
+typedef void (*rv_hnsw_progress_fn)(void *ctx, uint64_t done, uint64_t total);
+
+/* A new empty index. vecs stays borrowed for the index's life.
+ * Errors: RV_EINVAL (params), RV_ENOMEM. */
+rv_status rv_hnsw_new(rv_hnsw **out, const rv_hnsw_params *p, const rv_vecs *vecs,
+		      const rv_alloc *a, rv_err *err);
+void rv_hnsw_free(rv_hnsw *h); /* NULL is a no-op */
+
+/* Insert one slot (its vector is at vecs->ptr[slot]). Inserting a slot that
+ * is already in the graph is RV_EINVAL. On RV_ENOMEM the graph is unchanged
+ * and usable. */
+rv_status rv_hnsw_insert(rv_hnsw *h, uint32_t slot, rv_err *err);
+
+/* Insert slots[0..n) using `threads` threads (0 or 1 = serial) with
+ * fine-grained per-node locking. Recall matches a serial build. On failure
+ * some of the slots may be in the graph (rv_hnsw_contains tells which); the
+ * graph stays consistent. */
+rv_status rv_hnsw_insert_batch(rv_hnsw *h, const uint32_t *slots, size_t n, unsigned threads,
+			       rv_hnsw_progress_fn progress, void *progress_ctx, rv_err *err);
+
+/* Remove a slot from the graph and repair its neighbours' links (each
+ * neighbour that lost a link gets new ones chosen among the removed node's
+ * neighbours and its own, with the same heuristic as insert), moving the
+ * entry point if needed, so that recall does not decay after many deletes.
+ * Deleting a slot not in the graph is RV_ENOTFOUND. */
+rv_status rv_hnsw_delete(rv_hnsw *h, uint32_t slot, rv_err *err);
+
+/* Whether slot is a node of the graph. */
+bool rv_hnsw_contains(const rv_hnsw *h, uint32_t slot);
+/* Number of nodes; number of levels (0 for an empty graph). */
+uint64_t rv_hnsw_count(const rv_hnsw *h);
+uint32_t rv_hnsw_levels(const rv_hnsw *h);
+/* Heap bytes held by the index. */
+uint64_t rv_hnsw_memory(const rv_hnsw *h);
+
+/* The k nearest accepted nodes to query (dim floats, already normalised
+ * for cosine), nearest first, with a candidate list of max(ef, k).
+ * accept may be NULL (everything accepted).
+ * [out] hits  caller array of cap >= k entries; *n = hits filled (< k only
+ *             when fewer than k accepted nodes were reached).
+ * No allocation on the hot path beyond a per-thread scratch that is reused
+ * (visited set, heaps); Errors: RV_ENOMEM (scratch), RV_EINVAL (k = 0). */
+rv_status rv_hnsw_search(rv_hnsw_hit *hits, size_t cap, size_t *n, const rv_hnsw *h,
+			 const float *query, size_t k, size_t ef, rv_accept_fn accept, void *ctx,
+			 rv_err *err);
+
+/* Distance between query and the vector of slot, in the index's form. */
+float rv_hnsw_distance(const rv_hnsw *h, const float *query, uint32_t slot);
+
+/* Serialise the graph (parameters, entry point, levels, every node's
+ * adjacency lists) into out, appending. Encoded field by field,
+ * little-endian; the layout is in docs/FORMAT.md ("INDEX segment"). */
+rv_status rv_hnsw_save(const rv_hnsw *h, rv_buf *out, rv_err *err);
+
+/* Rebuild an index from rv_hnsw_save bytes without recomputing any
+ * distance. Everything is validated (counts, levels, neighbour slots below
+ * vecs->n and present in the graph, params equal to p): bad input gives
+ * RV_ECORRUPT with a message saying what, never a crash. */
+rv_status rv_hnsw_load(rv_hnsw **out, const rv_hnsw_params *p, const rv_vecs *vecs,
+		       const uint8_t *data, size_t len, const rv_alloc *a, rv_err *err);
+
+#endif /* RV_HNSW_H */
