@@ -12,7 +12,7 @@ foreach(src ${RV_TEST_SOURCES})
   target_compile_definitions(${name} PRIVATE _GNU_SOURCE
     RV_DATA_DIR="${RV_DATA_DIR}" RV_BIN_DIR="${CMAKE_BINARY_DIR}")
   target_compile_options(${name} PRIVATE -Wall -Wextra -Wno-unused-parameter)
-  target_link_libraries(${name} PRIVATE ruvector_static)
+  target_link_libraries(${name} PRIVATE rv_cli_support ruvector_static)
   # Ask the binary for its case names so each is its own CTest test.
   file(READ ${src} body)
   string(REGEX MATCHALL "TEST\\(([A-Za-z0-9_]+)\\)" cases "${body}")
