@@ -1,0 +1,383 @@
+/*
+ * db_commit.c - turning the in-memory changes into segments: commit,
+ * graph checkpoints, compaction. Payload layouts are in docs/FORMAT.md
+ * ("VEC segment", "META segment", "JOURNAL segment", "Collection state").
+ *
+ * A commit appends, for the slots added since the last one, VEC segments
+ * (vectors, at most ~64 MiB each so a writer never needs one huge buffer)
+ * and META segments (ids + payload texts), then one JOURNAL segment listing
+ * the slots that died, then - when enough has changed that replaying it on
+ * the next open would be slow - an INDEX segment with the whole graph, and
+ * finally the manifest. Nothing in memory changes until the store reports
+ * the manifest durable, so a failed commit can simply be retried.
+ */
+#include <stdio.h>
+#include <unistd.h>
+
+#include "db_int.h"
+
+#define VEC_SEG_BYTES ((size_t)64 << 20)
+#define META_SEG_BYTES ((size_t)16 << 20)
+
+void rv_db_encode_state(const rv_db *db, rv_buf *b, uint32_t n_slots, uint64_t live,
+			uint64_t index_seg_id, uint32_t index_covered)
+{
+	size_t start = b->len;
+	rv_buf_u32(b, RV_STATE_VERSION);
+	rv_buf_u32(b, db->dim);
+	rv_buf_u8(b, (uint8_t)db->metric);
+	rv_buf_zero(b, 3);
+	rv_buf_u32(b, db->m);
+	rv_buf_u32(b, db->ef_construction);
+	rv_buf_u32(b, db->ef_search);
+	rv_buf_u64(b, db->seed);
+	rv_buf_u32(b, n_slots);
+	rv_buf_u32(b, 0);
+	rv_buf_u64(b, live);
+	rv_buf_u64(b, index_seg_id);
+	rv_buf_u32(b, index_covered);
+	rv_buf_u32(b, 0);
+	(void)start;
+}
+
+/* Growable list of segment references. */
+typedef struct seg_list {
+	rv_seg_ref *v;
+	size_t n, cap;
+	const rv_alloc *a;
+} seg_list;
+
+static bool seg_push(seg_list *l, const rv_seg_ref *r)
+{
+	if (!rv_grow(l->a, (void **)&l->v, &l->cap, l->n + 1, sizeof *l->v))
+		return false;
+	l->v[l->n++] = *r;
+	return true;
+}
+
+/* Source of slot data for the encoders: either the collection itself, or
+ * (compaction) a renumbering of its live slots. */
+typedef struct slot_src {
+	const rv_db *db;
+	const uint32_t *map; /* new slot -> old slot, or NULL for identity */
+} slot_src;
+
+static uint32_t src_slot(const slot_src *s, uint32_t i) { return s->map ? s->map[i] : i; }
+
+static rv_status append_buf(rv_file *f, uint8_t type, rv_buf *b, seg_list *out, rv_err *e)
+{
+	if (b->failed)
+		return rv_err_set(e, RV_ENOMEM, "out of memory encoding a %s segment", rv_seg_type_name(type));
+	rv_seg_ref ref;
+	rv_status st = rv_file_append(f, type, 0, b->data, b->len, &ref, e);
+	if (st == RV_OK && !seg_push(out, &ref))
+		st = rv_err_set(e, RV_ENOMEM, "out of memory");
+	return st;
+}
+
+/* VEC and META segments for new slots [first, end) of src. */
+static rv_status write_slots(rv_file *f, const slot_src *src, uint32_t first, uint32_t end,
+			     seg_list *out, rv_err *e)
+{
+	const rv_db *db = src->db;
+	size_t vec_bytes = (size_t)db->dim * sizeof(float);
+	size_t per_seg = VEC_SEG_BYTES / vec_bytes;
+	if (per_seg < 1)
+		per_seg = 1;
+	rv_status st = RV_OK;
+	rv_buf b;
+	rv_buf_init(&b, db->a);
+	for (uint32_t s = first; s < end && st == RV_OK;) {
+		uint32_t count = (uint32_t)((end - s) < per_seg ? (end - s) : per_seg);
+		b.len = 0;
+		rv_buf_u32(&b, s);
+		rv_buf_u32(&b, count);
+		rv_buf_u32(&b, db->dim);
+		rv_buf_zero(&b, 64 - 12);
+		if (rv_buf_reserve(&b, (size_t)count * vec_bytes)) {
+			for (uint32_t i = 0; i < count; i++) {
+				const float *v = db->vecs.ptr[src_slot(src, s + i)];
+				memcpy(b.data + b.len, v, vec_bytes); /* little-endian host */
+				b.len += vec_bytes;
+			}
+		}
+		st = append_buf(f, RV_SEG_VEC, &b, out, e);
+		s += count;
+	}
+	for (uint32_t s = first; s < end && st == RV_OK;) {
+		b.len = 0;
+		rv_buf_u32(&b, s);
+		rv_buf_u32(&b, 0); /* count, patched below */
+		uint32_t count = 0;
+		while (s + count < end && b.len < META_SEG_BYTES && !b.failed) {
+			uint32_t o = src_slot(src, s + count);
+			bool live = db->flags[o] & RV_SLOT_LIVE;
+			/* A slot that died before its first commit keeps its place
+			 * with an empty id; the JOURNAL marks it dead. */
+			const char *id = live ? db->ids[o] : "";
+			const char *text = live ? db->payload_text[o] : NULL;
+			size_t id_len = strlen(id), plen = text ? strlen(text) : 0;
+			rv_buf_u8(&b, (uint8_t)id_len);
+			rv_buf_put(&b, id, id_len);
+			rv_buf_u8(&b, 0);
+			rv_buf_u32(&b, (uint32_t)plen);
+			if (plen) {
+				rv_buf_put(&b, text, plen);
+				rv_buf_u8(&b, 0);
+			}
+			count++;
+		}
+		if (!b.failed)
+			rv_put_u32(b.data + 4, count);
+		st = append_buf(f, RV_SEG_META, &b, out, e);
+		s += count;
+	}
+	rv_buf_free(&b);
+	return st;
+}
+
+static rv_status write_journal(rv_file *f, const rv_db *db, seg_list *out, rv_err *e)
+{
+	uint32_t dead_new = 0;
+	for (uint32_t s = db->committed_slots; s < db->vecs.n; s++)
+		dead_new += !(db->flags[s] & RV_SLOT_LIVE);
+	if (db->n_pending_deletes == 0 && dead_new == 0)
+		return RV_OK;
+	rv_buf b;
+	rv_buf_init(&b, db->a);
+	rv_buf_u32(&b, 1); /* kind: deleted slots */
+	rv_buf_u32(&b, (uint32_t)(db->n_pending_deletes + dead_new));
+	for (size_t i = 0; i < db->n_pending_deletes; i++)
+		rv_buf_u32(&b, db->pending_deletes[i]);
+	for (uint32_t s = db->committed_slots; s < db->vecs.n; s++)
+		if (!(db->flags[s] & RV_SLOT_LIVE))
+			rv_buf_u32(&b, s);
+	rv_status st = append_buf(f, RV_SEG_JOURNAL, &b, out, e);
+	rv_buf_free(&b);
+	return st;
+}
+
+static rv_status write_index(rv_file *f, const rv_hnsw *index, const rv_alloc *a, seg_list *out,
+			     rv_err *e)
+{
+	rv_buf b;
+	rv_buf_init(&b, a);
+	rv_status st = rv_hnsw_save(index, &b, e);
+	if (st == RV_OK)
+		st = append_buf(f, RV_SEG_INDEX, &b, out, e);
+	rv_buf_free(&b);
+	return st;
+}
+
+/* Whether replaying the graph changes on the next open would cost enough
+ * to be worth rewriting the graph now: small graphs always, big ones once
+ * the changes reach 1/64 of the nodes or 16k operations. */
+static bool want_checkpoint(const rv_db *db)
+{
+	uint64_t nodes = rv_hnsw_count(db->index);
+	if (db->graph_ops == 0)
+		return false;
+	return nodes <= 8192 || db->graph_ops >= 16384 || db->graph_ops * 64 >= nodes;
+}
+
+static void report(const rv_db *db, const char *what, uint64_t done, uint64_t total)
+{
+	if (db->progress)
+		db->progress(db->progress_ctx, what, done, total);
+}
+
+static rv_status commit_locked(rv_db *db)
+{
+	if (!db->dirty)
+		return RV_OK;
+	rv_err e = { { 0 } };
+	seg_list added = { .a = db->a };
+	seg_list all = { .a = db->a };
+	rv_buf state;
+	rv_buf_init(&state, db->a);
+	rv_status st;
+
+	report(db, "commit", 0, 1);
+	if ((st = write_slots(db->file, &(slot_src){ db, NULL }, db->committed_slots, db->vecs.n, &added, &e)) !=
+		    RV_OK ||
+	    (st = write_journal(db->file, db, &added, &e)) != RV_OK)
+		goto done;
+	bool ckpt = want_checkpoint(db);
+	if (ckpt) {
+		report(db, "checkpoint", 0, 1);
+		if ((st = write_index(db->file, db->index, db->a, &added, &e)) != RV_OK)
+			goto done;
+	}
+	uint64_t index_id = ckpt ? added.v[added.n - 1].seg_id : db->index_seg_id;
+	uint32_t covered = ckpt ? db->vecs.n : db->index_covered;
+
+	/* Live segments: the old ones (minus a replaced checkpoint), then the
+	 * new ones in the order written. */
+	for (size_t i = 0; i < db->n_segs; i++) {
+		if (ckpt && db->segs[i].type == RV_SEG_INDEX)
+			continue;
+		if (!seg_push(&all, &db->segs[i]))
+			goto nomem;
+	}
+	for (size_t i = 0; i < added.n; i++)
+		if (!seg_push(&all, &added.v[i]))
+			goto nomem;
+	rv_db_encode_state(db, &state, db->vecs.n, db->live, index_id, covered);
+	if (state.failed)
+		goto nomem;
+	rv_manifest m = { .generation = db->generation + 1, .state = state.data, .state_len = state.len,
+			  .segs = all.v, .n_segs = all.n };
+	if ((st = rv_file_commit(db->file, &m, &e)) != RV_OK)
+		goto done;
+
+	/* Durable: now the in-memory bookkeeping moves on. */
+	rv_dealloc(db->a, db->segs);
+	db->segs = all.v;
+	db->n_segs = all.n;
+	db->segs_cap = all.cap;
+	all.v = NULL;
+	db->generation++;
+	db->committed_slots = db->vecs.n;
+	db->n_pending_deletes = 0;
+	db->index_seg_id = index_id;
+	db->index_covered = covered;
+	if (ckpt)
+		db->graph_ops = 0;
+	db->dirty = false;
+	report(db, "commit", 1, 1);
+	goto done;
+nomem:
+	st = rv_err_set(&e, RV_ENOMEM, "out of memory in commit");
+done:
+	if (st != RV_OK)
+		rv_db_fail(db, st, "commit of %s failed: %s", db->path, e.msg);
+	rv_dealloc(db->a, added.v);
+	rv_dealloc(db->a, all.v);
+	rv_buf_free(&state);
+	return st;
+}
+
+rv_status rv_db_commit(rv_db *db)
+{
+	if (db->readonly)
+		return rv_db_fail(db, RV_EREADONLY, "%s is open read-only", db->path);
+	if (!db->file)
+		return rv_db_fail(db, RV_EINVAL, "handle is not open");
+	pthread_rwlock_wrlock(&db->lock);
+	rv_status st = commit_locked(db);
+	pthread_rwlock_unlock(&db->lock);
+	return st;
+}
+
+/* ======================================================================
+ * Compaction
+ * ==================================================================== */
+
+/* Write the live points of db, renumbered densely, into a new file at
+ * tmp with a fresh graph checkpoint. */
+static rv_status write_compacted(rv_db *db, const char *tmp, rv_err *e)
+{
+	rv_status st;
+	uint32_t *map = NULL;
+	rv_file *f = NULL;
+	rv_hnsw *g = NULL;
+	uint32_t *order = NULL;
+	seg_list segs = { .a = db->a };
+	rv_buf state;
+	rv_buf_init(&state, db->a);
+	rv_vecs vecs = { NULL, 0, db->dim };
+
+	uint32_t n = (uint32_t)db->live;
+	map = rv_malloc(db->a, ((size_t)n + 1) * sizeof *map);
+	vecs.ptr = rv_malloc(db->a, ((size_t)n + 1) * sizeof *vecs.ptr);
+	order = rv_malloc(db->a, ((size_t)n + 1) * sizeof *order);
+	if (!map || !vecs.ptr || !order)
+		goto nomem;
+	uint32_t j = 0;
+	for (uint32_t s = 0; s < db->vecs.n; s++)
+		if (db->flags[s] & RV_SLOT_LIVE) {
+			map[j] = s;
+			vecs.ptr[j] = db->vecs.ptr[s];
+			order[j] = j;
+			j++;
+		}
+	vecs.n = n;
+
+	/* The graph over the new numbering. */
+	rv_hnsw_params hp;
+	rv_db_hnsw_params(db, &hp);
+	if ((st = rv_hnsw_new(&g, &hp, &vecs, db->a, e)) != RV_OK)
+		goto done;
+	report(db, "compact", 0, n);
+	if (n && (st = rv_hnsw_insert_batch(g, order, n, db->threads, NULL, NULL, e)) != RV_OK)
+		goto done;
+
+	rv_db_encode_state(db, &state, 0, 0, 0, 0);
+	if (state.failed)
+		goto nomem;
+	rv_manifest m0 = { .generation = db->generation + 1, .state = state.data, .state_len = state.len };
+	if ((st = rv_file_create(&f, tmp, &m0, db->a, e)) != RV_OK)
+		goto done;
+	if ((st = write_slots(f, &(slot_src){ db, map }, 0, n, &segs, e)) != RV_OK ||
+	    (st = write_index(f, g, db->a, &segs, e)) != RV_OK)
+		goto done;
+	state.len = 0;
+	rv_db_encode_state(db, &state, n, n, segs.v[segs.n - 1].seg_id, n);
+	if (state.failed)
+		goto nomem;
+	rv_manifest m = { .generation = db->generation + 2, .state = state.data, .state_len = state.len, .segs = segs.v,
+			  .n_segs = segs.n };
+	st = rv_file_commit(f, &m, e);
+	goto done;
+nomem:
+	st = rv_err_set(e, RV_ENOMEM, "out of memory in compaction");
+done:
+	rv_file_close(f);
+	rv_hnsw_free(g);
+	rv_dealloc(db->a, map);
+	rv_dealloc(db->a, vecs.ptr);
+	rv_dealloc(db->a, order);
+	rv_dealloc(db->a, segs.v);
+	rv_buf_free(&state);
+	return st;
+}
+
+rv_status rv_db_compact(rv_db *db)
+{
+	if (db->readonly)
+		return rv_db_fail(db, RV_EREADONLY, "%s is open read-only", db->path);
+	if (!db->file)
+		return rv_db_fail(db, RV_EINVAL, "handle is not open");
+	rv_err e = { { 0 } };
+	char *tmp = NULL;
+	pthread_rwlock_wrlock(&db->lock);
+	rv_status st = commit_locked(db);
+	if (st != RV_OK)
+		goto done;
+	size_t plen = strlen(db->path);
+	if (!(tmp = rv_malloc(db->a, plen + 16))) {
+		st = rv_db_fail(db, RV_ENOMEM, "out of memory");
+		goto done;
+	}
+	snprintf(tmp, plen + 16, "%s.compact", db->path);
+	unlink(tmp);
+	if ((st = write_compacted(db, tmp, &e)) != RV_OK) {
+		unlink(tmp);
+		rv_db_fail(db, st, "compaction of %s failed: %s", db->path, e.msg);
+		goto done;
+	}
+	if ((st = rv_file_rename_over(tmp, db->path, &e)) != RV_OK) {
+		unlink(tmp);
+		rv_db_fail_err(db, st, &e);
+		goto done;
+	}
+	/* The old file is gone from the directory; drop it and load the new. */
+	rv_db_unload(db);
+	st = rv_db_load(db);
+	if (st == RV_OK)
+		report(db, "compact", db->live, db->live);
+done:
+	rv_dealloc(db->a, tmp);
+	pthread_rwlock_unlock(&db->lock);
+	return st;
+}
