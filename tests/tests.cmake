@@ -35,3 +35,11 @@ target_compile_options(rv_headertest_c PRIVATE -std=c11 -Wall -Wextra -pedantic 
 add_library(rv_headertest_cxx OBJECT ${CMAKE_SOURCE_DIR}/tests/headertest.cpp)
 target_include_directories(rv_headertest_cxx PRIVATE ${CMAKE_SOURCE_DIR}/include)
 target_compile_options(rv_headertest_cxx PRIVATE -Wall -Wextra -pedantic -Werror)
+
+# The environment variable forces a kernel set.
+if(TARGET test_simd)
+  foreach(isa scalar avx2)
+    add_test(NAME simd.forced_${isa} COMMAND test_simd dispatch_picks_best_and_names_it)
+    set_tests_properties(simd.forced_${isa} PROPERTIES ENVIRONMENT RUVECTOR_SIMD=${isa})
+  endforeach()
+endif()

@@ -136,8 +136,10 @@ rv_status rv_db_create(rv_db **out, const char *path, const rv_open_opts *opts)
 	rv_buf state;
 	rv_buf_init(&state, db->a);
 	rv_db_encode_state(db, &state, 0, 0, 0, 0);
-	if (state.failed)
+	if (state.failed) {
+		rv_buf_free(&state);
 		return rv_db_fail(db, RV_ENOMEM, "out of memory");
+	}
 	rv_manifest m = { .generation = 1, .state = state.data, .state_len = state.len };
 	rv_err e = { { 0 } };
 	rv_file *f = NULL;
@@ -362,7 +364,8 @@ rv_status rv_db_load(rv_db *db)
 	db->committed_slots = slots;
 	if (!rv_grow(db->a, (void **)&db->segs, &db->segs_cap, m->n_segs, sizeof *db->segs))
 		return rv_db_fail(db, RV_ENOMEM, "out of memory");
-	memcpy(db->segs, m->segs, m->n_segs * sizeof *db->segs);
+	if (m->n_segs)
+		memcpy(db->segs, m->segs, m->n_segs * sizeof *db->segs);
 	db->n_segs = m->n_segs;
 
 	uint32_t next_vec = 0, next_meta = 0;

@@ -498,7 +498,6 @@ static rv_status compile_logical(compiler *c, fexpr *e, const cJSON *k, expr_kin
 /* One key of a filter object. */
 static rv_status compile_key(compiler *c, fexpr *e, const cJSON *k)
 {
-	char sfx[200];
 	const char *name = k->string ? k->string : "";
 	if (!strcmp(name, "$and"))
 		return compile_logical(c, e, k, E_AND);
@@ -509,8 +508,8 @@ static rv_status compile_key(compiler *c, fexpr *e, const cJSON *k)
 	if (!strcmp(name, "$not")) {
 		if (!cJSON_IsObject(k))
 			return rv_err_set(c->err, RV_EINVAL,
-					  "filter: $not needs a JSON object, got %s, at \"$not\"%s",
-					  type_name(k), where_suffix(c, sfx, sizeof sfx));
+					  "filter: $not needs a JSON object, got %s, at \"%s%s$not\"",
+					  type_name(k), c->where, c->where[0] ? "." : "");
 		e->kind = E_NOT;
 		e->kids = arena_get(c->f, sizeof(fexpr));
 		if (!e->kids)

@@ -31,7 +31,37 @@
  *  40  u8[16] content hash of the payload (XXH3-128, little-endian low|high)
  *  56  u32    reserved (0)
  *  60  u32    header checksum: low 32 bits of XXH3-64 of bytes 0..59
- * then the payload, then zeros to the next multiple of 64.
+ * then the payload, then zeros to the next multiple of 64. Reserved fields
+ * are written as 0 and ignored by readers of this version (the header
+ * checksum covers them). Segment ids start at 1 and strictly increase
+ * along the file.
+ *
+ * MANIFEST payload (segment type RV_SEG_MANIFEST), offsets in the payload:
+ *   0  u32    magic "RVMF" (0x464d5652 read as little-endian u32)
+ *   4  u16    manifest layout version (1)
+ *   6  u16    reserved (0)
+ *   8  u64    generation (>= 1; +1 per commit)
+ *  16  u64    timestamp, ns since the Unix epoch
+ *  24  u64    file offset of the previous manifest's header (0: none)
+ *  32  u64    state length S
+ *  40  u8[S]  state (opaque to the store; the collection's encoding)
+ *      u64    segment count N
+ *      N x 32-byte entries:
+ *        0  u8     segment type
+ *        1  u8[7]  reserved (0)
+ *        8  u64    segment id
+ *       16  u64    file offset of the segment's header
+ *       24  u64    payload length
+ *      u32    extension count E
+ *      E x extension: u32 tag, u32 flags (bit 0: required), u64 length L,
+ *                     u8[L] bytes. Unknown optional extensions are skipped;
+ *                     an unknown required one refuses the file.
+ * The payload ends exactly after the last extension.
+ *
+ * Commit point: a MANIFEST segment is written payload first (its header
+ * slot left zero), fsync, then its 64-byte header, fsync. A valid
+ * MANIFEST header therefore implies that everything before it reached
+ * the disk; docs/FORMAT.md derives the open/recovery rule from this.
  */
 #ifndef RV_FORMAT_H
 #define RV_FORMAT_H
@@ -47,6 +77,13 @@
 #define RV_SEG_HEADER_SIZE 64
 #define RV_SEG_HEADER_VERSION 1
 #define RV_SEG_ALIGN 64
+#define RV_SEG_MAX_PAYLOAD (1ull << 40) /* largest payload rv_file_append accepts */
+
+#define RV_MANIFEST_MAGIC 0x464d5652u /* "RVMF" */
+#define RV_MANIFEST_VERSION 1
+#define RV_MANIFEST_FIXED_SIZE 40 /* bytes before the state */
+#define RV_MANIFEST_ENTRY_SIZE 32
+#define RV_MANIFEST_EXT_REQUIRED 0x1u
 
 /* Segment types: ids as in the published RVF spec. */
 enum {

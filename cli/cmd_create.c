@@ -1,0 +1,92 @@
+/*
+ * cmd_create.c - `ruvector create FILE --dim N --metric l2|cosine|ip ...`:
+ * a new, empty collection file.
+ *
+ * Only the syntax of the numbers and the dimension range are checked here;
+ * the library checks the HNSW settings (m, ef) and its message is shown as
+ * it is, so the rules live in one place.
+ */
+#include "cli.h"
+
+#include <string.h>
+
+static const char usage[] =
+	"usage: " RV_CLI_NAME " create FILE --dim N --metric l2|cosine|ip [options]\n"
+	"\n"
+	"Create an empty collection in FILE (which must not exist).\n"
+	"\n"
+	"  --dim N               vector dimension, 1..16000 (required)\n"
+	"  --metric M            l2 (Euclidean), cosine or ip (inner product) (required)\n"
+	"  --m M                 HNSW links per node, 2..128 (default 16)\n"
+	"  --ef-construction E   candidate list while building, >= m (default 200)\n"
+	"  --ef-search E         default candidate list while searching (default 64)\n"
+	"\n"
+	"Prints one line: created FILE (dim N, metric M, m M, ef_construction E, ef_search E)\n";
+
+int rv_cmd_create(int argc, char **argv)
+{
+	const char *dim = NULL, *metric = NULL, *m = NULL, *efc = NULL, *efs = NULL;
+	const rv_arg_spec specs[] = {
+		{ "--dim", NULL, RV_ARG_VALUE, &dim },
+		{ "--metric", NULL, RV_ARG_VALUE, &metric },
+		{ "--m", "-m", RV_ARG_VALUE, &m },
+		{ "--ef-construction", NULL, RV_ARG_VALUE, &efc },
+		{ "--ef-search", NULL, RV_ARG_VALUE, &efs },
+	};
+	const char *pos[1];
+	size_t npos;
+	int a = rv_args_parse("create", argc, argv, specs, sizeof specs / sizeof specs[0], pos, 1, &npos);
+	if (a == RV_ARGS_HELP) {
+		fputs(usage, stdout);
+		return RV_EXIT_OK;
+	}
+	if (a != RV_ARGS_OK)
+		return RV_EXIT_USAGE;
+	if (npos != 1)
+		return rv_cli_usage("create", "expected the collection FILE");
+	if (!dim)
+		return rv_cli_usage("create", "--dim is required");
+	if (!metric)
+		return rv_cli_usage("create", "--metric is required (l2, cosine or ip)");
+
+	rv_open_opts o = RV_OPEN_OPTS_INIT;
+	uint64_t v;
+	if (!rv_args_uint("create", "--dim", dim, 1, RV_MAX_DIM, &v))
+		return RV_EXIT_USAGE;
+	o.dim = (uint32_t)v;
+	if (strcmp(metric, "l2") == 0)
+		o.metric = RV_METRIC_L2;
+	else if (strcmp(metric, "cosine") == 0)
+		o.metric = RV_METRIC_COSINE;
+	else if (strcmp(metric, "ip") == 0)
+		o.metric = RV_METRIC_IP;
+	else
+		return rv_cli_usage("create", "--metric: '%s' is not l2, cosine or ip", metric);
+	if (m) {
+		if (!rv_args_uint("create", "--m", m, 0, UINT32_MAX, &v))
+			return RV_EXIT_USAGE;
+		o.m = (uint32_t)v;
+	}
+	if (efc) {
+		if (!rv_args_uint("create", "--ef-construction", efc, 0, UINT32_MAX, &v))
+			return RV_EXIT_USAGE;
+		o.ef_construction = (uint32_t)v;
+	}
+	if (efs) {
+		if (!rv_args_uint("create", "--ef-search", efs, 0, UINT32_MAX, &v))
+			return RV_EXIT_USAGE;
+		o.ef_search = (uint32_t)v;
+	}
+
+	rv_db *db = NULL;
+	rv_status st = rv_db_create(&db, pos[0], &o);
+	if (st != RV_OK) {
+		rv_cli_fail_db(pos[0], db, st);
+		rv_db_close(db);
+		return RV_EXIT_ERROR;
+	}
+	rv_db_close(db);
+	printf("created %s (dim %u, metric %s, m %u, ef_construction %u, ef_search %u)\n", pos[0],
+	       o.dim, rv_metric_name(o.metric), o.m, o.ef_construction, o.ef_search);
+	return RV_EXIT_OK;
+}

@@ -1,0 +1,274 @@
+/*
+ * hnsw_int.h - what the HNSW files share: the index structure, the search
+ * scratch, the binary heaps and the few internal entry points.
+ *
+ * Memory layout (all through the rv_alloc given at creation):
+ *
+ *   l0     cap * l0_stride u32: for each slot, a count followed by up to m0 =
+ *          2m neighbour slots (level 0). One contiguous array, so the hot
+ *          level is a single indexed load away from a slot number.
+ *   upper  cap pointers; a node of level L > 0 owns one block of
+ *          L * up_stride u32 (count + m slots per level 1..L), allocated
+ *          before the node is linked and freed when it is deleted. NULL for
+ *          level-0 nodes and absent slots.
+ *   lv     cap bytes: 0 for an absent slot, else level + 1. One comparison
+ *          "lv[n] > l" tells both that n is a node and that it has a list at
+ *          level l, which is what makes edges to deleted (or deleted and
+ *          re-inserted at a lower level) slots harmless. Atomic bytes because
+ *          a batch insert sets them while other threads read them.
+ *
+ * Invariants between calls: count = number of slots with lv != 0; entry is
+ * a node of level max_level (entry = RV_HNSW_NONE and max_level = -1 for
+ * an empty graph); lists may hold stale slots (lv too low) but never more
+ * than the level's maximum, and every rewrite of a list drops stale slots.
+ *
+ * Locking (batch insert with threads only): a striped array of mutexes
+ * guards the lists of each node (stripe = slot & mask); a thread holds at
+ * most one stripe at a time, so stripes never deadlock. `global` guards
+ * entry and max_level. Searches need no lock: the collection excludes
+ * writers while they run.
+ */
+#ifndef RV_HNSW_INT_H
+#define RV_HNSW_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "index/hnsw.h"
+#include "simd/simd.h"
+
+#define RV_HNSW_NONE UINT32_MAX
+#define RV_HNSW_M_MAX 128    /* largest m; level 0 then keeps 256 links */
+#define RV_HNSW_MAX_LEVEL 31 /* levels beyond are clamped; lv then fits a byte */
+#define RV_HNSW_STRIPES 1024 /* power of two */
+#define RV_HNSW_MAGIC "RVHN"
+#define RV_HNSW_VERSION 1
+#define RV_HNSW_HEADER_BYTES 48
+
+#if defined(__GNUC__)
+#define RV_HNSW_PREFETCH(p) __builtin_prefetch(p)
+#else
+#define RV_HNSW_PREFETCH(p) ((void)(p))
+#endif
+
+/* A (distance, slot) pair: the element of every heap and candidate list. */
+typedef struct rv_hnsw_cand {
+	float dist;
+	uint32_t slot;
+} rv_hnsw_cand;
+
+/* Per-thread working memory of a search, an insert or a delete. Taken from
+ * the index's pool and given back, so a warm index searches without
+ * allocating. */
+typedef struct rv_hnsw_scratch {
+	uint32_t *mark;    /* visited stamps, one per slot; == epoch means visited */
+	size_t mark_cap;
+	uint32_t epoch;    /* never 0, so fresh zeroed stamps read as unvisited */
+	rv_hnsw_cand *cand; /* min-heap of nodes to expand */
+	size_t cand_n, cand_cap;
+	rv_hnsw_cand *res; /* max-heap of the best ef results, worst at [0] */
+	size_t res_n, res_cap;
+	rv_hnsw_cand *sel; /* sorted candidates for neighbour selection */
+	size_t sel_cap;
+	uint32_t *kept;    /* selection output: m0 slots */
+	uint32_t *nbuf;    /* copy of one list: count + m0 slots */
+	uint32_t *dbuf;    /* delete: the removed node's list at one level */
+	size_t bytes;      /* heap held, for rv_hnsw_memory */
+} rv_hnsw_scratch;
+
+struct rv_hnsw {
+	rv_hnsw_params p;
+	const rv_vecs *vecs;
+	const rv_alloc *a;
+	rv_dist_fn l2sq, dot; /* cached from rv_simd() */
+	bool is_l2;
+	float dot_bias;       /* distance = dot_bias - dot for cosine (1) and ip (0) */
+	uint32_t m, m0;       /* list maxima: levels >= 1, level 0 */
+	size_t l0_stride;     /* u32 per slot in l0: 1 + m0 */
+	size_t up_stride;     /* u32 per level in an upper block: 1 + m */
+	double level_mult;    /* 1 / ln(m) */
+
+	uint32_t cap;         /* slots covered by l0, lv and upper */
+	uint32_t *l0;
+	_Atomic uint8_t *lv;
+	uint32_t **upper;
+	uint64_t count;
+	uint32_t entry;
+	int max_level;
+	uint64_t upper_bytes; /* bytes of all upper blocks */
+
+	pthread_mutex_t global;
+	pthread_mutex_t *stripes;
+
+	pthread_mutex_t pool_mu;
+	rv_hnsw_scratch **pool; /* idle scratches; room for every one created */
+	size_t pool_n, pool_cap, pool_total;
+};
+
+/* ---- small inline helpers ------------------------------------------- */
+
+static inline float rv_hnsw_dist(const rv_hnsw *h, const float *a, const float *b)
+{
+	if (h->is_l2)
+		return h->l2sq(a, b, h->p.dim);
+	return h->dot_bias - h->dot(a, b, h->p.dim);
+}
+
+/* lv byte of a slot below cap: 0 absent, else level + 1. */
+static inline unsigned rv_hnsw_lv(const rv_hnsw *h, uint32_t slot)
+{
+	return atomic_load_explicit(&h->lv[slot], memory_order_relaxed);
+}
+
+/* The list (count, then slots) of slot at level. */
+static inline uint32_t *rv_hnsw_links(const rv_hnsw *h, uint32_t slot, unsigned level)
+{
+	if (level == 0)
+		return h->l0 + (size_t)slot * h->l0_stride;
+	return h->upper[slot] + (size_t)(level - 1) * h->up_stride;
+}
+
+static inline uint32_t rv_hnsw_maxdeg(const rv_hnsw *h, unsigned level)
+{
+	return level == 0 ? h->m0 : h->m;
+}
+
+static inline pthread_mutex_t *rv_hnsw_stripe(const rv_hnsw *h, uint32_t slot)
+{
+	return &h->stripes[slot & (RV_HNSW_STRIPES - 1)];
+}
+
+/* ---- heaps over rv_hnsw_cand (arrays preallocated by the caller) ----- */
+
+static inline void rv_hnsw_minheap_push(rv_hnsw_cand *hp, size_t *n, rv_hnsw_cand c)
+{
+	size_t i = (*n)++;
+	while (i > 0) {
+		size_t parent = (i - 1) / 2;
+		if (hp[parent].dist <= c.dist)
+			break;
+		hp[i] = hp[parent];
+		i = parent;
+	}
+	hp[i] = c;
+}
+
+static inline rv_hnsw_cand rv_hnsw_minheap_pop(rv_hnsw_cand *hp, size_t *n)
+{
+	rv_hnsw_cand top = hp[0], last = hp[--(*n)];
+	size_t len = *n, i = 0;
+	for (;;) {
+		size_t c = 2 * i + 1;
+		if (c >= len)
+			break;
+		if (c + 1 < len && hp[c + 1].dist < hp[c].dist)
+			c++;
+		if (last.dist <= hp[c].dist)
+			break;
+		hp[i] = hp[c];
+		i = c;
+	}
+	if (len)
+		hp[i] = last;
+	return top;
+}
+
+static inline void rv_hnsw_maxheap_push(rv_hnsw_cand *hp, size_t *n, rv_hnsw_cand c)
+{
+	size_t i = (*n)++;
+	while (i > 0) {
+		size_t parent = (i - 1) / 2;
+		if (hp[parent].dist >= c.dist)
+			break;
+		hp[i] = hp[parent];
+		i = parent;
+	}
+	hp[i] = c;
+}
+
+static inline rv_hnsw_cand rv_hnsw_maxheap_pop(rv_hnsw_cand *hp, size_t *n)
+{
+	rv_hnsw_cand top = hp[0], last = hp[--(*n)];
+	size_t len = *n, i = 0;
+	for (;;) {
+		size_t c = 2 * i + 1;
+		if (c >= len)
+			break;
+		if (c + 1 < len && hp[c + 1].dist > hp[c].dist)
+			c++;
+		if (last.dist >= hp[c].dist)
+			break;
+		hp[i] = hp[c];
+		i = c;
+	}
+	if (len)
+		hp[i] = last;
+	return top;
+}
+
+/* ---- hnsw_build.c ---------------------------------------------------- */
+
+/* The level of slot: a pure function of (seed, slot), geometric with
+ * ratio 1/m (floor(-ln(u) / ln(m))), clamped to RV_HNSW_MAX_LEVEL. */
+RV_HIDDEN unsigned rv_hnsw_draw_level(const rv_hnsw *h, uint32_t slot);
+
+/* Make the arrays cover slots [0, need). On failure nothing changes. */
+RV_HIDDEN bool rv_hnsw_reserve(rv_hnsw *h, uint32_t need);
+
+/* A scratch sized for the current capacity and a candidate list of ef;
+ * NULL on ENOMEM. rv_hnsw_release gives it back to the pool. */
+RV_HIDDEN rv_hnsw_scratch *rv_hnsw_acquire(const rv_hnsw *h, size_t ef);
+RV_HIDDEN void rv_hnsw_release(const rv_hnsw *h, rv_hnsw_scratch *s);
+
+/* Check the in-memory invariants listed at the top (for tests): RV_OK or
+ * RV_ERROR with what is wrong. */
+RV_HIDDEN rv_status rv_hnsw_verify(const rv_hnsw *h, rv_err *err);
+
+/* ---- hnsw_search.c --------------------------------------------------- */
+
+/* Begin a traversal: a fresh visited epoch, empty heaps. */
+RV_HIDDEN void rv_hnsw_scratch_reset(rv_hnsw_scratch *s);
+
+/* Greedy walk at `level` from *ep (distance *ep_dist) to a local minimum
+ * for q, never stepping on `skip` (RV_HNSW_NONE for none). locked: copy
+ * each list under its stripe (batch insert). */
+RV_HIDDEN void rv_hnsw_greedy(const rv_hnsw *h, rv_hnsw_scratch *s, const float *q, unsigned level,
+			      uint32_t skip, uint32_t *ep, float *ep_dist, bool locked);
+
+/* Put the entry node of a beam search into s: visited, a candidate, and a
+ * result when accepted. */
+RV_HIDDEN void rv_hnsw_seed(const rv_hnsw *h, rv_hnsw_scratch *s, uint32_t ep, float ep_dist,
+			    rv_accept_fn accept, void *ctx);
+
+/* Beam search at `level` from what rv_hnsw_seed put in s: on return s->res
+ * holds the best ef accepted nodes reached (max-heap). Rejected nodes are
+ * expanded but never enter res. When the candidate heap must grow and
+ * cannot: with must_grow, stop and return false; without, drop that
+ * candidate (the insert path, which must not fail once linking began). */
+RV_HIDDEN bool rv_hnsw_search_layer(const rv_hnsw *h, rv_hnsw_scratch *s, const float *q,
+				    unsigned level, size_t ef, rv_accept_fn accept, void *ctx,
+				    bool locked, bool must_grow);
+
+/* Empty s->res into s->sel, nearest first; returns the number moved. */
+RV_HIDDEN size_t rv_hnsw_drain_sorted(rv_hnsw_scratch *s);
+
+/* ---- hnsw_insert.c --------------------------------------------------- */
+
+/* The heuristic neighbour selection: from sel[0..n) sorted by distance to
+ * the base node, keep a candidate only if it is closer to the base than to
+ * every neighbour kept so far; at most max. Writes kept[], returns count. */
+RV_HIDDEN uint32_t rv_hnsw_select(const rv_hnsw *h, const rv_hnsw_cand *sel, size_t n,
+				  uint32_t max, uint32_t *kept);
+
+/* Replace the list of `node` at `level` by the selection among cand[0..n)
+ * (slots; stale ones, node itself and repeats are skipped). Uses s->sel.
+ * The caller holds the node's stripe when other threads run. */
+RV_HIDDEN void rv_hnsw_reselect(const rv_hnsw *h, rv_hnsw_scratch *s, uint32_t node, unsigned level,
+				const uint32_t *cand, size_t n);
+
+/* Link slot (lv already set, upper block in place, lists empty) into the
+ * graph. Never fails. locked: other threads insert at the same time. */
+RV_HIDDEN void rv_hnsw_link(rv_hnsw *h, rv_hnsw_scratch *s, uint32_t slot, unsigned level,
+			    bool locked);
+
+#endif /* RV_HNSW_INT_H */

@@ -1,0 +1,251 @@
+/*
+ * hnsw_search.c - graph traversal: the greedy descent through the upper
+ * levels, the ef-bounded beam search of one level, and rv_hnsw_search.
+ *
+ * The beam search keeps two binary heaps in the scratch: a min-heap of
+ * candidates still to expand and a max-heap of the best ef results (worst
+ * at the root, so a full result set rejects a farther node in O(1)). A
+ * node is visited once per traversal, tracked by an epoch stamp per slot
+ * so that starting a traversal costs nothing.
+ *
+ * Filtering: with an accept callback, rejected nodes are still expanded
+ * (they are routes through the graph) but only accepted ones enter the
+ * results. As in hnswlib, the loop stops when the nearest unexpanded
+ * candidate is farther than the worst result while the results are full;
+ * with a selective filter the results fill late, so the traversal visits
+ * more of the graph, which is what keeps filtered recall up.
+ *
+ * Every neighbour read is checked against lv (present, with a list at this
+ * level), so edges left pointing to deleted slots are never followed and
+ * never returned.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "index/hnsw_int.h"
+
+void rv_hnsw_scratch_reset(rv_hnsw_scratch *s)
+{
+	/* On wrap, old stamps could equal the new epoch: clear them all. */
+	if (++s->epoch == 0) {
+		memset(s->mark, 0, s->mark_cap * sizeof *s->mark);
+		s->epoch = 1;
+	}
+	s->cand_n = 0;
+	s->res_n = 0;
+}
+
+/* The list of slot at level; under threads, a copy taken under its
+ * stripe, since another thread may be rewriting it. */
+static inline const uint32_t *read_list(const rv_hnsw *h, rv_hnsw_scratch *s, uint32_t slot,
+					unsigned level, bool locked)
+{
+	const uint32_t *list = rv_hnsw_links(h, slot, level);
+	if (!locked)
+		return list;
+	pthread_mutex_t *mu = rv_hnsw_stripe(h, slot);
+	pthread_mutex_lock(mu);
+	memcpy(s->nbuf, list, (size_t)(list[0] + 1) * sizeof *list);
+	pthread_mutex_unlock(mu);
+	return s->nbuf;
+}
+
+void rv_hnsw_greedy(const rv_hnsw *h, rv_hnsw_scratch *s, const float *q, unsigned level,
+		    uint32_t skip, uint32_t *ep, float *ep_dist, bool locked)
+{
+	const float *const *vp = h->vecs->ptr;
+	uint32_t cur = *ep;
+	float cur_dist = *ep_dist;
+	bool moved = true;
+	while (moved) {
+		moved = false;
+		const uint32_t *list = read_list(h, s, cur, level, locked);
+		uint32_t cnt = list[0];
+		for (uint32_t j = 0; j < cnt; j++) {
+			uint32_t n = list[1 + j];
+			if (rv_hnsw_lv(h, n) <= level || n == skip)
+				continue;
+			float d = rv_hnsw_dist(h, q, vp[n]);
+			if (d < cur_dist) {
+				cur_dist = d;
+				cur = n;
+				moved = true;
+			}
+		}
+	}
+	*ep = cur;
+	*ep_dist = cur_dist;
+}
+
+void rv_hnsw_seed(const rv_hnsw *h, rv_hnsw_scratch *s, uint32_t ep, float ep_dist,
+		  rv_accept_fn accept, void *ctx)
+{
+	s->mark[ep] = s->epoch;
+	rv_hnsw_minheap_push(s->cand, &s->cand_n, (rv_hnsw_cand){ ep_dist, ep });
+	if (!accept || accept(ctx, ep))
+		rv_hnsw_maxheap_push(s->res, &s->res_n, (rv_hnsw_cand){ ep_dist, ep });
+}
+
+/* Restore the min-heap property over cand[0..n) after arbitrary removals. */
+static void min_heapify(rv_hnsw_cand *hp, size_t n)
+{
+	for (size_t start = n / 2; start-- > 0;) {
+		rv_hnsw_cand x = hp[start];
+		size_t i = start;
+		for (;;) {
+			size_t c = 2 * i + 1;
+			if (c >= n)
+				break;
+			if (c + 1 < n && hp[c + 1].dist < hp[c].dist)
+				c++;
+			if (x.dist <= hp[c].dist)
+				break;
+			hp[i] = hp[c];
+			i = c;
+		}
+		hp[i] = x;
+	}
+}
+
+/* Make room for one more candidate. With full results, candidates farther
+ * than the worst result can never be expanded (the loop stops before
+ * them), so they are dropped first; that bounds the heap near ef without a
+ * filter. Growing is the fallback (selective filters keep results short). */
+static bool cand_room(const rv_hnsw *h, rv_hnsw_scratch *s, size_t ef, float worst)
+{
+	if (s->cand_n < s->cand_cap)
+		return true;
+	if (s->res_n == ef) {
+		size_t keep = 0;
+		for (size_t i = 0; i < s->cand_n; i++)
+			if (s->cand[i].dist <= worst)
+				s->cand[keep++] = s->cand[i];
+		if (keep < s->cand_n) {
+			s->cand_n = keep;
+			min_heapify(s->cand, keep);
+			return true;
+		}
+	}
+	size_t old = s->cand_cap;
+	void *p = s->cand;
+	if (!rv_grow(h->a, &p, &s->cand_cap, old + 1, sizeof *s->cand))
+		return false;
+	s->cand = p;
+	s->bytes += (s->cand_cap - old) * sizeof *s->cand;
+	return true;
+}
+
+bool rv_hnsw_search_layer(const rv_hnsw *h, rv_hnsw_scratch *s, const float *q, unsigned level,
+			  size_t ef, rv_accept_fn accept, void *ctx, bool locked, bool must_grow)
+{
+	const float *const *vp = h->vecs->ptr;
+	uint32_t *mark = s->mark;
+	const uint32_t epoch = s->epoch;
+	float worst = s->res_n ? s->res[0].dist : INFINITY;
+	uint32_t todo[2 * RV_HNSW_M_MAX];
+
+	while (s->cand_n) {
+		if (s->res_n == ef && s->cand[0].dist > worst)
+			break;
+		rv_hnsw_cand c = rv_hnsw_minheap_pop(s->cand, &s->cand_n);
+		const uint32_t *list = read_list(h, s, c.slot, level, locked);
+		uint32_t cnt = list[0];
+
+		/* First pass: pick the unvisited live neighbours and start
+		 * fetching their vectors, so the distance pass below finds
+		 * them in cache instead of stalling on each in turn. */
+		uint32_t nt = 0;
+		for (uint32_t j = 0; j < cnt; j++) {
+			uint32_t n = list[1 + j];
+			if (mark[n] == epoch || rv_hnsw_lv(h, n) <= level)
+				continue;
+			mark[n] = epoch;
+			todo[nt++] = n;
+			RV_HNSW_PREFETCH(vp[n]);
+		}
+
+		for (uint32_t j = 0; j < nt; j++) {
+			uint32_t n = todo[j];
+			float d = rv_hnsw_dist(h, q, vp[n]);
+			if (s->res_n == ef && d >= worst)
+				continue;
+			if (!cand_room(h, s, ef, worst)) {
+				if (must_grow)
+					return false;
+				continue;
+			}
+			rv_hnsw_minheap_push(s->cand, &s->cand_n, (rv_hnsw_cand){ d, n });
+			if (accept && !accept(ctx, n))
+				continue;
+			rv_hnsw_maxheap_push(s->res, &s->res_n, (rv_hnsw_cand){ d, n });
+			if (s->res_n > ef)
+				rv_hnsw_maxheap_pop(s->res, &s->res_n);
+			worst = s->res[0].dist;
+		}
+	}
+	return true;
+}
+
+size_t rv_hnsw_drain_sorted(rv_hnsw_scratch *s)
+{
+	size_t n = s->res_n;
+	/* Popping the max-heap yields farthest first: fill from the back. */
+	for (size_t i = n; i-- > 0;)
+		s->sel[i] = rv_hnsw_maxheap_pop(s->res, &s->res_n);
+	return n;
+}
+
+rv_status rv_hnsw_search(rv_hnsw_hit *hits, size_t cap, size_t *n, const rv_hnsw *h,
+			 const float *query, size_t k, size_t ef, rv_accept_fn accept, void *ctx,
+			 rv_err *err)
+{
+	rv_status st = RV_OK;
+	rv_hnsw_scratch *s = NULL;
+	if (n)
+		*n = 0;
+	if (!h || !query || !n || (!hits && k))
+		return rv_err_set(err, RV_EINVAL, "hnsw search: NULL argument");
+	if (k == 0)
+		return rv_err_set(err, RV_EINVAL, "hnsw search: k must be at least 1");
+	if (cap < k) {
+		*n = k;
+		return rv_err_set(err, RV_EBUFS, "hnsw search: room for %zu hits, k is %zu", cap, k);
+	}
+	if (h->count == 0)
+		return RV_OK;
+
+	/* The result set never needs to exceed the graph. */
+	size_t ef_eff = ef > k ? ef : k;
+	if (ef_eff > h->count)
+		ef_eff = (size_t)h->count;
+	s = rv_hnsw_acquire(h, ef_eff);
+	if (!s)
+		return rv_err_nomem(err);
+
+	const float *const *vp = h->vecs->ptr;
+	uint32_t ep = h->entry;
+	float ep_dist = rv_hnsw_dist(h, query, vp[ep]);
+	for (int l = h->max_level; l > 0; l--)
+		rv_hnsw_greedy(h, s, query, (unsigned)l, RV_HNSW_NONE, &ep, &ep_dist, false);
+
+	rv_hnsw_scratch_reset(s);
+	rv_hnsw_seed(h, s, ep, ep_dist, accept, ctx);
+	if (!rv_hnsw_search_layer(h, s, query, 0, ef_eff, accept, ctx, false, true)) {
+		st = rv_err_nomem(err);
+		goto done;
+	}
+	size_t got = rv_hnsw_drain_sorted(s);
+	if (got > k)
+		got = k;
+	for (size_t i = 0; i < got; i++)
+		hits[i] = (rv_hnsw_hit){ s->sel[i].slot, s->sel[i].dist };
+	*n = got;
+done:
+	rv_hnsw_release(h, s);
+	return st;
+}
+
+float rv_hnsw_distance(const rv_hnsw *h, const float *query, uint32_t slot)
+{
+	return rv_hnsw_dist(h, query, h->vecs->ptr[slot]);
+}
