@@ -129,7 +129,7 @@ int rv_args_parse(const char *cmd, int argc, char **argv, const rv_arg_spec *spe
 		}
 		if (!value) {
 			if (i + 1 >= argc) {
-				rv_cli_usage(cmd, "option '%s' needs a value", s->name);
+				rv_cli_usage(cmd, "option '%s' needs a value", a);
 				return RV_ARGS_USAGE;
 			}
 			value = argv[++i];

@@ -89,20 +89,42 @@ typedef struct printer {
 	size_t printed; /* queries printed so far */
 } printer;
 
-/* Print s, cut to the terminal width at a UTF-8 character boundary. */
-static void put_line(const printer *p, char *s, size_t len)
+/* Terminal columns of UTF-8 text: one per character (continuation bytes
+ * do not count). Wide characters are rare in ids; they count as one. */
+static size_t columns(const char *s, size_t len)
+{
+	size_t c = 0;
+	for (size_t i = 0; i < len; i++)
+		c += ((unsigned char)s[i] & 0xC0) != 0x80;
+	return c;
+}
+
+/* Print s, on a terminal cut to its width at a character boundary. */
+static void put_line(const printer *p, const char *s, size_t len)
 {
 	size_t room = p->width > 4 ? (size_t)p->width - 1 : 79;
-	if (p->tty && len > room) {
-		size_t cut = room - 3;
-		while (cut > 0 && ((unsigned char)s[cut] & 0xC0) == 0x80)
-			cut--;
+	if (p->tty && columns(s, len) > room) {
+		size_t cut = 0, cols = 0;
+		while (cut < len) {
+			if (((unsigned char)s[cut] & 0xC0) != 0x80 && ++cols > room - 3)
+				break;
+			cut++;
+		}
 		fwrite(s, 1, cut, stdout);
 		fputs("...\n", stdout);
 		return;
 	}
 	fwrite(s, 1, len, stdout);
 	fputc('\n', stdout);
+}
+
+/* s left-aligned in a field of `width` terminal columns. */
+static void put_padded(FILE *f, const char *s, size_t width)
+{
+	size_t len = strlen(s);
+	fputs(s, f);
+	for (size_t c = columns(s, len); c < width; c++)
+		fputc(' ', f);
 }
 
 static void print_json(const printer *p, const rv_results *res)
@@ -135,12 +157,14 @@ static void print_table(printer *p, const rv_results *res)
 {
 	const rv_hit *h = rv_results_hits(res);
 	size_t n = rv_results_count(res);
-	int idw = 2;
+	size_t idw = 2;
 	for (size_t i = 0; i < n; i++) {
-		int l = (int)strlen(h[i].id);
-		if (l > idw)
-			idw = l > 36 ? 36 : l;
+		size_t c = columns(h[i].id, strlen(h[i].id));
+		if (c > idw)
+			idw = c > 36 ? 36 : c;
 	}
+	/* Pad the score only when another column follows it. */
+	bool more = p->payload || p->vector;
 	if (p->headers)
 		printf("%squery %zu: %zu hit%s\n", p->printed ? "\n" : "", p->printed + 1, n,
 		       n == 1 ? "" : "s");
@@ -151,18 +175,25 @@ static void print_table(printer *p, const rv_results *res)
 		rv_cli_fail("out of memory");
 		return;
 	}
-	fprintf(f, "%4s  %-*s  %-15s%s%s", "rank", idw, "id", "score", p->payload ? "  payload" : "",
+	fputs("rank  ", f);
+	put_padded(f, "id", idw);
+	fprintf(f, "  %-*s%s%s", more ? 15 : 0, "score", p->payload ? "  payload" : "",
 		p->vector ? "  vector" : "");
 	fflush(f);
 	put_line(p, line, len);
 	for (size_t i = 0; i < n; i++) {
 		rewind(f);
-		fprintf(f, "%4zu  %-*s  %-15.9g", i + 1, idw, h[i].id, (double)h[i].score);
+		fprintf(f, "%4zu  ", i + 1);
+		put_padded(f, h[i].id, idw);
+		fprintf(f, "  %-*.9g", more ? 15 : 0, (double)h[i].score);
 		if (p->payload)
 			fprintf(f, "  %s", h[i].payload ? h[i].payload : "-");
-		if (p->vector && h[i].vector) {
+		if (p->vector) {
 			fputs("  ", f);
-			rv_json_floats(f, h[i].vector, p->dim);
+			if (h[i].vector)
+				rv_json_floats(f, h[i].vector, p->dim);
+			else
+				fputs("-", f);
 		}
 		fflush(f);
 		/* rewind does not shrink a memstream; the length is the write

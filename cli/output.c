@@ -151,7 +151,10 @@ rv_status rv_parse_vector(const char *text, float **out, size_t *n, rv_err *err)
 		p++;
 	if (!*p)
 		return rv_err_set(err, RV_EINVAL, "empty vector");
-	if (*p == '[')
+	/* Anything that starts like JSON is parsed as JSON, so an object gets
+	 * "expected a JSON array" rather than a complaint about its first
+	 * character. */
+	if (*p == '[' || *p == '{' || *p == '"')
 		return parse_json_vector(p, out, n, err);
 	return parse_bare_vector(p, out, n, err);
 }

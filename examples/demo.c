@@ -30,8 +30,9 @@
 
 #define K_SIMILAR 5
 #define K_RECALL 10
-#define TITLE_COLS 54
-#define CATEGORY_COLS 26
+#define TITLE_COLS 48
+#define CATEGORY_COLS 28
+#define FILTER_REPEAT 21
 #define MIN_RECALL 0.90 /* below this the demo reports a failure */
 
 /* Documents whose neighbours the demo shows: one from each of several
@@ -190,6 +191,12 @@ static size_t corpus_find(const corpus *c, const char *id)
 	return (size_t)-1;
 }
 
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return (x > y) - (x < y);
+}
+
 /* A string field of a payload's JSON text, or "" (the caller frees). */
 static char *payload_field(const char *json, const char *key)
 {
@@ -340,7 +347,7 @@ static int show_filtered(rv_db *db, const corpus *c, size_t q, const char *filte
 		for (size_t j = 0; j < ncats; j++)
 			members += strcmp(c->categories[i], cats[j]) == 0;
 
-	printf("\n  filter %s  (%zu document%s match%s)\n", filter, members,
+	printf("\n  filter %s\n  (%zu document%s match%s)\n", filter, members,
 	       members == 1 ? "" : "s", members == 1 ? "es" : "");
 	rv_search_opts so = RV_SEARCH_OPTS_INIT;
 	so.k = k;
@@ -353,6 +360,21 @@ static int show_filtered(rv_db *db, const corpus *c, size_t q, const char *filte
 		fprintf(stderr, "demo: filtered search %s: %s\n", filter, rv_errmsg(db));
 		goto done;
 	}
+	/* The first call may pay for work done once per handle; time a few
+	 * more to show the steady state. */
+	double again[FILTER_REPEAT];
+	for (int i = 0; i < FILTER_REPEAT; i++) {
+		rv_results *r2 = NULL;
+		double t1 = now_sec();
+		st = rv_db_search(&r2, db, c->vectors + q * c->dim, &so);
+		again[i] = (now_sec() - t1) * 1e6;
+		rv_results_free(r2);
+		if (st != RV_OK) {
+			fprintf(stderr, "demo: filtered search %s: %s\n", filter, rv_errmsg(db));
+			goto done;
+		}
+	}
+	qsort(again, FILTER_REPEAT, sizeof *again, cmp_double);
 	hits_header();
 	const rv_hit *h = rv_results_hits(r);
 	size_t n = rv_results_count(r);
@@ -367,7 +389,9 @@ static int show_filtered(rv_db *db, const corpus *c, size_t q, const char *filte
 		free(cat);
 	}
 	size_t want = members < k ? members : k;
-	printf("  -> %zu hits (expected %zu), %zu outside the filter, %.0f us\n", n, want, bad, us);
+	printf("  -> %zu hit%s (expected %zu), %zu outside the filter; %.0f us, then %.0f us "
+	       "(median of %d)\n", n, n == 1 ? "" : "s", want, bad, us, again[FILTER_REPEAT / 2],
+	       FILTER_REPEAT);
 	if (n != want || bad != 0) {
 		fprintf(stderr, "demo: filtered search %s returned %zu hits (%zu not matching), "
 			"expected %zu matching\n", filter, n, bad, want);
@@ -552,11 +576,12 @@ int main(int argc, char **argv)
 	size_t fq = corpus_find(&c, demo_queries[3]);
 	heading("Filtered search: the \"Chart with Filter Bar\" query, restricted by payload");
 	static const char *const one[] = { "Sapui5" };
-	static const char *const two[] = { "Btp Fiori Tools", "Fiori Samples" };
+	static const char *const two[] = { "Sap Fe Test Api", "Fiori Extension Instructions" };
 	static const char *const rare[] = { "Opa5 Docu" };
 	if (show_filtered(db, &c, fq, "{\"category\": \"Sapui5\"}", one, 1, K_SIMILAR) != 0 ||
 	    show_filtered(db, &c, fq,
-			  "{\"category\": {\"$in\": [\"Btp Fiori Tools\", \"Fiori Samples\"]}}",
+			  "{\"category\": {\"$in\": [\"Sap Fe Test Api\", "
+			  "\"Fiori Extension Instructions\"]}}",
 			  two, 2, K_SIMILAR) != 0 ||
 	    show_filtered(db, &c, fq, "{\"category\": {\"$in\": [\"Opa5 Docu\", \"Nowhere\"]}}",
 			  rare, 1, K_SIMILAR) != 0)

@@ -6,11 +6,15 @@
  * for a collection dimension of 2, so the dimension checks run too. The
  * rest is the file. Every row handed out is touched so that the sanitizers
  * see any pointer into freed or unfilled memory.
+ *
+ * Low bits 7 instead feed the rest, as text, to the query-vector parser of
+ * `ruvector search --vector` (cli/output.c).
  */
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "cli.h"
 #include "import.h"
 
 static const rv_import_format formats[] = { RV_IMPORT_FVECS, RV_IMPORT_BVECS, RV_IMPORT_NPY,
@@ -23,6 +27,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size < 1)
 		return 0;
+	if ((data[0] & 7) == 7) {
+		char *text = rv_strndup(NULL, (const char *)data + 1, size - 1);
+		float *v = NULL;
+		size_t n = 0;
+		rv_err err = { "" };
+		if (text && rv_parse_vector(text, &v, &n, &err) == RV_OK && (n == 0 || n > RV_MAX_DIM))
+			__builtin_trap();
+		rv_dealloc(NULL, v);
+		rv_dealloc(NULL, text);
+		return 0;
+	}
 	rv_import_opts o = RV_IMPORT_OPTS_INIT;
 	o.format = formats[(data[0] & 7) % 5];
 	o.csv_header = modes[(data[0] >> 3) & 3];

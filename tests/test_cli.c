@@ -283,6 +283,8 @@ TEST(import_formats)
 	CHECK_MSG(strncmp(r.out, "created f.rvf", 13) == 0 && strstr(r.out, "\nimported 40 points in "),
 		  "%s", r.out);
 	CHECK(strstr(r.out, " s (") && strstr(r.out, "/s)\n"));
+	/* stderr is not a terminal here: no progress line, nothing at all. */
+	CHECK_MSG(r.err[0] == 0, "%s", r.err);
 	run_free(&r);
 	r = sh("get f.rvf 139 --json");
 	CHECK_RUN(r, 0);
@@ -444,7 +446,7 @@ TEST(search_recall)
 	write_jsonl("q.jsonl", qs, nq, dim, false);
 	int *gt = rv_test_ground_truth(base, n, qs, nq, dim, k, RV_METRIC_L2);
 
-	run r = sh("create r.rvf --dim 32 --metric l2 && '%s' import r.rvf base.fvecs -q", BIN);
+	run r = sh("create r.rvf --dim 32 --metric l2 && '%s' import r.rvf base.fvecs -q --threads 2", BIN);
 	CHECK_RUN(r, 0);
 	CHECK_MSG(strstr(r.out, "imported 5000 points"), "%s", r.out);
 	run_free(&r);

@@ -6,7 +6,8 @@
  * from a file, with batch sizes that split the input at awkward places; the
  * ids, vectors and payloads that come out are compared with what went in.
  * Each malformed input must fail with a message naming the row or line and
- * the problem.
+ * the problem. The command's option parser and JSON helpers, which live in
+ * the same support library, are checked at the end.
  */
 #include "harness.h"
 
@@ -14,6 +15,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "cli.h"
 #include "import.h"
 #include "progress.h"
 #include "util/util.h"
@@ -898,5 +900,107 @@ TEST(progress_draw)
 	rv_progress_finish(&p);
 	fclose(f);
 	CHECK(len == 0);
+	free(text);
+}
+
+/* ======================================================================
+ * Option parser and output helpers (cli/args.c, cli/output.c)
+ * ==================================================================== */
+
+TEST(args_parse)
+{
+	const char *dim = NULL, *k = NULL;
+	bool json = false;
+	rv_arg_list vec = { 0 };
+	const rv_arg_spec specs[] = {
+		{ "--dim", NULL, RV_ARG_VALUE, &dim },
+		{ "--k", "-k", RV_ARG_VALUE, &k },
+		{ "--json", NULL, RV_ARG_FLAG, &json },
+		{ "--vector", NULL, RV_ARG_LIST, &vec },
+	};
+	const char *pos[3];
+	size_t npos;
+	char *argv1[] = { "t", "a.rvf", "--dim=7", "-k12", "--vector", "[1]", "-", "--json",
+			  "--vector=[2]", "--", "--dim", NULL };
+	int rc = rv_args_parse("t", 11, argv1, specs, 4, pos, 3, &npos);
+	CHECK(rc == RV_ARGS_OK);
+	CHECK(npos == 3 && strcmp(pos[0], "a.rvf") == 0 && strcmp(pos[1], "-") == 0 &&
+	      strcmp(pos[2], "--dim") == 0);
+	CHECK(strcmp(dim, "7") == 0 && strcmp(k, "12") == 0 && json);
+	CHECK(vec.n == 2 && strcmp(vec.items[0], "[1]") == 0 && strcmp(vec.items[1], "[2]") == 0);
+	rv_arg_list_free(&vec);
+
+	char *argv2[] = { "t", "-k", "3", "--dim", "5", NULL };
+	CHECK(rv_args_parse("t", 5, argv2, specs, 4, pos, 3, &npos) == RV_ARGS_OK);
+	CHECK(strcmp(k, "3") == 0 && strcmp(dim, "5") == 0 && npos == 0);
+	char *argv3[] = { "t", "x", "--help", NULL };
+	CHECK(rv_args_parse("t", 3, argv3, specs, 4, pos, 3, &npos) == RV_ARGS_HELP);
+	char *argv4[] = { "t", "--nope", NULL };
+	CHECK(rv_args_parse("t", 2, argv4, specs, 4, pos, 3, &npos) == RV_ARGS_USAGE);
+	char *argv5[] = { "t", "--dim", NULL };
+	CHECK(rv_args_parse("t", 2, argv5, specs, 4, pos, 3, &npos) == RV_ARGS_USAGE);
+	char *argv6[] = { "t", "--json=1", NULL };
+	CHECK(rv_args_parse("t", 2, argv6, specs, 4, pos, 3, &npos) == RV_ARGS_USAGE);
+	char *argv7[] = { "t", "a", "b", NULL };
+	CHECK(rv_args_parse("t", 3, argv7, specs, 4, pos, 1, &npos) == RV_ARGS_USAGE);
+
+	uint64_t v;
+	CHECK(rv_args_uint("t", "--n", "42", 1, 100, &v) && v == 42);
+	CHECK(!rv_args_uint("t", "--n", "-1", 0, 100, &v));
+	CHECK(!rv_args_uint("t", "--n", "1e3", 0, 10000, &v));
+	CHECK(!rv_args_uint("t", "--n", "101", 0, 100, &v));
+	CHECK(!rv_args_uint("t", "--n", "99999999999999999999999", 0, UINT64_MAX, &v));
+	CHECK(!rv_args_uint("t", "--n", "", 0, 100, &v));
+}
+
+TEST(parse_vector)
+{
+	float *v = NULL;
+	size_t n = 0;
+	rv_err err = { "" };
+	CHECK(rv_parse_vector(" [1, -2.5, 3e-2] ", &v, &n, &err) == RV_OK);
+	CHECK(n == 3 && v[0] == 1 && v[1] == -2.5f && v[2] == 3e-2f);
+	rv_dealloc(NULL, v);
+	CHECK(rv_parse_vector("0.5, 1,2", &v, &n, &err) == RV_OK);
+	CHECK(n == 3 && v[0] == 0.5f && v[2] == 2);
+	rv_dealloc(NULL, v);
+	const char *bad[][2] = {
+		{ "", "empty" },
+		{ "[1, 2", "invalid JSON" },
+		{ "[1, \"a\"]", "element 1 is not a number" },
+		{ "[1] x", "unexpected text after the array" },
+		{ "[]", "0 values" },
+		{ "{\"v\": 1}", "expected a JSON array" },
+		{ "1,,2", "element 1 is not a number" },
+		{ "1,2,", "element 2 is not a number" },
+		{ "[1e39]", "not a finite float" },
+		{ "1,inf", "not a finite float" },
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		v = NULL;
+		rv_status st = rv_parse_vector(bad[i][0], &v, &n, &err);
+		CHECK_MSG(st == RV_EINVAL && v == NULL, "'%s' accepted", bad[i][0]);
+		CHECK_MSG(strstr(err.msg, bad[i][1]), "'%s': %s", bad[i][0], err.msg);
+	}
+}
+
+TEST(json_output)
+{
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+	CHECK(f);
+	rv_json_string(f, "a\"b\\c\n\t\x01\xc3\xa9");
+	fputc(' ', f);
+	float vals[3] = { 0.1f, -3, 16777217.0f };
+	rv_json_floats(f, vals, 3);
+	fputc(' ', f);
+	rv_json_float(f, NAN);
+	fclose(f);
+	CHECK_MSG(strcmp(text, "\"a\\\"b\\\\c\\n\\t\\u0001\xc3\xa9\" [0.100000001,-3,16777216] null") == 0,
+		  "%s", text);
+	/* %.9g reads back as the same float. */
+	float back = strtof("0.100000001", NULL);
+	CHECK(back == 0.1f);
 	free(text);
 }
