@@ -302,7 +302,7 @@ static int show_similar(rv_db *db, const corpus *c, size_t q)
 	printf("\n  \"");
 	put_cols(title ? title : "", 64, 0);
 	printf("\"  [");
-	put_cols(cat ? cat : "", 26, 0);
+	put_cols(cat ? cat : "", CATEGORY_COLS, 0);
 	printf("]\n");
 	free(title);
 	free(cat);

@@ -24,6 +24,8 @@
 
 #include "store/rvf.h"
 
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
 static void on_finding(void *ctx, int ok, const char *msg)
 {
 	/* Touch the message so a bad pointer or a missing terminator shows. */

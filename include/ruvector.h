@@ -321,7 +321,7 @@ typedef struct rv_stats {
 	const char *simd;           /* distance kernels in use: "avx512", "avx2", "scalar" */
 } rv_stats;
 
-#define RV_STATS_INIT { sizeof(rv_stats) }
+#define RV_STATS_INIT { sizeof(rv_stats), 0, RV_METRIC_L2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, NULL }
 
 RV_API rv_status rv_db_stats(rv_stats *out, rv_db *db);
 

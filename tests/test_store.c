@@ -398,7 +398,7 @@ TEST(uncommitted_appends_are_a_torn_tail)
 	/* Appended segments are not readable through the handle. */
 	const uint8_t *p;
 	CHECK(rv_file_segment_data(&p, f, &r1, &err) == RV_EINVAL);
-	CHECK(strstr(err.msg, "appended after open") != NULL);
+	CHECK_MSG(strstr(err.msg, "appended later") != NULL, "%s", err.msg);
 	rv_file_close(f);
 	uint64_t torn = file_size(path);
 	CHECK(torn > h.c[3].end);
@@ -713,6 +713,184 @@ TEST(version_and_features)
 	CHECK(rv_file_open(&f, path, true, NULL, &err) == RV_ECORRUPT);
 	CHECK_MSG(strstr(err.msg, "not a ruvector file"), "%s", err.msg);
 	free(img);
+	unlink(path);
+}
+
+/* ======================================================================
+ * Files built byte by byte from docs/FORMAT.md
+ * ==================================================================== */
+
+typedef struct spec {
+	uint8_t b[4096];
+	size_t n;
+} spec;
+
+static void put_le(uint8_t *p, uint64_t v, int bytes)
+{
+	for (int i = 0; i < bytes; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void spec_u(spec *s, uint64_t v, int bytes)
+{
+	put_le(s->b + s->n, v, bytes);
+	s->n += (size_t)bytes;
+}
+
+/* Append a segment; returns its offset. */
+static uint64_t spec_segment(spec *s, uint8_t type, uint64_t id, const uint8_t *payload, size_t len)
+{
+	uint64_t off = s->n;
+	uint8_t *h = s->b + off;
+	memset(h, 0, 64);
+	memcpy(h, "RVFS", 4);
+	h[4] = 1;
+	h[5] = type;
+	put_le(h + 8, id, 8);
+	put_le(h + 16, len, 8);
+	put_le(h + 24, 1700000000000000000ull, 8);
+	h[32] = 1; /* XXH3-128 */
+	XXH128_hash_t x = XXH3_128bits(payload, len);
+	put_le(h + 40, x.low64, 8);
+	put_le(h + 48, x.high64, 8);
+	put_le(h + 60, (uint32_t)XXH3_64bits(h, 60), 4);
+	memcpy(s->b + off + 64, payload, len);
+	s->n = off + 64 + ((len + 63) & ~(size_t)63);
+	memset(s->b + off + 64 + len, 0, s->n - (off + 64 + len));
+	return off;
+}
+
+typedef struct spec_entry {
+	uint8_t type;
+	uint64_t id, offset, length;
+} spec_entry;
+
+/* A manifest payload; ext (may be NULL) is appended raw after the
+ * extension count ext_count. */
+static size_t spec_manifest(uint8_t *out, uint64_t gen, uint64_t prev, const char *state,
+			    const spec_entry *e, size_t n, uint32_t ext_count, const uint8_t *ext,
+			    size_t ext_len)
+{
+	spec m = { .n = 0 };
+	memcpy(m.b, "RVMF", 4);
+	m.n = 4;
+	spec_u(&m, 1, 2);
+	spec_u(&m, 0, 2);
+	spec_u(&m, gen, 8);
+	spec_u(&m, 1700000000000000001ull, 8);
+	spec_u(&m, prev, 8);
+	spec_u(&m, strlen(state), 8);
+	memcpy(m.b + m.n, state, strlen(state));
+	m.n += strlen(state);
+	spec_u(&m, n, 8);
+	for (size_t i = 0; i < n; i++) {
+		spec_u(&m, e[i].type, 1);
+		spec_u(&m, 0, 7);
+		spec_u(&m, e[i].id, 8);
+		spec_u(&m, e[i].offset, 8);
+		spec_u(&m, e[i].length, 8);
+	}
+	spec_u(&m, ext_count, 4);
+	if (ext_len)
+		memcpy(m.b + m.n, ext, ext_len);
+	m.n += ext_len;
+	memcpy(out, m.b, m.n);
+	return m.n;
+}
+
+/* header, manifest gen 1 (id 1), VEC (id 2), manifest gen 2 (id 3) naming
+ * the entries given (NULL: the VEC). Returns the status of a read-only
+ * open, and the message in err. */
+static rv_status open_spec_file(const char *path, const spec_entry *e, size_t n, uint64_t prev2,
+				uint32_t ext_count, const uint8_t *ext, size_t ext_len, rv_err *err,
+				uint64_t *gen)
+{
+	spec s = { .n = 0 };
+	craft_header(s.b, 1, 1, 64, 0, 0);
+	s.n = 64;
+	uint8_t mp[1024];
+	size_t ml = spec_manifest(mp, 1, 0, "", NULL, 0, 0, NULL, 0);
+	uint64_t m1 = spec_segment(&s, RV_SEG_MANIFEST, 1, mp, ml);
+	uint8_t vec[100];
+	fill(vec, sizeof vec, 5);
+	uint64_t v = spec_segment(&s, RV_SEG_VEC, 2, vec, sizeof vec);
+	spec_entry def = { RV_SEG_VEC, 2, v, sizeof vec };
+	if (!e) {
+		e = &def;
+		n = 1;
+	}
+	ml = spec_manifest(mp, 2, prev2 == UINT64_MAX ? m1 : prev2, "st", e, n, ext_count, ext,
+			   ext_len);
+	spec_segment(&s, RV_SEG_MANIFEST, 3, mp, ml);
+	if (!write_all(path, s.b, s.n))
+		return RV_ERROR;
+	rv_file *f;
+	rv_status st = rv_file_open(&f, path, true, NULL, err);
+	if (st == RV_OK) {
+		const rv_manifest *m = rv_file_manifest(f);
+		*gen = m->generation;
+		const uint8_t *p;
+		if (m->n_segs != n || rv_file_segment_data(&p, f, &m->segs[0], err) != RV_OK ||
+		    memcmp(p, vec, sizeof vec) != 0 || m->state_len != 2 || memcmp(m->state, "st", 2))
+			st = RV_ERROR;
+		rv_file_close(f);
+	}
+	return st;
+}
+
+TEST(spec_built_files)
+{
+	const char *path = rv_test_path("store_spec.rvf");
+	rv_err err;
+	uint64_t gen = 0;
+	rv_status st = open_spec_file(path, NULL, 0, UINT64_MAX, 0, NULL, 0, &err, &gen);
+	CHECK_MSG(st == RV_OK && gen == 2, "%s: %s", rv_status_str(st), err.msg);
+	CHECK(rv_file_verify(path, NULL, NULL, &err) == RV_OK);
+
+	/* An optional extension is skipped; a required one refuses. */
+	uint8_t ext[16 + 5] = { 0 };
+	put_le(ext, 77, 4);
+	put_le(ext + 8, 5, 8);
+	st = open_spec_file(path, NULL, 0, UINT64_MAX, 1, ext, sizeof ext, &err, &gen);
+	CHECK_MSG(st == RV_OK, "%s", err.msg);
+	put_le(ext + 4, 1, 4);
+	st = open_spec_file(path, NULL, 0, UINT64_MAX, 1, ext, sizeof ext, &err, &gen);
+	CHECK_MSG(st == RV_EVERSION && strstr(err.msg, "required extension"), "%s", err.msg);
+	/* Trailing bytes, or an extension running past the payload. */
+	st = open_spec_file(path, NULL, 0, UINT64_MAX, 0, ext, 3, &err, &gen);
+	CHECK_MSG(st == RV_ECORRUPT && strstr(err.msg, "trailing"), "%s", err.msg);
+	st = open_spec_file(path, NULL, 0, UINT64_MAX, 1, ext, 16, &err, &gen);
+	CHECK_MSG(st == RV_ECORRUPT && strstr(err.msg, "extension runs past"), "%s", err.msg);
+
+	/* Wrong link to the previous manifest. */
+	st = open_spec_file(path, NULL, 0, 0, 0, NULL, 0, &err, &gen);
+	CHECK_MSG(st == RV_ECORRUPT && strstr(err.msg, "previous manifest"), "%s", err.msg);
+	CHECK(rv_file_verify(path, NULL, NULL, &err) == RV_ECORRUPT);
+
+	/* Bad segment tables. VEC is at 64 + 128 = 192 with 100 bytes. */
+	spec_entry twice[] = { { RV_SEG_VEC, 2, 192, 100 }, { RV_SEG_VEC, 2, 192, 100 } };
+	st = open_spec_file(path, twice, 2, UINT64_MAX, 0, NULL, 0, &err, &gen);
+	CHECK_MSG(st == RV_ECORRUPT && strstr(err.msg, "segment 2 (VEC) at offset 192: named twice"),
+		  "%s", err.msg);
+	CHECK(rv_file_verify(path, NULL, NULL, &err) == RV_ECORRUPT);
+	spec_entry bad_len[] = { { RV_SEG_VEC, 2, 192, 99 } };
+	st = open_spec_file(path, bad_len, 1, UINT64_MAX, 0, NULL, 0, &err, &gen);
+	CHECK_MSG(st == RV_ECORRUPT && strstr(err.msg, "expects segment 2 (VEC), 99 bytes"), "%s",
+		  err.msg);
+	spec_entry bad_type[] = { { RV_SEG_META, 2, 192, 100 } };
+	st = open_spec_file(path, bad_type, 1, UINT64_MAX, 0, NULL, 0, &err, &gen);
+	CHECK_MSG(st == RV_ECORRUPT, "%s", err.msg);
+	spec_entry names_manifest[] = { { RV_SEG_MANIFEST, 1, 64, 52 } };
+	st = open_spec_file(path, names_manifest, 1, UINT64_MAX, 0, NULL, 0, &err, &gen);
+	CHECK_MSG(st == RV_ECORRUPT && strstr(err.msg, "names a MANIFEST segment"), "%s", err.msg);
+	CHECK(rv_file_verify(path, NULL, NULL, &err) == RV_ECORRUPT);
+	spec_entry nowhere[] = { { RV_SEG_VEC, 2, 200, 100 } };
+	st = open_spec_file(path, nowhere, 1, UINT64_MAX, 0, NULL, 0, &err, &gen);
+	CHECK_MSG(st == RV_ECORRUPT && strstr(err.msg, "missing"), "%s", err.msg);
+	/* A segment at or after the manifest cannot be named by it. */
+	spec_entry itself[] = { { RV_SEG_VEC, 3, 384, 0 } };
+	st = open_spec_file(path, itself, 1, UINT64_MAX, 0, NULL, 0, &err, &gen);
+	CHECK_MSG(st == RV_ECORRUPT && strstr(err.msg, "missing"), "%s", err.msg);
 	unlink(path);
 }
 

@@ -62,11 +62,18 @@ rv_status rv_hnsw_new(rv_hnsw **out, const rv_hnsw_params *p, const rv_vecs *vec
 	*out = NULL;
 	st = check_params(p, vecs, err);
 	if (st != RV_OK)
-		return st;
+		goto done;
 
 	h = rv_calloc(a, 1, sizeof *h);
-	if (!h)
-		return rv_err_nomem(err);
+	if (!h) {
+		st = rv_err_nomem(err);
+		goto done;
+	}
+	h->stripes = rv_malloc(a, RV_HNSW_STRIPES * sizeof *h->stripes);
+	if (!h->stripes) {
+		st = rv_err_nomem(err);
+		goto done;
+	}
 	h->p = *p;
 	h->vecs = vecs;
 	h->a = a;
@@ -82,19 +89,18 @@ rv_status rv_hnsw_new(rv_hnsw **out, const rv_hnsw_params *p, const rv_vecs *vec
 	h->level_mult = 1.0 / log((double)p->m);
 	h->entry = RV_HNSW_NONE;
 	h->max_level = -1;
-
-	h->stripes = rv_malloc(a, RV_HNSW_STRIPES * sizeof *h->stripes);
-	if (!h->stripes) {
-		rv_dealloc(a, h);
-		return rv_err_nomem(err);
-	}
 	/* Default mutexes cannot fail to initialise on the platforms we
-	 * build for; a failure would surface as a lock error, never silently. */
+	 * build for (glibc and musl only store the attributes). */
 	for (size_t i = 0; i < RV_HNSW_STRIPES; i++)
 		pthread_mutex_init(&h->stripes[i], NULL);
 	pthread_mutex_init(&h->global, NULL);
 	pthread_mutex_init(&h->pool_mu, NULL);
 	*out = h;
+	h = NULL;
+done:
+	if (h)
+		rv_dealloc(a, h->stripes);
+	rv_dealloc(a, h);
 	return st;
 }
 
@@ -250,7 +256,7 @@ rv_hnsw_scratch *rv_hnsw_acquire(const rv_hnsw *h, size_t ef)
 	if (!s)
 		return NULL;
 
-	size_t ef1 = ef + 1, sel_need = 3 * (size_t)h->l0_stride;
+	size_t ef1 = ef + 1, sel_need = 4 * (size_t)h->l0_stride;
 	if (sel_need < ef1)
 		sel_need = ef1;
 	if (!grow_exact(h->a, (void **)&s->mark, &s->mark_cap, h->cap, sizeof *s->mark, &s->bytes) ||
@@ -485,8 +491,7 @@ done:
 	for (unsigned t = 0; t < nt; t++)
 		if (scratch[t])
 			rv_hnsw_release(h, scratch[t]);
-	if (h)
-		rv_dealloc(h->a, seen);
+	rv_dealloc(h->a, seen);
 	if (st == RV_OK && progress)
 		progress(progress_ctx, n, n);
 	return st;

@@ -2,25 +2,33 @@
  * hnsw_delete.c - removing a node and repairing the graph around it.
  *
  * Marking a node deleted and leaving it in place (as hnswlib does) makes
- * every later search pay for the dead nodes and lets recall decay; here the
- * node really leaves the graph. At each of its levels, the nodes that link
- * to it are found among its neighbours and their neighbours (HNSW links are
- * mostly reciprocal, so in-links come almost always from that two-hop
- * ring), and each of them chooses its list again, with the insert
- * heuristic, among its remaining links and the removed node's links: the
- * hole is bridged by the removed node's own neighbourhood.
+ * every later search pay for the dead nodes; here the node really leaves
+ * the graph, and the holes are mended so that recall does not decay.
  *
- * The repaired node also gets back links from the nodes it newly chose,
- * as after an insert; without them every delete lowers the in-degree
- * around the hole and recall drifts down.
+ * At each level of the removed node, the nodes that link to it are looked
+ * for among its neighbours and their neighbours (HNSW links are mostly
+ * reciprocal, so in-links come almost always from that two-hop ring). Each
+ * one that links to it keeps its other links untouched and gets
+ * replacements for the lost one from the removed node's own links: first
+ * those the insert heuristic accepts next to the links it still has (they
+ * cover the direction of the hole), then the nearest, up to the length its
+ * list had. The nodes it newly links to get a link back, as after an
+ * insert.
  *
- * An in-link the two-hop ring misses stays behind as a stale edge. It is
- * harmless to searches (they check lv before following an edge) and
- * rv_hnsw_save never writes it. A later repair that meets a list holding
- * stale edges treats them like the node being removed: they go, and at
+ * Why not choose the whole list again with the heuristic: a list built by
+ * inserts also holds links that were appended without pruning, among them
+ * the long links between clusters made while the graph was small. Pruning
+ * every repaired list removes them a few at a time, and after deleting the
+ * oldest half of a clustered set (the hubs), searches from the entry point
+ * no longer reach the other clusters at a useful ef. Keeping the list
+ * length matters as much: lists chosen by the heuristic alone shrink to
+ * about 60% of what inserts leave.
+ *
+ * An in-link the two-hop ring misses stays behind as a stale edge. Searches
+ * never follow it (they check lv) and rv_hnsw_save never writes it. A later
+ * repair that meets stale edges in a list replaces them too, using at
  * level 0 the removed slot's old list, which nothing writes after its
- * delete, offers replacements. Without that, deleting hubs (nodes with
- * many in-links) left their in-neighbours short of links.
+ * delete.
  *
  * When the entry point goes, a node of the same level replaces it (one of
  * its neighbours on the top level when it has any, else a scan), and the
@@ -49,52 +57,77 @@ static void link_back(rv_hnsw *h, rv_hnsw_scratch *s, uint32_t n, unsigned level
 	rv_hnsw_reselect(h, s, n, level, buf, cnt + 1);
 }
 
-/* If node links to gone (or to any other absent slot) at level, choose
- * its list again among its other links, gone's links (gn[0..gn_n)) and,
- * at level 0, the frozen lists of the other absent slots; then link back
- * from the nodes it newly chose. */
+/* Whether x is among list[0..n). */
+static bool has(const uint32_t *list, uint32_t n, uint32_t x)
+{
+	for (uint32_t i = 0; i < n; i++)
+		if (list[i] == x)
+			return true;
+	return false;
+}
+
+/* If node links to gone (or to any other absent slot) at level, replace
+ * those links (see the top): candidates are gone's links (gn[0..gn_n))
+ * and, at level 0, the frozen lists of the other absent slots it linked
+ * to. */
 static void repair(rv_hnsw *h, rv_hnsw_scratch *s, uint32_t node, unsigned level, uint32_t gone,
 		   const uint32_t *gn, uint32_t gn_n)
 {
-	uint32_t buf[3 * 2 * RV_HNSW_M_MAX], added[2 * RV_HNSW_M_MAX];
-	size_t room = 3 * (size_t)h->m0;
+	const float *const *vp = h->vecs->ptr;
+	const float *nv = vp[node];
+	uint32_t old[2 * RV_HNSW_M_MAX], added[2 * RV_HNSW_M_MAX];
 	uint32_t *list = rv_hnsw_links(h, node, level);
-	uint32_t cnt = list[0], nb = 0;
-	bool linked = false;
-	for (uint32_t j = 0; j < cnt; j++) {
-		uint32_t x = list[1 + j];
-		if (x == gone || rv_hnsw_lv(h, x) <= level)
-			linked = true;
-		else
-			buf[nb++] = x;
-	}
-	if (!linked)
+	uint32_t cnt = list[0], keep = 0;
+	memcpy(old, list + 1, cnt * sizeof *old);
+	for (uint32_t j = 0; j < cnt; j++)
+		if (old[j] != gone && rv_hnsw_lv(h, old[j]) > level)
+			list[1 + keep++] = old[j];
+	if (keep == cnt)
 		return;
-	size_t nc = nb;
-	for (uint32_t i = 0; i < gn_n && nc < room; i++)
-		buf[nc++] = gn[i];
-	if (level == 0) {
-		for (uint32_t j = 0; j < cnt; j++) {
-			uint32_t x = list[1 + j];
-			if (x == gone || rv_hnsw_lv(h, x))
-				continue;
-			const uint32_t *xl = rv_hnsw_links(h, x, 0);
-			for (uint32_t i = 0; i < xl[0] && nc < room; i++)
-				buf[nc++] = xl[1 + i];
+	list[0] = keep;
+
+	/* Candidates with their distance to node, nearest first. */
+	size_t ns = 0, room = s->sel_cap;
+	for (uint32_t pass = 0; pass < 2; pass++) {
+		for (uint32_t j = 0; j < (pass ? cnt : 1); j++) {
+			const uint32_t *from = gn;
+			uint32_t from_n = gn_n;
+			if (pass) {
+				/* Level 0 only: the list of an absent slot stays as
+				 * it was at its delete (nothing writes it since). */
+				if (level || old[j] == gone || rv_hnsw_lv(h, old[j]))
+					continue;
+				const uint32_t *fl = rv_hnsw_links(h, old[j], 0);
+				from = fl + 1;
+				from_n = fl[0];
+			}
+			for (uint32_t i = 0; i < from_n && ns < room; i++) {
+				uint32_t c = from[i];
+				if (c == node || rv_hnsw_lv(h, c) <= level || has(list + 1, keep, c))
+					continue;
+				s->sel[ns++] = (rv_hnsw_cand){ rv_hnsw_dist(h, nv, vp[c]), c };
+			}
 		}
 	}
-	rv_hnsw_reselect(h, s, node, level, buf, nc);
+	rv_hnsw_sort_cands(s->sel, ns);
 
-	/* The new links are those beyond the old list (buf[0..nb)). */
-	uint32_t na = 0;
-	for (uint32_t j = 0; j < list[0]; j++) {
-		uint32_t x = list[1 + j];
-		bool old = false;
-		for (uint32_t i = 0; i < nb && !old; i++)
-			old = buf[i] == x;
-		if (!old)
-			added[na++] = x;
+	uint32_t na = 0, n = keep;
+	for (size_t i = 0; i < ns && n < cnt; i++) {
+		rv_hnsw_cand c = s->sel[i];
+		if (i && c.slot == s->sel[i - 1].slot)
+			continue;
+		bool good = true;
+		for (uint32_t j = 0; j < n && good; j++)
+			good = rv_hnsw_dist(h, vp[c.slot], vp[list[1 + j]]) >= c.dist;
+		if (good)
+			list[1 + n++] = added[na++] = c.slot;
 	}
+	for (size_t i = 0; i < ns && n < cnt; i++) {
+		uint32_t c = s->sel[i].slot;
+		if (!has(list + 1, n, c))
+			list[1 + n++] = added[na++] = c;
+	}
+	list[0] = n;
 	for (uint32_t i = 0; i < na; i++)
 		link_back(h, s, added[i], level, node);
 }
@@ -131,7 +164,24 @@ rv_status rv_hnsw_delete(rv_hnsw *h, uint32_t slot, rv_err *err)
 	atomic_store_explicit(&h->lv[slot], 0, memory_order_relaxed);
 	h->count--;
 
-	for (unsigned l = 0; l <= level; l++) {
+	/* A new entry point first: the repairs search from it. */
+	if (h->count == 0) {
+		h->entry = RV_HNSW_NONE;
+		h->max_level = -1;
+	} else if (slot == h->entry) {
+		/* A top-level neighbour has the top level too. */
+		const uint32_t *top = rv_hnsw_links(h, slot, level);
+		uint32_t next = RV_HNSW_NONE;
+		for (uint32_t j = 0; j < top[0] && next == RV_HNSW_NONE; j++)
+			if (rv_hnsw_lv(h, top[1 + j]) == level + 1)
+				next = top[1 + j];
+		if (next != RV_HNSW_NONE)
+			h->entry = next;
+		else
+			find_entry(h);
+	}
+
+	for (unsigned l = 0; l <= level && h->count; l++) {
 		const uint32_t *own = rv_hnsw_links(h, slot, l);
 		uint32_t gn_n = 0;
 		for (uint32_t j = 0; j < own[0]; j++)
@@ -157,22 +207,6 @@ rv_status rv_hnsw_delete(rv_hnsw *h, uint32_t slot, rv_err *err)
 				repair(h, s, nn, l, slot, s->dbuf, gn_n);
 			}
 		}
-	}
-
-	if (h->count == 0) {
-		h->entry = RV_HNSW_NONE;
-		h->max_level = -1;
-	} else if (slot == h->entry) {
-		/* A top-level neighbour has the top level too. */
-		const uint32_t *top = rv_hnsw_links(h, slot, level);
-		uint32_t next = RV_HNSW_NONE;
-		for (uint32_t j = 0; j < top[0] && next == RV_HNSW_NONE; j++)
-			if (rv_hnsw_lv(h, top[1 + j]) == level + 1)
-				next = top[1 + j];
-		if (next != RV_HNSW_NONE)
-			h->entry = next;
-		else
-			find_entry(h);
 	}
 
 	if (h->upper[slot]) {

@@ -56,9 +56,8 @@ static int cand_cmp(const void *pa, const void *pb)
 	return (a->slot > b->slot) - (a->slot < b->slot);
 }
 
-/* Sort by (distance, slot): insertion sort for the short lists of a
- * re-selection, qsort beyond. The slot tie-break makes repeats adjacent. */
-static void sort_cands(rv_hnsw_cand *c, size_t n)
+/* Insertion sort for the short lists of a re-selection, qsort beyond. */
+void rv_hnsw_sort_cands(rv_hnsw_cand *c, size_t n)
 {
 	if (n > 48) {
 		qsort(c, n, sizeof *c, cand_cmp);
@@ -87,7 +86,7 @@ void rv_hnsw_reselect(const rv_hnsw *h, rv_hnsw_scratch *s, uint32_t node, unsig
 			continue;
 		s->sel[ns++] = (rv_hnsw_cand){ rv_hnsw_dist(h, nv, vp[c]), c };
 	}
-	sort_cands(s->sel, ns);
+	rv_hnsw_sort_cands(s->sel, ns);
 	size_t uniq = 0;
 	for (size_t i = 0; i < ns; i++)
 		if (uniq == 0 || s->sel[uniq - 1].slot != s->sel[i].slot)

@@ -260,6 +260,9 @@ RV_HIDDEN size_t rv_hnsw_drain_sorted(rv_hnsw_scratch *s);
 RV_HIDDEN uint32_t rv_hnsw_select(const rv_hnsw *h, const rv_hnsw_cand *sel, size_t n,
 				  uint32_t max, uint32_t *kept);
 
+/* Sort by (distance, slot), so that repeats of a slot are adjacent. */
+RV_HIDDEN void rv_hnsw_sort_cands(rv_hnsw_cand *c, size_t n);
+
 /* Replace the list of `node` at `level` by the selection among cand[0..n)
  * (slots; stale ones, node itself and repeats are skipped). Uses s->sel.
  * The caller holds the node's stripe when other threads run. */

@@ -28,6 +28,7 @@ struct rv_file {
 	size_t map_len;         /* bytes mapped (the file size at open) */
 	uint64_t size;          /* current end of the file (committed + appended) */
 	uint64_t committed_end; /* end of the newest manifest's padding */
+	uint64_t open_end;      /* committed_end as found at open (0 after create) */
 	uint64_t man_offset;    /* file offset of the newest manifest's header */
 	uint64_t next_id;       /* id the next appended segment gets */
 	unsigned fail_after;    /* fault injection: the Nth write/fsync fails (0: off) */
@@ -106,11 +107,17 @@ void rv_seg_hdr_decode(rv_seg_hdr *h, const uint8_t in[RV_SEG_HEADER_SIZE]);
 /* Classify the bytes at map[pos..] of a file of size bytes (pos <= size);
  * on RV_PROBE_OK and RV_PROBE_PAST_EOF *h holds the header. */
 rv_probe rv_seg_probe(rv_seg_hdr *h, const uint8_t *map, uint64_t size, uint64_t pos);
+/* The same for 64 header bytes hdr read from offset pos, where
+ * pos + 64 <= size. */
+rv_probe rv_seg_classify(rv_seg_hdr *h, const uint8_t *hdr, uint64_t size, uint64_t pos);
 const char *rv_probe_str(rv_probe p);
 /* Low 32 bits of XXH3-64 over bytes 0..59 of a 64-byte header. */
 uint32_t rv_header_checksum(const uint8_t *hdr);
 /* XXH3-128 of a payload. */
 void rv_seg_hash(uint64_t *lo, uint64_t *hi, const void *p, size_t n);
+/* Checksum algorithm and compression of a valid header are ones this
+ * build reads: NULL, else a static reason. */
+const char *rv_seg_check_kind(const rv_seg_hdr *h);
 /* Check the payload of a segment with a valid header against it: checksum
  * algorithm, compression, content hash. NULL when fine, else a static
  * description ("content hash mismatch"). */

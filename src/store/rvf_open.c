@@ -78,10 +78,12 @@ rv_status rv_file_segment_data(const uint8_t **payload, const rv_file *f, const 
 		*payload = f->map + ref->offset + RV_SEG_HEADER_SIZE;
 		return RV_OK;
 	}
-	k = rv_seg_find(f->app, f->n_app, ref->offset);
-	if (k != SIZE_MAX && rv_seg_same(&f->app[k], ref))
+	/* Only fields fixed at open are read here (not the appended list,
+	 * which a concurrent append may move), so this stays thread-safe. */
+	if (ref->offset >= f->open_end)
 		return rv_err_set(err, RV_EINVAL,
-				  "%s: segment %llu (%s) at offset %llu was appended after open and is not mapped",
+				  "%s: segment %llu (%s) at offset %llu lies after the commit found at open "
+				  "(appended later?) and is not mapped",
 				  f->path, (unsigned long long)ref->seg_id, rv_seg_type_name(ref->type),
 				  (unsigned long long)ref->offset);
 	return rv_err_set(err, RV_EINVAL,
@@ -225,6 +227,14 @@ static rv_status load_manifest(rv_file *f, const scan *s, rv_err *err)
 	for (size_t i = 0; i < mf.n_segs; i++) {
 		rv_seg_ref e;
 		rv_mf_entry(&e, &mf, i);
+		if (e.type == RV_SEG_MANIFEST) {
+			st = rv_err_set(err, RV_ECORRUPT,
+					"%s: " SEG_FMT ": entry %zu names a MANIFEST segment (segment %llu at "
+					"offset %llu)",
+					path, SEG_ARGS(m->seg_id, m->type, m->offset), i,
+					(unsigned long long)e.seg_id, (unsigned long long)e.offset);
+			goto done;
+		}
 		/* Only segments before the manifest count: the walk found
 		 * them, in offset order. */
 		size_t k = rv_seg_find(s->walk, s->mf, e.offset);
@@ -237,7 +247,7 @@ static rv_status load_manifest(rv_file *f, const scan *s, rv_err *err)
 			goto done;
 		}
 		const rv_seg_ref *w = &s->walk[k];
-		if (!rv_seg_same(w, &e) || e.type == RV_SEG_MANIFEST) {
+		if (!rv_seg_same(w, &e)) {
 			st = rv_err_set(err, RV_ECORRUPT,
 					"%s: " SEG_FMT ": the manifest (segment %llu at offset %llu) expects "
 					"segment %llu (%s), %llu bytes; the header says segment %llu (%s), "
@@ -274,6 +284,7 @@ static rv_status load_manifest(rv_file *f, const scan *s, rv_err *err)
 	f->man.n_segs = mf.n_segs;
 	f->man_offset = m->offset;
 	f->committed_end = m->offset + RV_SEG_HEADER_SIZE + rv_seg_padded(m->length);
+	f->open_end = f->committed_end;
 	f->next_id = m->seg_id + 1;
 done:
 	rv_dealloc(f->a, named);

@@ -12,16 +12,25 @@
  * hashes, padding by the zero check.
  *
  * Verify takes no lock, so it can inspect a file a writer holds open; a
- * commit in progress then shows up as a torn tail. It never writes.
+ * commit in progress then shows up as a torn tail. It never writes. For
+ * the same reason it reads with pread rather than a mapping: a writer may
+ * cut its file back (a torn tail at open, a failed write), and a mapping
+ * would then fault on the missing pages, where pread just returns short.
+ * Payloads are hashed in chunks with the streaming XXH3 interface, so
+ * memory stays bounded (one chunk, plus a manifest's payload) whatever the
+ * segment sizes.
  */
 #include "store/rvf_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <xxhash.h>
+
+#define CHUNK (1u << 20) /* bytes per read while hashing or scanning */
 
 typedef struct verifier {
 	rv_verify_fn fn;
@@ -29,8 +38,12 @@ typedef struct verifier {
 	const char *path;
 	rv_err *err;
 	unsigned long problems;
-	const uint8_t *map;
-	uint64_t size;
+	int fd;
+	uint64_t size;       /* file size when verification started */
+	uint8_t *buf;        /* chunk bytes */
+	size_t chunk;        /* CHUNK, or less for a small file; a multiple of 64 */
+	XXH3_state_t *hash;
+	rv_status io;        /* RV_EIO once a read failed: stop */
 	rv_seg_ref *segs; /* segments with valid headers, in file order */
 	bool *good;       /* their payloads passed */
 	size_t n, cap, cap_good;
@@ -54,19 +67,99 @@ static void report(verifier *v, int ok, const char *fmt, ...)
 		v->fn(v->ctx, ok, msg);
 }
 
+/* Read exactly n bytes at off; false (with v->io set) when the read
+ * fails or the file has become shorter. */
+static bool read_at(verifier *v, void *dst, size_t n, uint64_t off)
+{
+	size_t done = 0;
+	while (done < n) {
+		ssize_t r = pread(v->fd, (uint8_t *)dst + done, n - done, (off_t)(off + done));
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			v->io = r < 0 ? rv_err_set(v->err, RV_EIO, "%s: cannot read %zu bytes at offset %llu: %s",
+						   v->path, n - done, (unsigned long long)(off + done),
+						   strerror(errno))
+				      : rv_err_set(v->err, RV_EIO,
+						   "%s: the file became shorter while being verified (no data at "
+						   "offset %llu)",
+						   v->path, (unsigned long long)(off + done));
+			return false;
+		}
+		done += (size_t)r;
+	}
+	return true;
+}
+
+static rv_probe probe(verifier *v, rv_seg_hdr *h, uint64_t pos)
+{
+	if (pos >= v->size)
+		return RV_PROBE_END;
+	if (v->size - pos < RV_SEG_HEADER_SIZE)
+		return RV_PROBE_SHORT;
+	uint8_t hdr[RV_SEG_HEADER_SIZE];
+	if (!read_at(v, hdr, sizeof hdr, pos))
+		return RV_PROBE_END;
+	return rv_seg_classify(h, hdr, v->size, pos);
+}
+
 /* First offset >= from (64-aligned) holding a valid header whose segment
  * fits in the file; want_type 0 = any type. 0 when none. */
-static uint64_t next_header(const verifier *v, uint64_t from, uint8_t want_type)
+static uint64_t next_header(verifier *v, uint64_t from, uint8_t want_type)
 {
-	for (uint64_t q = from; q < v->size && v->size - q >= RV_SEG_HEADER_SIZE; q += RV_SEG_ALIGN) {
-		if (rv_get_u32(v->map + q) != RV_SEG_MAGIC)
-			continue;
-		rv_seg_hdr h;
-		if (rv_seg_probe(&h, v->map, v->size, q) == RV_PROBE_OK &&
-		    (!want_type || h.type == want_type))
-			return q;
+	uint64_t q = from;
+	while (q < v->size && v->size - q >= RV_SEG_HEADER_SIZE) {
+		uint64_t left = (v->size - q) & ~(uint64_t)(RV_SEG_ALIGN - 1);
+		size_t n = left < v->chunk ? (size_t)left : v->chunk;
+		if (!read_at(v, v->buf, n, q))
+			return 0;
+		for (size_t i = 0; i < n; i += RV_SEG_ALIGN) {
+			const uint8_t *p = v->buf + i;
+			if (rv_get_u32(p) != RV_SEG_MAGIC)
+				continue;
+			rv_seg_hdr h;
+			if (rv_seg_classify(&h, p, v->size, q + i) == RV_PROBE_OK &&
+			    (!want_type || h.type == want_type))
+				return q + i;
+		}
+		q += n;
 	}
 	return 0;
+}
+
+/* Hash the payload of a segment with a valid header and count non-zero
+ * padding bytes. When keep is not NULL the payload (and padding) is read
+ * into it in one piece, else in chunks through v->buf. NULL when the
+ * payload matches, else a static reason. */
+static const char *check_content(verifier *v, const rv_seg_hdr *h, uint64_t pos, uint8_t *keep,
+				 size_t *nonzero_pad)
+{
+	uint64_t total = rv_seg_padded(h->length);
+	uint64_t off = pos + RV_SEG_HEADER_SIZE;
+	*nonzero_pad = 0;
+	XXH3_128bits_reset(v->hash);
+	for (uint64_t done = 0; done < total;) {
+		size_t n = total - done < v->chunk ? (size_t)(total - done) : v->chunk;
+		uint8_t *dst = keep ? keep + done : v->buf;
+		if (keep)
+			n = (size_t)(total - done);
+		if (!read_at(v, dst, n, off + done))
+			return "unreadable";
+		size_t in_payload = done >= h->length ? 0
+				    : h->length - done < n ? (size_t)(h->length - done)
+							   : n;
+		XXH3_128bits_update(v->hash, dst, in_payload);
+		for (size_t i = in_payload; i < n; i++)
+			*nonzero_pad += dst[i] != 0;
+		done += n;
+	}
+	const char *why = rv_seg_check_kind(h);
+	if (why)
+		return why;
+	XXH128_hash_t x = XXH3_128bits_digest(v->hash);
+	if (x.low64 != h->hash_lo || x.high64 != h->hash_hi)
+		return "content hash mismatch";
+	return NULL;
 }
 
 /* The state of the manifest chain while walking. */
@@ -81,11 +174,10 @@ typedef struct chain {
 } chain;
 
 /* Check a MANIFEST whose header and payload hash are fine. */
-static void check_manifest(verifier *v, chain *c, const rv_seg_ref *m)
+static void check_manifest(verifier *v, chain *c, const rv_seg_ref *m, const uint8_t *payload)
 {
 	rv_mf mf;
 	const char *why;
-	const uint8_t *payload = v->map + m->offset + RV_SEG_HEADER_SIZE;
 	bool ok = true;
 	if (rv_mf_decode(&mf, payload, (size_t)m->length, &why) != RV_OK) {
 		report(v, 0, SEG_FMT ": %s", SEG_ARGS(m->seg_id, m->type, m->offset), why);
@@ -110,6 +202,13 @@ static void check_manifest(verifier *v, chain *c, const rv_seg_ref *m)
 	for (size_t i = 0; i < mf.n_segs; i++) {
 		rv_seg_ref e;
 		rv_mf_entry(&e, &mf, i);
+		if (e.type == RV_SEG_MANIFEST) {
+			report(v, 0, SEG_FMT ": entry %zu names a MANIFEST segment (segment %llu at offset %llu)",
+			       SEG_ARGS(m->seg_id, m->type, m->offset), i, (unsigned long long)e.seg_id,
+			       (unsigned long long)e.offset);
+			ok = false;
+			continue;
+		}
 		size_t k = rv_seg_find(v->segs, before, e.offset);
 		if (k == SIZE_MAX) {
 			report(v, 0, SEG_FMT " named by the manifest (segment %llu at offset %llu) is missing: no valid segment starts there",
@@ -118,7 +217,7 @@ static void check_manifest(verifier *v, chain *c, const rv_seg_ref *m)
 			ok = false;
 			continue;
 		}
-		if (!rv_seg_same(&v->segs[k], &e) || e.type == RV_SEG_MANIFEST) {
+		if (!rv_seg_same(&v->segs[k], &e)) {
 			report(v, 0, SEG_FMT " named by the manifest (segment %llu at offset %llu) does not match: the header says segment %llu (%s), %llu bytes; the manifest expects %llu bytes",
 			       SEG_ARGS(e.seg_id, e.type, e.offset), (unsigned long long)m->seg_id,
 			       (unsigned long long)m->offset, (unsigned long long)v->segs[k].seg_id,
@@ -169,12 +268,16 @@ static void check_manifest(verifier *v, chain *c, const rv_seg_ref *m)
 
 static rv_status walk(verifier *v)
 {
+	rv_status st = RV_OK;
 	chain c = { 0 };
 	uint64_t pos = RV_FILE_HEADER_SIZE;
 	uint64_t last_id = 0;
+	uint8_t *mbuf = NULL;
 	for (;;) {
 		rv_seg_hdr h;
-		rv_probe pr = rv_seg_probe(&h, v->map, v->size, pos);
+		rv_probe pr = probe(v, &h, pos);
+		if (v->io != RV_OK)
+			goto done;
 		if (pr == RV_PROBE_END)
 			break;
 		if (pr != RV_PROBE_OK) {
@@ -182,6 +285,8 @@ static rv_status walk(verifier *v)
 				       pr == RV_PROBE_BAD_VERSION;
 			uint64_t q = next_header(v, pos + RV_SEG_ALIGN, 0);
 			uint64_t mq = q ? next_header(v, q, RV_SEG_MANIFEST) : 0;
+			if (v->io != RV_OK)
+				goto done;
 			if (damaged)
 				report(v, 0, "segment header at offset %llu: %s", (unsigned long long)pos,
 				       rv_probe_str(pr));
@@ -199,12 +304,16 @@ static rv_status walk(verifier *v)
 		}
 		rv_seg_ref r = { h.type, h.seg_id, pos, h.length };
 		void *arr = v->segs;
-		if (!rv_grow(NULL, &arr, &v->cap, v->n + 1, sizeof *v->segs))
-			return rv_err_nomem(v->err);
+		if (!rv_grow(NULL, &arr, &v->cap, v->n + 1, sizeof *v->segs)) {
+			st = rv_err_nomem(v->err);
+			goto done;
+		}
 		v->segs = arr;
 		arr = v->good;
-		if (!rv_grow(NULL, &arr, &v->cap_good, v->n + 1, sizeof *v->good))
-			return rv_err_nomem(v->err);
+		if (!rv_grow(NULL, &arr, &v->cap_good, v->n + 1, sizeof *v->good)) {
+			st = rv_err_nomem(v->err);
+			goto done;
+		}
 		v->good = arr;
 
 		bool ok = true;
@@ -214,16 +323,24 @@ static rv_status walk(verifier *v)
 			ok = false;
 		}
 		last_id = h.seg_id;
-		const uint8_t *payload = v->map + pos + RV_SEG_HEADER_SIZE;
-		const char *why = rv_seg_check_payload(&h, payload);
+		/* A manifest is decoded after hashing, so keep its payload;
+		 * its length was checked against the file size. */
+		bool is_mf = h.type == RV_SEG_MANIFEST;
+		if (is_mf) {
+			mbuf = rv_malloc(NULL, (size_t)rv_seg_padded(h.length));
+			if (!mbuf) {
+				st = rv_err_nomem(v->err);
+				goto done;
+			}
+		}
+		size_t nonzero;
+		const char *why = check_content(v, &h, pos, mbuf, &nonzero);
+		if (v->io != RV_OK)
+			goto done;
 		if (why) {
 			report(v, 0, SEG_FMT ": %s", SEG_ARGS(r.seg_id, r.type, r.offset), why);
 			ok = false;
 		}
-		uint64_t pad = rv_seg_padded(h.length) - h.length;
-		size_t nonzero = 0;
-		for (uint64_t i = 0; i < pad; i++)
-			nonzero += payload[h.length + i] != 0;
 		if (nonzero) {
 			report(v, 0, SEG_FMT ": %zu non-zero bytes in the padding after the payload",
 			       SEG_ARGS(r.seg_id, r.type, r.offset), nonzero);
@@ -232,13 +349,15 @@ static rv_status walk(verifier *v)
 		v->segs[v->n] = r;
 		v->good[v->n] = ok;
 		v->n++;
-		if (h.type == RV_SEG_MANIFEST) {
+		if (is_mf) {
 			if (ok)
-				check_manifest(v, &c, &r);
+				check_manifest(v, &c, &r, mbuf);
 			else
 				c.prev_decoded = false;
 			c.have_prev = true;
 			c.prev_offset = pos;
+			rv_dealloc(NULL, mbuf);
+			mbuf = NULL;
 		} else if (ok) {
 			report(v, 1, SEG_FMT ": %llu bytes ok", SEG_ARGS(r.seg_id, r.type, r.offset),
 			       (unsigned long long)h.length);
@@ -248,7 +367,7 @@ static rv_status walk(verifier *v)
 
 	if (!c.have_good) {
 		report(v, 0, "no complete commit: the file has no valid manifest");
-		return RV_OK;
+		goto done;
 	}
 	if (v->size > c.good_end)
 		report(v, 0, "torn tail: %llu bytes at offset %llu after the last complete commit (generation %llu)",
@@ -257,16 +376,15 @@ static rv_status walk(verifier *v)
 	report(v, 1, "newest complete commit: generation %llu, segment %llu at offset %llu, %zu live segments",
 	       (unsigned long long)c.good_generation, (unsigned long long)c.good_id,
 	       (unsigned long long)c.good_offset, c.good_segs);
-	return RV_OK;
+done:
+	rv_dealloc(NULL, mbuf);
+	return st != RV_OK ? st : v->io;
 }
 
 rv_status rv_file_verify(const char *path, rv_verify_fn fn, void *ctx, rv_err *err)
 {
 	rv_status st = RV_OK;
 	verifier v = { 0 };
-	int fd = -1;
-	void *map = NULL;
-	size_t map_len = 0;
 
 	if (!path)
 		return rv_err_set(err, RV_EINVAL, "rv_file_verify: path is NULL");
@@ -274,16 +392,18 @@ rv_status rv_file_verify(const char *path, rv_verify_fn fn, void *ctx, rv_err *e
 	v.ctx = ctx;
 	v.path = path;
 	v.err = err;
+	v.io = RV_OK;
+	v.fd = -1;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
+	v.fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (v.fd < 0) {
 		int e = errno;
 		st = e == ENOENT ? rv_err_set(err, RV_ENOTFOUND, "%s: no such file", path)
 				 : rv_err_set(err, RV_EIO, "%s: cannot open: %s", path, strerror(e));
 		goto done;
 	}
 	struct stat sb;
-	if (fstat(fd, &sb) != 0) {
+	if (fstat(v.fd, &sb) != 0) {
 		st = rv_err_set(err, RV_EIO, "%s: cannot stat: %s", path, strerror(errno));
 		goto done;
 	}
@@ -298,25 +418,24 @@ rv_status rv_file_verify(const char *path, rv_verify_fn fn, void *ctx, rv_err *e
 		st = RV_ECORRUPT;
 		goto done;
 	}
-	if (v.size > SIZE_MAX) {
-		st = rv_err_set(err, RV_EIO, "%s: %llu bytes is too large to map on this system", path,
-				(unsigned long long)v.size);
+	/* Small files need only a small buffer. */
+	v.chunk = v.size < CHUNK ? (size_t)rv_seg_padded(v.size) : CHUNK;
+	v.buf = rv_malloc(NULL, v.chunk);
+	v.hash = XXH3_createState();
+	if (!v.buf || !v.hash) {
+		st = rv_err_nomem(err);
 		goto done;
 	}
-	map = mmap(NULL, (size_t)v.size, PROT_READ, MAP_SHARED, fd, 0);
-	if (map == MAP_FAILED) {
-		map = NULL;
-		st = rv_err_set(err, RV_EIO, "%s: cannot map %llu bytes: %s", path,
-				(unsigned long long)v.size, strerror(errno));
-		goto done;
-	}
-	map_len = (size_t)v.size;
-	v.map = map;
-	madvise(map, map_len, MADV_SEQUENTIAL);
+	posix_fadvise(v.fd, 0, 0, POSIX_FADV_SEQUENTIAL);
 
+	uint8_t hdr[RV_FILE_HEADER_SIZE];
+	if (!read_at(&v, hdr, sizeof hdr, 0)) {
+		st = v.io;
+		goto done;
+	}
 	rv_file_hdr fh;
 	rv_err herr;
-	rv_status hs = rv_file_hdr_check(&fh, v.map, v.size, false, path, &herr);
+	rv_status hs = rv_file_hdr_check(&fh, hdr, v.size, false, path, &herr);
 	if (hs == RV_EVERSION) {
 		/* The rest is in a layout this build does not know. */
 		report(&v, 0, "%s", herr.msg);
@@ -324,9 +443,10 @@ rv_status rv_file_verify(const char *path, rv_verify_fn fn, void *ctx, rv_err *e
 		goto done;
 	}
 	if (hs != RV_OK) {
-		report(&v, 0, "file header at offset 0: %s", strchr(herr.msg, ':') ? strchr(herr.msg, ':') + 2 : herr.msg);
+		const char *colon = strstr(herr.msg, ": ");
+		report(&v, 0, "file header at offset 0: %s", colon ? colon + 2 : herr.msg);
 		/* Without the magic this is not a ruvector file at all. */
-		if (memcmp(v.map, RV_FILE_MAGIC, 8) != 0) {
+		if (memcmp(hdr, RV_FILE_MAGIC, 8) != 0) {
 			st = RV_ECORRUPT;
 			goto done;
 		}
@@ -339,16 +459,16 @@ rv_status rv_file_verify(const char *path, rv_verify_fn fn, void *ctx, rv_err *e
 		goto done;
 	st = v.problems ? RV_ECORRUPT : RV_OK;
 done:
-	if (st == RV_ECORRUPT && v.problems > 1) {
+	if (st == RV_ECORRUPT && v.problems > 1 && err) {
 		char first[RV_ERR_MAX];
-		snprintf(first, sizeof first, "%s", err ? err->msg : "");
+		snprintf(first, sizeof first, "%s", err->msg);
 		rv_err_set(err, st, "%lu problems; first: %s", v.problems, first);
 	}
+	XXH3_freeState(v.hash);
+	rv_dealloc(NULL, v.buf);
 	rv_dealloc(NULL, v.segs);
 	rv_dealloc(NULL, v.good);
-	if (map)
-		munmap(map, map_len);
-	if (fd >= 0)
-		close(fd);
+	if (v.fd >= 0)
+		close(v.fd);
 	return st;
 }

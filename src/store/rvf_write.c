@@ -171,8 +171,8 @@ static rv_status check_writable(const rv_file *f, rv_err *err)
 
 /* Write manifest m (generation and timestamp already final) at the end of
  * the file by the two-step protocol above. On failure the file is cut back
- * to where it was; *end receives the new end on success. */
-static rv_status publish(rv_file *f, const rv_manifest *m, uint64_t *end, rv_err *err)
+ * to where it was. */
+static rv_status publish(rv_file *f, const rv_manifest *m, rv_err *err)
 {
 	rv_status st = RV_OK;
 	rv_buf b;
@@ -230,7 +230,6 @@ static rv_status publish(rv_file *f, const rv_manifest *m, uint64_t *end, rv_err
 	f->next_id++;
 	f->size = pos + b.len;
 	f->committed_end = f->size;
-	*end = f->size;
 done:
 	rv_buf_free(&b);
 	return st;
@@ -373,8 +372,7 @@ rv_status rv_file_create(rv_file **out, const char *path, const rv_manifest *m,
 	uint64_t ts = m->timestamp_ns ? m->timestamp_ns : fh.created_ns;
 	rv_manifest first = *m;
 	first.timestamp_ns = ts;
-	uint64_t end;
-	if ((st = publish(f, &first, &end, err)) != RV_OK)
+	if ((st = publish(f, &first, err)) != RV_OK)
 		goto done;
 	install_manifest(f, &first, ts, segs, state);
 	segs = NULL;
@@ -535,8 +533,7 @@ rv_status rv_file_commit(rv_file *f, const rv_manifest *m, rv_err *err)
 	uint64_t ts = m->timestamp_ns ? m->timestamp_ns : rv_wall_ns();
 	rv_manifest next = *m;
 	next.timestamp_ns = ts;
-	uint64_t end;
-	if ((st = publish(f, &next, &end, err)) != RV_OK)
+	if ((st = publish(f, &next, err)) != RV_OK)
 		goto done;
 	install_manifest(f, &next, ts, segs, state);
 	segs = NULL;

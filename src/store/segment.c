@@ -114,13 +114,8 @@ void rv_seg_hdr_decode(rv_seg_hdr *h, const uint8_t in[RV_SEG_HEADER_SIZE])
 	h->hash_hi = rv_get_u64(in + 48);
 }
 
-rv_probe rv_seg_probe(rv_seg_hdr *h, const uint8_t *map, uint64_t size, uint64_t pos)
+rv_probe rv_seg_classify(rv_seg_hdr *h, const uint8_t *p, uint64_t size, uint64_t pos)
 {
-	if (pos >= size)
-		return RV_PROBE_END;
-	if (size - pos < RV_SEG_HEADER_SIZE)
-		return RV_PROBE_SHORT;
-	const uint8_t *p = map + pos;
 	bool zero = true;
 	for (int i = 0; i < RV_SEG_HEADER_SIZE && zero; i++)
 		zero = p[i] == 0;
@@ -140,7 +135,16 @@ rv_probe rv_seg_probe(rv_seg_hdr *h, const uint8_t *map, uint64_t size, uint64_t
 	return RV_PROBE_OK;
 }
 
-const char *rv_seg_check_payload(const rv_seg_hdr *h, const uint8_t *payload)
+rv_probe rv_seg_probe(rv_seg_hdr *h, const uint8_t *map, uint64_t size, uint64_t pos)
+{
+	if (pos >= size)
+		return RV_PROBE_END;
+	if (size - pos < RV_SEG_HEADER_SIZE)
+		return RV_PROBE_SHORT;
+	return rv_seg_classify(h, map + pos, size, pos);
+}
+
+const char *rv_seg_check_kind(const rv_seg_hdr *h)
 {
 	if (h->csum_algo != RV_CSUM_XXH3_128)
 		return h->csum_algo == RV_CSUM_SHAKE256
@@ -148,6 +152,14 @@ const char *rv_seg_check_payload(const rv_seg_hdr *h, const uint8_t *payload)
 			       : "unknown checksum algorithm";
 	if (h->compression != 0 || (h->flags & RV_SEGF_COMPRESSED))
 		return "compressed payload, not supported by this build";
+	return NULL;
+}
+
+const char *rv_seg_check_payload(const rv_seg_hdr *h, const uint8_t *payload)
+{
+	const char *why = rv_seg_check_kind(h);
+	if (why)
+		return why;
 	uint64_t lo, hi;
 	rv_seg_hash(&lo, &hi, payload, (size_t)h->length);
 	if (lo != h->hash_lo || hi != h->hash_hi)
