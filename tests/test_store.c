@@ -152,7 +152,7 @@ static bool build_history(const char *path, history *h)
 		return false;
 	}
 	record(h, f);
-	rv_seg_ref a, b, c, d;
+	rv_seg_ref a = { 0 }, b = { 0 }, c = { 0 }, d = { 0 };
 	bool ok = append_seeded(f, h, RV_SEG_VEC, 200, 11, &a, &err) == RV_OK &&
 		  append_seeded(f, h, RV_SEG_META, 100, 12, &b, &err) == RV_OK;
 	rv_seg_ref g2[] = { a, b };
@@ -358,6 +358,50 @@ TEST(roundtrip)
 	CHECK(fd.bad == 0);
 	/* header + 8 data segments + 3 manifests + summary */
 	CHECK_MSG(fd.ok == 1 + N + 1 + 3 + 1, "%d ok findings:\n%s", fd.ok, fd.all);
+	unlink(path);
+}
+
+/* A payload larger than verify's read chunk (1 MiB) and not a multiple
+ * of 64: hashing across chunk boundaries, padding in the last chunk. */
+TEST(large_segment)
+{
+	const char *path = rv_test_path("store_large.rvf");
+	const size_t len = (5u << 19) + 17; /* 2.5 MiB + 17 */
+	rv_err err;
+	rv_file *f;
+	rv_manifest m0 = { 1, 0, NULL, 0, NULL, 0 };
+	CHECK(rv_file_create(&f, path, &m0, NULL, &err) == RV_OK);
+	rv_seg_ref r;
+	CHECK_MSG(append_seeded(f, NULL, RV_SEG_VEC, len, 21, &r, &err) == RV_OK, "%s", err.msg);
+	CHECK(commit_with(f, "big", &r, 1, &err) == RV_OK);
+	rv_file_close(f);
+	CHECK(rv_file_open(&f, path, true, NULL, &err) == RV_OK);
+	const uint8_t *p;
+	CHECK(rv_file_segment_data(&p, f, &rv_file_manifest(f)->segs[0], &err) == RV_OK);
+	uint8_t *want = malloc(len);
+	fill(want, len, 21);
+	CHECK(memcmp(p, want, len) == 0);
+	free(want);
+	rv_file_close(f);
+	findings fd = { 0 };
+	CHECK_MSG(rv_file_verify(path, collect, &fd, &err) == RV_OK, "%s", fd.all);
+
+	size_t n;
+	uint8_t *img = read_all(path, &n);
+	/* Last payload byte (in the third chunk), then a padding byte. */
+	uint64_t at[] = { r.offset + 64 + len - 1, r.offset + 64 + (1u << 20), r.offset + 64 + len };
+	for (int i = 0; i < 3; i++) {
+		img[at[i]] ^= 0x40;
+		CHECK(write_all(path, img, n));
+		memset(&fd, 0, sizeof fd);
+		CHECK(rv_file_verify(path, collect, &fd, &err) == RV_ECORRUPT);
+		CHECK_MSG(strstr(fd.all, i < 2 ? "content hash mismatch" : "padding"), "%s", fd.all);
+		CHECK(rv_file_open(&f, path, true, NULL, &err) == (i < 2 ? RV_ECORRUPT : RV_OK));
+		if (i == 2)
+			rv_file_close(f);
+		img[at[i]] ^= 0x40;
+	}
+	free(img);
 	unlink(path);
 }
 
@@ -656,6 +700,11 @@ TEST(short_and_empty_files)
 	unlink(path);
 	CHECK(rv_file_open(&f, path, true, NULL, &err) == RV_ENOTFOUND);
 	CHECK(rv_file_verify(path, NULL, NULL, &err) == RV_ENOTFOUND);
+	/* Not a regular file: refused without blocking. */
+	CHECK(mkfifo(path, 0644) == 0);
+	CHECK(rv_file_open(&f, path, true, NULL, &err) == RV_EINVAL);
+	CHECK(rv_file_verify(path, NULL, NULL, &err) == RV_EINVAL);
+	unlink(path);
 }
 
 TEST(version_and_features)

@@ -66,6 +66,22 @@ static bool has(const uint32_t *list, uint32_t n, uint32_t x)
 	return false;
 }
 
+/* Append to s->sel (holding ns) the slots of from[0..n) that may become
+ * links of node at level: live, not node, not in have[0..nh). */
+static size_t add_cands(const rv_hnsw *h, rv_hnsw_scratch *s, size_t ns, uint32_t node,
+			unsigned level, const uint32_t *have, uint32_t nh, const uint32_t *from,
+			uint32_t n)
+{
+	const float *const *vp = h->vecs->ptr;
+	for (uint32_t i = 0; i < n && ns < s->sel_cap; i++) {
+		uint32_t c = from[i];
+		if (c == node || rv_hnsw_lv(h, c) <= level || has(have, nh, c))
+			continue;
+		s->sel[ns++] = (rv_hnsw_cand){ rv_hnsw_dist(h, vp[node], vp[c]), c };
+	}
+	return ns;
+}
+
 /* If node links to gone (or to any other absent slot) at level, replace
  * those links (see the top): candidates are gone's links (gn[0..gn_n))
  * and, at level 0, the frozen lists of the other absent slots it linked
@@ -74,7 +90,6 @@ static void repair(rv_hnsw *h, rv_hnsw_scratch *s, uint32_t node, unsigned level
 		   const uint32_t *gn, uint32_t gn_n)
 {
 	const float *const *vp = h->vecs->ptr;
-	const float *nv = vp[node];
 	uint32_t old[2 * RV_HNSW_M_MAX], added[2 * RV_HNSW_M_MAX];
 	uint32_t *list = rv_hnsw_links(h, node, level);
 	uint32_t cnt = list[0], keep = 0;
@@ -87,27 +102,14 @@ static void repair(rv_hnsw *h, rv_hnsw_scratch *s, uint32_t node, unsigned level
 	list[0] = keep;
 
 	/* Candidates with their distance to node, nearest first. */
-	size_t ns = 0, room = s->sel_cap;
-	for (uint32_t pass = 0; pass < 2; pass++) {
-		for (uint32_t j = 0; j < (pass ? cnt : 1); j++) {
-			const uint32_t *from = gn;
-			uint32_t from_n = gn_n;
-			if (pass) {
-				/* Level 0 only: the list of an absent slot stays as
-				 * it was at its delete (nothing writes it since). */
-				if (level || old[j] == gone || rv_hnsw_lv(h, old[j]))
-					continue;
-				const uint32_t *fl = rv_hnsw_links(h, old[j], 0);
-				from = fl + 1;
-				from_n = fl[0];
-			}
-			for (uint32_t i = 0; i < from_n && ns < room; i++) {
-				uint32_t c = from[i];
-				if (c == node || rv_hnsw_lv(h, c) <= level || has(list + 1, keep, c))
-					continue;
-				s->sel[ns++] = (rv_hnsw_cand){ rv_hnsw_dist(h, nv, vp[c]), c };
-			}
-		}
+	size_t ns = add_cands(h, s, 0, node, level, list + 1, keep, gn, gn_n);
+	for (uint32_t j = 0; j < cnt && level == 0; j++) {
+		/* The list of an absent slot stays as it was at its delete:
+		 * nothing writes it since. */
+		if (old[j] == gone || rv_hnsw_lv(h, old[j]))
+			continue;
+		const uint32_t *fl = rv_hnsw_links(h, old[j], 0);
+		ns = add_cands(h, s, ns, node, 0, list + 1, keep, fl + 1, fl[0]);
 	}
 	rv_hnsw_sort_cands(s->sel, ns);
 

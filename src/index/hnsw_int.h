@@ -63,12 +63,12 @@ typedef struct rv_hnsw_cand {
 typedef struct rv_hnsw_scratch {
 	uint32_t *mark;    /* visited stamps, one per slot; == epoch means visited */
 	size_t mark_cap;
-	uint32_t epoch;    /* never 0, so fresh zeroed stamps read as unvisited */
+	uint32_t epoch;    /* 0 only before the first traversal: zeroed stamps are unvisited */
 	rv_hnsw_cand *cand; /* min-heap of nodes to expand */
 	size_t cand_n, cand_cap;
 	rv_hnsw_cand *res; /* max-heap of the best ef results, worst at [0] */
 	size_t res_n, res_cap;
-	rv_hnsw_cand *sel; /* sorted candidates for neighbour selection */
+	rv_hnsw_cand *sel; /* sorted candidates: >= ef + 1 and >= 4 (1 + m0) */
 	size_t sel_cap;
 	uint32_t *kept;    /* selection output: m0 slots */
 	uint32_t *nbuf;    /* copy of one list: count + m0 slots */

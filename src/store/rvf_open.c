@@ -317,7 +317,9 @@ rv_status rv_file_open(rv_file **out, const char *path, bool readonly, const rv_
 		goto done;
 	}
 
-	f->fd = open(path, (readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+	/* O_NONBLOCK: a FIFO at path must not hang the open (it is refused
+	 * below as not a regular file); regular files ignore the flag. */
+	f->fd = open(path, (readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC | O_NONBLOCK);
 	if (f->fd < 0) {
 		int e = errno;
 		st = e == ENOENT ? rv_err_set(err, RV_ENOTFOUND, "%s: no such file", path)

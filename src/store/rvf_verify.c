@@ -44,8 +44,8 @@ typedef struct verifier {
 	size_t chunk;        /* CHUNK, or less for a small file; a multiple of 64 */
 	XXH3_state_t *hash;
 	rv_status io;        /* RV_EIO once a read failed: stop */
-	rv_seg_ref *segs; /* segments with valid headers, in file order */
-	bool *good;       /* their payloads passed */
+	rv_seg_ref *segs;    /* segments with valid headers, in file order */
+	bool *good;          /* their payloads passed */
 	size_t n, cap, cap_good;
 } verifier;
 
@@ -145,9 +145,9 @@ static const char *check_content(verifier *v, const rv_seg_hdr *h, uint64_t pos,
 			n = (size_t)(total - done);
 		if (!read_at(v, dst, n, off + done))
 			return "unreadable";
-		size_t in_payload = done >= h->length ? 0
-				    : h->length - done < n ? (size_t)(h->length - done)
-							   : n;
+		size_t in_payload = 0; /* the rest of the chunk is padding */
+		if (done < h->length)
+			in_payload = h->length - done < n ? (size_t)(h->length - done) : n;
 		XXH3_128bits_update(v->hash, dst, in_payload);
 		for (size_t i = in_payload; i < n; i++)
 			*nonzero_pad += dst[i] != 0;
@@ -395,7 +395,7 @@ rv_status rv_file_verify(const char *path, rv_verify_fn fn, void *ctx, rv_err *e
 	v.io = RV_OK;
 	v.fd = -1;
 
-	v.fd = open(path, O_RDONLY | O_CLOEXEC);
+	v.fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* a FIFO must not hang */
 	if (v.fd < 0) {
 		int e = errno;
 		st = e == ENOENT ? rv_err_set(err, RV_ENOTFOUND, "%s: no such file", path)
