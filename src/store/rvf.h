@@ -11,8 +11,10 @@
  *   segment  = header (64 bytes) , payload , zero padding to 64 bytes
  *
  * Commit protocol (rv_file_commit): every segment appended since the last
- * commit is already written; fsync(file); append the MANIFEST segment;
- * fsync(file). A manifest is valid only when its header and payload
+ * commit is already written; write the MANIFEST payload behind a zeroed
+ * 64-byte header slot; fsync(file); write the MANIFEST header; fsync(file).
+ * A valid MANIFEST header therefore implies that every byte before it is
+ * durable. A manifest is valid only when its header and payload
  * checksums match and every segment it names lies before it with a valid
  * header and matching content hash.
  *
@@ -48,8 +50,9 @@ typedef struct rv_seg_ref {
 
 /* The content of a manifest. */
 typedef struct rv_manifest {
-	uint64_t generation;   /* 1 for the manifest written by create, +1 per commit */
-	uint64_t timestamp_ns; /* wall clock at commit */
+	uint64_t generation;   /* 1 for the manifest written by create (a rewrite may
+				  start at any value >= 1), +1 per commit */
+	uint64_t timestamp_ns; /* wall clock at commit (0: the store fills it in) */
 	const uint8_t *state;  /* opaque collection state (owned by whoever filled it) */
 	size_t state_len;
 	const rv_seg_ref *segs;/* live segments, in the order the collection appended them */
@@ -108,7 +111,8 @@ bool rv_file_readonly(const rv_file *f);
 void rv_file_fail_io_after(rv_file *f, unsigned n);
 
 /* Check every segment header and checksum, every manifest and the segments
- * the newest one names; report each finding to fn (see rv_verify_file in
+ * the newest one names (takes no lock; reads with pread); report each
+ * finding to fn (see rv_verify_file in
  * ruvector.h, which calls this). */
 rv_status rv_file_verify(const char *path, rv_verify_fn fn, void *ctx, rv_err *err);
 
