@@ -67,7 +67,7 @@ typedef struct rv_err {
 
 /* Format the message into e (if not NULL) and return st. */
 rv_status rv_err_set(rv_err *e, rv_status st, const char *fmt, ...) RV_PRINTF(3, 4);
-rv_status rv_err_setv(rv_err *e, rv_status st, const char *fmt, va_list ap);
+rv_status rv_err_setv(rv_err *e, rv_status st, const char *fmt, va_list ap) RV_PRINTF(3, 0);
 /* Prefix the existing message: "ctx: old message". */
 void rv_err_prefix(rv_err *e, const char *fmt, ...) RV_PRINTF(2, 3);
 static inline rv_status rv_err_nomem(rv_err *e)
