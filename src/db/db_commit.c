@@ -273,43 +273,75 @@ rv_status rv_db_commit(rv_db *db)
  * Compaction
  * ==================================================================== */
 
+/* The graph of the compacted file: the saved graph renumbered (link for
+ * link the same, no distances), or - when dead nodes linger in it after an
+ * out-of-memory repair - a fresh build over the live points. */
+static rv_status compacted_graph(rv_buf *out, rv_db *db, const uint32_t *old_to_new,
+				 const uint32_t *new_to_old, uint32_t n, rv_err *e)
+{
+	rv_status st = RV_OK;
+	if (db->zombies == 0) {
+		rv_buf saved;
+		rv_buf_init(&saved, db->a);
+		st = rv_hnsw_save(db->index, &saved, e);
+		if (st == RV_OK)
+			st = rv_hnsw_remap_saved(out, saved.data, saved.len, old_to_new, db->vecs.n, n, e);
+		rv_buf_free(&saved);
+		if (st != RV_EINVAL)
+			return st;
+		out->len = 0;
+	}
+	rv_vecs vecs = { NULL, n, db->dim };
+	rv_hnsw *g = NULL;
+	uint32_t *order = rv_malloc(db->a, ((size_t)n + 1) * sizeof *order);
+	vecs.ptr = rv_malloc(db->a, ((size_t)n + 1) * sizeof *vecs.ptr);
+	if (!order || !vecs.ptr) {
+		st = rv_err_set(e, RV_ENOMEM, "out of memory in compaction");
+		goto done;
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		order[i] = i;
+		vecs.ptr[i] = db->vecs.ptr[new_to_old[i]];
+	}
+	rv_hnsw_params hp;
+	rv_db_hnsw_params(db, &hp);
+	if ((st = rv_hnsw_new(&g, &hp, &vecs, db->a, e)) == RV_OK &&
+	    (n == 0 || (st = rv_hnsw_insert_batch(g, order, n, db->threads, NULL, NULL, e)) == RV_OK))
+		st = rv_hnsw_save(g, out, e);
+done:
+	rv_hnsw_free(g);
+	rv_dealloc(db->a, order);
+	rv_dealloc(db->a, vecs.ptr);
+	return st;
+}
+
 /* Write the live points of db, renumbered densely, into a new file at
  * tmp with a fresh graph checkpoint. */
 static rv_status write_compacted(rv_db *db, const char *tmp, rv_err *e)
 {
 	rv_status st;
-	uint32_t *map = NULL;
+	uint32_t *map = NULL, *old_to_new = NULL;
 	rv_file *f = NULL;
-	rv_hnsw *g = NULL;
-	uint32_t *order = NULL;
 	seg_list segs = { .a = db->a };
-	rv_buf state;
+	rv_buf state, graph;
 	rv_buf_init(&state, db->a);
-	rv_vecs vecs = { NULL, 0, db->dim };
+	rv_buf_init(&graph, db->a);
 
 	uint32_t n = (uint32_t)db->live;
 	map = rv_malloc(db->a, ((size_t)n + 1) * sizeof *map);
-	vecs.ptr = rv_malloc(db->a, ((size_t)n + 1) * sizeof *vecs.ptr);
-	order = rv_malloc(db->a, ((size_t)n + 1) * sizeof *order);
-	if (!map || !vecs.ptr || !order)
+	old_to_new = rv_malloc(db->a, ((size_t)db->vecs.n + 1) * sizeof *old_to_new);
+	if (!map || !old_to_new)
 		goto nomem;
 	uint32_t j = 0;
-	for (uint32_t s = 0; s < db->vecs.n; s++)
+	for (uint32_t s = 0; s < db->vecs.n; s++) {
+		old_to_new[s] = UINT32_MAX;
 		if (db->flags[s] & RV_SLOT_LIVE) {
 			map[j] = s;
-			vecs.ptr[j] = db->vecs.ptr[s];
-			order[j] = j;
-			j++;
+			old_to_new[s] = j++;
 		}
-	vecs.n = n;
-
-	/* The graph over the new numbering. */
-	rv_hnsw_params hp;
-	rv_db_hnsw_params(db, &hp);
-	if ((st = rv_hnsw_new(&g, &hp, &vecs, db->a, e)) != RV_OK)
-		goto done;
+	}
 	report(db, "compact", 0, n);
-	if (n && (st = rv_hnsw_insert_batch(g, order, n, db->threads, NULL, NULL, e)) != RV_OK)
+	if ((st = compacted_graph(&graph, db, old_to_new, map, n, e)) != RV_OK)
 		goto done;
 
 	rv_db_encode_state(db, &state, 0, 0, 0, 0);
@@ -319,26 +351,25 @@ static rv_status write_compacted(rv_db *db, const char *tmp, rv_err *e)
 	if ((st = rv_file_create(&f, tmp, &m0, db->a, e)) != RV_OK)
 		goto done;
 	if ((st = write_slots(f, &(slot_src){ db, map }, 0, n, &segs, e)) != RV_OK ||
-	    (st = write_index(f, g, db->a, &segs, e)) != RV_OK)
+	    (st = append_buf(f, RV_SEG_INDEX, &graph, &segs, e)) != RV_OK)
 		goto done;
 	state.len = 0;
 	rv_db_encode_state(db, &state, n, n, segs.v[segs.n - 1].seg_id, n);
 	if (state.failed)
 		goto nomem;
-	rv_manifest m = { .generation = db->generation + 2, .state = state.data, .state_len = state.len, .segs = segs.v,
-			  .n_segs = segs.n };
+	rv_manifest m = { .generation = db->generation + 2, .state = state.data, .state_len = state.len,
+			  .segs = segs.v, .n_segs = segs.n };
 	st = rv_file_commit(f, &m, e);
 	goto done;
 nomem:
 	st = rv_err_set(e, RV_ENOMEM, "out of memory in compaction");
 done:
 	rv_file_close(f);
-	rv_hnsw_free(g);
 	rv_dealloc(db->a, map);
-	rv_dealloc(db->a, vecs.ptr);
-	rv_dealloc(db->a, order);
+	rv_dealloc(db->a, old_to_new);
 	rv_dealloc(db->a, segs.v);
 	rv_buf_free(&state);
+	rv_buf_free(&graph);
 	return st;
 }
 

@@ -120,4 +120,14 @@ rv_status rv_hnsw_save(const rv_hnsw *h, rv_buf *out, rv_err *err);
 rv_status rv_hnsw_load(rv_hnsw **out, const rv_hnsw_params *p, const rv_vecs *vecs,
 		       const uint8_t *data, size_t len, const rv_alloc *a, rv_err *err);
 
+/* Renumber a saved graph (rv_hnsw_save bytes in[0..len)) into out:
+ * slot s becomes map[s] (UINT32_MAX = dropped); the kept slots must keep
+ * their order, and new slots are below new_bound. For compaction: no
+ * distance is computed and the graph is link-for-link the same.
+ * Errors: RV_EINVAL when a node or a link points at a dropped slot (the
+ * caller then rebuilds), RV_ECORRUPT on malformed bytes, RV_ENOMEM.
+ * (hnsw_remap.c) */
+rv_status rv_hnsw_remap_saved(rv_buf *out, const uint8_t *in, size_t len, const uint32_t *map,
+			      uint32_t map_len, uint32_t new_bound, rv_err *err);
+
 #endif /* RV_HNSW_H */
