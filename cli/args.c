@@ -163,3 +163,19 @@ bool rv_args_uint(const char *cmd, const char *opt, const char *text, uint64_t m
 	*out = v;
 	return true;
 }
+
+int rv_cli_args(const char *cmd, const char *usage, int argc, char **argv, const rv_arg_spec *specs,
+		size_t nspecs, const char **pos, size_t pos_min, size_t pos_max, size_t *npos,
+		const char *expected)
+{
+	int a = rv_args_parse(cmd, argc, argv, specs, nspecs, pos, pos_max, npos);
+	if (a == RV_ARGS_HELP) {
+		fputs(usage, stdout);
+		return RV_EXIT_OK;
+	}
+	if (a != RV_ARGS_OK)
+		return RV_EXIT_USAGE;
+	if (*npos < pos_min)
+		return rv_cli_usage(cmd, "expected %s", expected);
+	return RV_CLI_GO;
+}

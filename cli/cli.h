@@ -80,6 +80,15 @@ int rv_args_parse(const char *cmd, int argc, char **argv, const rv_arg_spec *spe
 		  const char **pos, size_t pos_max, size_t *npos);
 void rv_arg_list_free(rv_arg_list *l);
 
+/* A command's whole argument step: rv_args_parse, then --help (prints
+ * usage, returns RV_EXIT_OK), then at least pos_min positional arguments
+ * (else a usage error "expected <expected>", RV_EXIT_USAGE). Returns
+ * RV_CLI_GO when the command should go on. */
+#define RV_CLI_GO (-1)
+int rv_cli_args(const char *cmd, const char *usage, int argc, char **argv, const rv_arg_spec *specs,
+		size_t nspecs, const char **pos, size_t pos_min, size_t pos_max, size_t *npos,
+		const char *expected);
+
 /* Parse text as a decimal integer in [min, max]; on failure print a usage
  * error naming opt and return false. */
 bool rv_args_uint(const char *cmd, const char *opt, const char *text, uint64_t min, uint64_t max,

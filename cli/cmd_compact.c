@@ -35,16 +35,10 @@ int rv_cmd_compact(int argc, char **argv)
 	size_t npos;
 	rv_db *db = NULL;
 	rv_progress prog;
-	int a = rv_args_parse("compact", argc, argv, specs, 1, pos, 1, &npos);
-	if (a == RV_ARGS_HELP) {
-		fputs(usage, stdout);
-		rc = RV_EXIT_OK;
-		goto done;
-	}
-	if (a != RV_ARGS_OK)
-		goto done;
-	if (npos != 1) {
-		rc = rv_cli_usage("compact", "expected the collection FILE");
+	int a = rv_cli_args("compact", usage, argc, argv, specs, 1, pos, 1, 1, &npos,
+			    "the collection FILE");
+	if (a != RV_CLI_GO) {
+		rc = a;
 		goto done;
 	}
 	rc = RV_EXIT_ERROR;

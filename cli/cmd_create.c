@@ -35,15 +35,10 @@ int rv_cmd_create(int argc, char **argv)
 	};
 	const char *pos[1];
 	size_t npos;
-	int a = rv_args_parse("create", argc, argv, specs, sizeof specs / sizeof specs[0], pos, 1, &npos);
-	if (a == RV_ARGS_HELP) {
-		fputs(usage, stdout);
-		return RV_EXIT_OK;
-	}
-	if (a != RV_ARGS_OK)
-		return RV_EXIT_USAGE;
-	if (npos != 1)
-		return rv_cli_usage("create", "expected the collection FILE");
+	int a = rv_cli_args("create", usage, argc, argv, specs, sizeof specs / sizeof specs[0], pos, 1, 1, &npos,
+			    "the collection FILE");
+	if (a != RV_CLI_GO)
+		return a;
 	if (!dim)
 		return rv_cli_usage("create", "--dim is required");
 	if (!metric)

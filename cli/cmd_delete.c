@@ -30,16 +30,10 @@ int rv_cmd_delete(int argc, char **argv)
 	pos = rv_calloc(NULL, (size_t)argc, sizeof *pos);
 	if (!pos)
 		return rv_cli_fail("out of memory");
-	int a = rv_args_parse("delete", argc, argv, NULL, 0, pos, (size_t)argc, &npos);
-	if (a == RV_ARGS_HELP) {
-		fputs(usage, stdout);
-		rc = RV_EXIT_OK;
-		goto done;
-	}
-	if (a != RV_ARGS_OK)
-		goto done;
-	if (npos < 2) {
-		rc = rv_cli_usage("delete", "expected the collection FILE and at least one ID");
+	int a = rv_cli_args("delete", usage, argc, argv, NULL, 0, pos, 2, (size_t)argc, &npos,
+			    "the collection FILE and at least one ID");
+	if (a != RV_CLI_GO) {
+		rc = a;
 		goto done;
 	}
 	rc = RV_EXIT_ERROR;

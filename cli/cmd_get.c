@@ -25,16 +25,10 @@ int rv_cmd_get(int argc, char **argv)
 	rv_db *db = NULL;
 	float *v = NULL;
 	char *payload = NULL;
-	int a = rv_args_parse("get", argc, argv, specs, 1, pos, 2, &npos);
-	if (a == RV_ARGS_HELP) {
-		fputs(usage, stdout);
-		rc = RV_EXIT_OK;
-		goto done;
-	}
-	if (a != RV_ARGS_OK)
-		goto done;
-	if (npos != 2) {
-		rc = rv_cli_usage("get", "expected the collection FILE and an ID");
+	int a = rv_cli_args("get", usage, argc, argv, specs, 1, pos, 2, 2, &npos,
+			    "the collection FILE and an ID");
+	if (a != RV_CLI_GO) {
+		rc = a;
 		goto done;
 	}
 	rc = RV_EXIT_ERROR;

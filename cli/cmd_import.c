@@ -111,16 +111,10 @@ int rv_cmd_import(int argc, char **argv)
 	rv_import_batch_init(&b, 1, NULL);
 	rv_progress_init(&prog, stderr, false, "import");
 
-	int a = rv_args_parse("import", argc, argv, specs, sizeof specs / sizeof specs[0], pos, 2, &npos);
-	if (a == RV_ARGS_HELP) {
-		fputs(usage, stdout);
-		rc = RV_EXIT_OK;
-		goto done;
-	}
-	if (a != RV_ARGS_OK)
-		goto done;
-	if (npos != 2) {
-		rc = rv_cli_usage("import", "expected the collection FILE and the DATA file");
+	int a = rv_cli_args("import", usage, argc, argv, specs, sizeof specs / sizeof specs[0], pos, 2, 2, &npos,
+			    "the collection FILE and the DATA file");
+	if (a != RV_CLI_GO) {
+		rc = a;
 		goto done;
 	}
 	rv_import_opts io = RV_IMPORT_OPTS_INIT;

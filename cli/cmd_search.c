@@ -268,16 +268,10 @@ int rv_cmd_search(int argc, char **argv)
 	query *q = NULL;
 	rv_import_batch_init(&b, CHUNK, NULL);
 
-	int a = rv_args_parse("search", argc, argv, specs, sizeof specs / sizeof specs[0], pos, 2, &npos);
-	if (a == RV_ARGS_HELP) {
-		fputs(usage, stdout);
-		rc = RV_EXIT_OK;
-		goto done;
-	}
-	if (a != RV_ARGS_OK)
-		goto done;
-	if (npos < 1) {
-		rc = rv_cli_usage("search", "expected the collection FILE");
+	int a = rv_cli_args("search", usage, argc, argv, specs, sizeof specs / sizeof specs[0], pos, 1, 2, &npos,
+			    "the collection FILE");
+	if (a != RV_CLI_GO) {
+		rc = a;
 		goto done;
 	}
 	bool from_stdin = npos == 2;

@@ -40,15 +40,10 @@ int rv_cmd_verify(int argc, char **argv)
 	const rv_arg_spec specs[] = { { "--verbose", "-v", RV_ARG_FLAG, &verbose } };
 	const char *pos[1];
 	size_t npos;
-	int a = rv_args_parse("verify", argc, argv, specs, 1, pos, 1, &npos);
-	if (a == RV_ARGS_HELP) {
-		fputs(usage, stdout);
-		return RV_EXIT_OK;
-	}
-	if (a != RV_ARGS_OK)
-		return RV_EXIT_USAGE;
-	if (npos != 1)
-		return rv_cli_usage("verify", "expected the collection FILE");
+	int a = rv_cli_args("verify", usage, argc, argv, specs, 1, pos, 1, 1, &npos,
+			    "the collection FILE");
+	if (a != RV_CLI_GO)
+		return a;
 	tally t = { .verbose = verbose };
 	rv_status st = rv_verify_file(pos[0], finding, &t);
 	if (st == RV_OK && t.bad == 0) {

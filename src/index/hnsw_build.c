@@ -115,6 +115,7 @@ static void scratch_free(const rv_alloc *a, rv_hnsw_scratch *s)
 	rv_dealloc(a, s->kept);
 	rv_dealloc(a, s->nbuf);
 	rv_dealloc(a, s->dbuf);
+	rv_dealloc(a, s->picks);
 	rv_dealloc(a, s);
 }
 
@@ -225,11 +226,13 @@ static rv_hnsw_scratch *scratch_new(const rv_hnsw *h)
 	s->kept = rv_malloc(a, h->m0 * sizeof *s->kept);
 	s->nbuf = rv_malloc(a, h->l0_stride * sizeof *s->nbuf);
 	s->dbuf = rv_malloc(a, h->l0_stride * sizeof *s->dbuf);
-	if (!s->kept || !s->nbuf || !s->dbuf) {
+	s->picks = rv_malloc(a, (RV_HNSW_MAX_LEVEL + 1) * (size_t)h->m * sizeof *s->picks);
+	if (!s->kept || !s->nbuf || !s->dbuf || !s->picks) {
 		scratch_free(a, s);
 		return NULL;
 	}
-	s->bytes = sizeof *s + (h->m0 + 2 * h->l0_stride) * sizeof(uint32_t);
+	s->bytes = sizeof *s + (h->m0 + 2 * h->l0_stride + (RV_HNSW_MAX_LEVEL + 1) * (size_t)h->m) *
+				       sizeof(uint32_t);
 	return s;
 }
 
@@ -374,9 +377,7 @@ static void batch_worker(void *arg, unsigned t)
 		if (i >= c->n)
 			break;
 		uint32_t slot = c->slots[i];
-		unsigned level = rv_hnsw_draw_level(h, slot);
-		atomic_store_explicit(&h->lv[slot], (uint8_t)(level + 1), memory_order_relaxed);
-		rv_hnsw_link(h, c->scratch[t], slot, level, c->locked);
+		rv_hnsw_link(h, c->scratch[t], slot, rv_hnsw_draw_level(h, slot), c->locked);
 		size_t done = atomic_fetch_add(&c->done, 1) + 1;
 		/* The callback is the caller's: only the calling thread runs it. */
 		if (t == 0 && c->progress && done >= report_at) {
@@ -437,7 +438,8 @@ rv_status rv_hnsw_insert_batch(rv_hnsw *h, const uint32_t *slots, size_t n, unsi
 		st = rv_err_nomem(err);
 		goto done;
 	}
-	/* Lists and blocks are ready before any thread can reach a node. */
+	/* Empty lists and blocks are in place before the threads start; each
+	 * node is published (lv) by rv_hnsw_link once its lists are written. */
 	for (; prepared < n; prepared++) {
 		uint32_t s = slots[prepared];
 		h->l0[(size_t)s * h->l0_stride] = 0;

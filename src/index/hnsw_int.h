@@ -17,16 +17,28 @@
  *          re-inserted at a lower level) slots harmless. Atomic bytes because
  *          a batch insert sets them while other threads read them.
  *
+ *          lv is also what publishes a node being inserted: it stays 0
+ *          while the node searches for its neighbours, and rises to l + 1
+ *          only once the node's lists at levels 0..l are written (levels
+ *          are linked bottom-up). So no traversal ever lands on a node
+ *          whose lists at its levels below are still empty, and a node
+ *          only takes in-links at a level after writing its own list there.
+ *
  * Invariants between calls: count = number of slots with lv != 0; entry is
  * a node of level max_level (entry = RV_HNSW_NONE and max_level = -1 for
  * an empty graph); lists may hold stale slots (lv too low) but never more
  * than the level's maximum, and every rewrite of a list drops stale slots.
  *
  * Locking (batch insert with threads only): a striped array of mutexes
- * guards the lists of each node (stripe = slot & mask); a thread holds at
- * most one stripe at a time, so stripes never deadlock. `global` guards
- * entry and max_level. Searches need no lock: the collection excludes
- * writers while they run.
+ * guards the lists of each node (stripe = slot & mask); every read or
+ * write of a list during a threaded build holds its stripe, and a thread
+ * holds at most one stripe at a time, so stripes never deadlock. `global`
+ * guards entry and max_level; an insert whose level exceeds max_level
+ * holds it for its whole insertion (as hnswlib does), so the entry point
+ * only ever moves to a fully linked node and two new top levels never
+ * grow at once. `global` is taken before any stripe, never while one is
+ * held. Searches need no lock: the collection excludes writers while they
+ * run.
  */
 #ifndef RV_HNSW_INT_H
 #define RV_HNSW_INT_H
@@ -73,6 +85,8 @@ typedef struct rv_hnsw_scratch {
 	uint32_t *kept;    /* selection output: m0 slots */
 	uint32_t *nbuf;    /* copy of one list: count + m0 slots */
 	uint32_t *dbuf;    /* delete: the removed node's list at one level */
+	uint32_t *picks;   /* insert: m chosen neighbours per level 0..RV_HNSW_MAX_LEVEL */
+	uint32_t picks_n[RV_HNSW_MAX_LEVEL + 1]; /* how many of each level's m are used */
 	size_t bytes;      /* heap held, for rv_hnsw_memory */
 } rv_hnsw_scratch;
 
@@ -269,8 +283,9 @@ RV_HIDDEN void rv_hnsw_sort_cands(rv_hnsw_cand *c, size_t n);
 RV_HIDDEN void rv_hnsw_reselect(const rv_hnsw *h, rv_hnsw_scratch *s, uint32_t node, unsigned level,
 				const uint32_t *cand, size_t n);
 
-/* Link slot (lv already set, upper block in place, lists empty) into the
- * graph. Never fails. locked: other threads insert at the same time. */
+/* Link slot (of level `level`; lv still 0, upper block in place, lists
+ * empty) into the graph and publish it (lv = level + 1, see the top).
+ * Never fails. locked: other threads insert at the same time. */
 RV_HIDDEN void rv_hnsw_link(rv_hnsw *h, rv_hnsw_scratch *s, uint32_t slot, unsigned level,
 			    bool locked);
 
