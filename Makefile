@@ -3,6 +3,7 @@
 #               embedded default data set (MiniLM embeddings of SAP Fiori docs)
 #   make test   install what is missing, build, and run every test, then the
 #               unit tests again under AddressSanitizer + UBSan
+#   make bench  ruvector and hnswlib on the same data in one run -> docs/BENCHMARKS.md
 BUILD ?= build
 ASAN_BUILD ?= build-asan
 JOBS ?= $(shell nproc)
@@ -39,6 +40,9 @@ test-asan:
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ctest --output-on-failure -j 2 -LE slow
+
+bench: build
+	./scripts/bench.sh $(BUILD)
 
 fuzz:
 	cmake -S . -B build-fuzz -DRV_FUZZ=ON -DRV_SANITIZE=ON \

@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
 # Install the Debian packages ruvector needs to build, test and run its demo,
 # only those that are missing. Run as root or with sudo available.
+#   scripts/setup.sh          build, test, demo
+#   scripts/setup.sh bench    also the peers the benchmark compares with
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config clang libclang-rt-14-dev
       libcjson-dev libxxhash-dev zlib1g-dev
       dataset-fashion-mnist nodejs npm ca-certificates)
+if [ "${1:-}" = bench ]; then
+  pkgs+=(python3-hnswlib python3-numpy)
+fi
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

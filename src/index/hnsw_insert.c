@@ -18,10 +18,13 @@
  * never allocates, so RV_ENOMEM leaves the graph as it was.
  *
  * Threads (rv_hnsw_insert_batch): lists are read and written under their
- * node's stripe, one stripe at a time. A thread descending through a node
- * that is still being inserted may link to it at a level the node has not
- * filled yet; the node then merges those links with its own selection
- * instead of overwriting them.
+ * node's stripe, one stripe at a time. A node being inserted stays out of
+ * reach (lv 0) while it searches; it is then linked bottom-up and
+ * published one level at a time, each level as soon as its own list there
+ * is written (hnsw_int.h, lv). So whoever reaches it finds its lists at
+ * that level and below already filled, and nobody links to it before it
+ * has written its own list. A node that raises the top level is inserted
+ * under the global lock (see rv_hnsw_link).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -109,27 +112,29 @@ static inline void unlock_node(const rv_hnsw *h, uint32_t slot, bool locked)
 		pthread_mutex_unlock(rv_hnsw_stripe(h, slot));
 }
 
-/* Write slot's own list at level (the selection in mine[0..nk)), then add
- * slot to each selected neighbour's list. */
+/* Write slot's own list at level (the selection in mine[0..nk)), publish
+ * slot at that level, then add slot to each selected neighbour's list.
+ *
+ * The order matters under threads. Until lv says slot has a list at this
+ * level, no other thread follows an edge to it here nor keeps it in a list
+ * it re-selects, so nothing else can have written slot's list: it is still
+ * the empty one the insert started with, and writing it needs no merge.
+ * Publishing before the back-links go in keeps them: a neighbour whose
+ * list another thread re-selects meanwhile sees slot as live. */
 static void connect(rv_hnsw *h, rv_hnsw_scratch *s, uint32_t slot, unsigned level,
 		    const uint32_t *mine, uint32_t nk, bool locked)
 {
-	uint32_t buf[3 * RV_HNSW_M_MAX + 1]; /* a full level-0 list plus m new links */
+	uint32_t buf[2 * RV_HNSW_M_MAX + 1]; /* a full level-0 list plus the new link */
 	uint32_t maxdeg = rv_hnsw_maxdeg(h, level);
 
 	lock_node(h, slot, locked);
 	uint32_t *own = rv_hnsw_links(h, slot, level);
-	if (own[0] == 0) {
-		memcpy(own + 1, mine, nk * sizeof *own);
-		own[0] = nk;
-	} else {
-		/* Only under threads: others linked to slot first. */
-		uint32_t cnt = own[0];
-		memcpy(buf, own + 1, cnt * sizeof *buf);
-		memcpy(buf + cnt, mine, nk * sizeof *buf);
-		rv_hnsw_reselect(h, s, slot, level, buf, cnt + nk);
-	}
+	memcpy(own + 1, mine, nk * sizeof *own);
+	own[0] = nk;
 	unlock_node(h, slot, locked);
+	/* Release: a thread that sees the new lv and then takes slot's
+	 * stripe reads the list just written. */
+	atomic_store_explicit(&h->lv[slot], (uint8_t)(level + 1), memory_order_release);
 
 	for (uint32_t i = 0; i < nk; i++) {
 		uint32_t n = mine[i];
@@ -157,47 +162,62 @@ void rv_hnsw_link(rv_hnsw *h, rv_hnsw_scratch *s, uint32_t slot, unsigned level,
 {
 	const float *const *vp = h->vecs->ptr;
 	const float *v = vp[slot];
-	uint32_t mine[RV_HNSW_M_MAX];
 
 	if (locked)
 		pthread_mutex_lock(&h->global);
 	uint32_t ep = h->entry;
 	int top = h->max_level;
-	if (ep == RV_HNSW_NONE) {
+	/* A node that raises the top level keeps `global` until it is linked
+	 * and has become the entry point: searches then never start from a
+	 * node whose lists are not written yet, and a second new top level
+	 * cannot grow meanwhile from the old entry point, out of reach of
+	 * this one. Such nodes are a handful per build (level > max_level),
+	 * so the other threads rarely wait. */
+	bool new_top = (int)level > top;
+	if (locked && !new_top)
+		pthread_mutex_unlock(&h->global);
+
+	if (ep != RV_HNSW_NONE) {
+		/* The levels this node shares with the graph. */
+		unsigned low = new_top ? (unsigned)top : level;
+		float ep_dist = rv_hnsw_dist(h, v, vp[ep]);
+		for (int l = top; l > (int)low; l--)
+			rv_hnsw_greedy(h, s, v, (unsigned)l, slot, &ep, &ep_dist, locked);
+
+		/* Choose the neighbours at every level first, top-down (each
+		 * level's search starts from the nearest node of the one
+		 * above), then link bottom-up, so that the node is never
+		 * reachable at a level before its lists below are written
+		 * (see the top of hnsw_int.h). A thread that could land on it
+		 * at level l with an empty list at l - 1 would search that
+		 * level from a dead end, find this node alone, link to it and
+		 * nothing else, and stay unreachable once this node's own
+		 * selection prunes it. Searching one level never reads the
+		 * lists of another, so a serial build gives the same graph as
+		 * linking level by level. */
+		for (int l = (int)low; l >= 0; l--) {
+			rv_hnsw_scratch_reset(s);
+			/* A stale edge from a deleted node may lead to this
+			 * slot again: it must not become its own neighbour. */
+			s->mark[slot] = s->epoch;
+			rv_hnsw_seed(h, s, ep, ep_dist, NULL, NULL);
+			rv_hnsw_search_layer(h, s, v, (unsigned)l, h->p.ef_construction, NULL, NULL,
+					     locked, false);
+			size_t nc = rv_hnsw_drain_sorted(s);
+			ep = s->sel[0].slot;
+			ep_dist = s->sel[0].dist;
+			s->picks_n[l] = rv_hnsw_select(h, s->sel, nc, h->m, s->picks + (size_t)l * h->m);
+		}
+		for (unsigned l = 0; l <= low; l++)
+			connect(h, s, slot, l, s->picks + (size_t)l * h->m, s->picks_n[l], locked);
+	}
+
+	/* Levels above the graph's top have no neighbours yet: published
+	 * with empty lists, and reached through the entry point below. */
+	atomic_store_explicit(&h->lv[slot], (uint8_t)(level + 1), memory_order_release);
+	if (new_top) {
 		h->entry = slot;
 		h->max_level = (int)level;
-	}
-	if (locked)
-		pthread_mutex_unlock(&h->global);
-	if (ep == RV_HNSW_NONE)
-		return;
-
-	float ep_dist = rv_hnsw_dist(h, v, vp[ep]);
-	for (int l = top; l > (int)level; l--)
-		rv_hnsw_greedy(h, s, v, (unsigned)l, slot, &ep, &ep_dist, locked);
-
-	for (int l = top < (int)level ? top : (int)level; l >= 0; l--) {
-		rv_hnsw_scratch_reset(s);
-		/* A stale edge from a deleted node may lead to this slot
-		 * again: it must not become its own neighbour. */
-		s->mark[slot] = s->epoch;
-		rv_hnsw_seed(h, s, ep, ep_dist, NULL, NULL);
-		rv_hnsw_search_layer(h, s, v, (unsigned)l, h->p.ef_construction, NULL, NULL, locked,
-				     false);
-		size_t nc = rv_hnsw_drain_sorted(s);
-		ep = s->sel[0].slot;
-		ep_dist = s->sel[0].dist;
-		uint32_t nk = rv_hnsw_select(h, s->sel, nc, h->m, mine);
-		connect(h, s, slot, (unsigned)l, mine, nk, locked);
-	}
-
-	if ((int)level > top) {
-		if (locked)
-			pthread_mutex_lock(&h->global);
-		if ((int)level > h->max_level) {
-			h->entry = slot;
-			h->max_level = (int)level;
-		}
 		if (locked)
 			pthread_mutex_unlock(&h->global);
 	}
@@ -242,7 +262,6 @@ rv_status rv_hnsw_insert(rv_hnsw *h, uint32_t slot, rv_err *err)
 	h->upper_bytes += block_bytes;
 	block = NULL;
 	h->l0[(size_t)slot * h->l0_stride] = 0;
-	atomic_store_explicit(&h->lv[slot], (uint8_t)(level + 1), memory_order_relaxed);
 	rv_hnsw_link(h, s, slot, level, false);
 	h->count++;
 done:
