@@ -10,7 +10,8 @@ foreach(src ${RV_TEST_SOURCES})
   set_target_properties(${name} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/tests)
   target_include_directories(${name} PRIVATE ${CMAKE_SOURCE_DIR}/tests ${CMAKE_SOURCE_DIR}/src)
   target_compile_definitions(${name} PRIVATE _GNU_SOURCE
-    RV_DATA_DIR="${RV_DATA_DIR}" RV_BIN_DIR="${CMAKE_BINARY_DIR}")
+    RV_DATA_DIR="${RV_DATA_DIR}" RV_BIN_DIR="${CMAKE_BINARY_DIR}"
+    RV_SOURCE_DIR="${CMAKE_SOURCE_DIR}")
   target_compile_options(${name} PRIVATE -Wall -Wextra -Wno-unused-parameter)
   target_link_libraries(${name} PRIVATE rv_cli_support ruvector_static)
   # Ask the binary for its case names so each is its own CTest test.
