@@ -5,7 +5,7 @@
 #   scripts/setup.sh bench    also the peers the benchmark compares with
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config clang libclang-rt-14-dev
-      libcjson-dev libxxhash-dev zlib1g-dev
+      libcjson-dev libxxhash-dev zlib1g-dev libmicrohttpd-dev curl wrk
       dataset-fashion-mnist nodejs npm ca-certificates)
 if [ "${1:-}" = bench ]; then
   pkgs+=(python3-hnswlib python3-numpy)
