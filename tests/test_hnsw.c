@@ -1,11 +1,12 @@
 /*
  * test_hnsw.c - the HNSW index: recall against brute force for the three
- * metrics, threaded build, filtered search, deletes with repair, save and
- * load (round trip and corrupt input), allocation failures, tiny graphs and
- * concurrent searches.
+ * metrics, threaded build (recall, and every node reachable), filtered
+ * search, deletes with repair, save and load (round trip and corrupt
+ * input), allocation failures, tiny graphs and concurrent searches.
  *
- * The graph's internal checker (rv_hnsw_verify) and its entry point come
- * from hnsw_int.h; everything else goes through hnsw.h.
+ * The graph's internal checkers (rv_hnsw_verify, rv_hnsw_verify_reach) and
+ * its entry point come from hnsw_int.h; everything else goes through
+ * hnsw.h.
  */
 #include "harness.h"
 
@@ -238,6 +239,82 @@ TEST(threads_match_serial)
 	rv_hnsw_free(serial);
 	rv_hnsw_free(par);
 	table_free(&t);
+}
+
+/* ---- threaded build: every node stays reachable ------------------------ */
+
+/* Nodes whose own vector does not bring them back among the 5 nearest at
+ * ef 64 (a hit at distance 0, an exact duplicate, counts as found). */
+static size_t self_misses(const rv_hnsw *h, const table *t)
+{
+	size_t missed = 0;
+	for (size_t i = 0; i < t->n; i++) {
+		rv_hnsw_hit hits[5];
+		size_t n = 0;
+		rv_err e;
+		bool found = false;
+		if (rv_hnsw_search(hits, 5, &n, h, t->ptr[i], 5, 64, NULL, NULL, &e) == RV_OK)
+			for (size_t j = 0; j < n && !found; j++)
+				found = hits[j].slot == (uint32_t)i || hits[j].dist == 0;
+		missed += !found;
+	}
+	return missed;
+}
+
+/* Two threads insert clustered points, half of them in exact-duplicate
+ * pairs that the two threads take at the same time, as one large batch and
+ * then batches of 100 (a collection's later upserts). A thread that lands
+ * on a node still being linked, or on a new top level not yet linked, must
+ * not leave a node that nothing links to: each one must be reachable from
+ * the entry point and found by its own vector, in every build, as after a
+ * serial build. Several builds, because the timing that exposes a race
+ * differs every time. */
+TEST(threads_every_node_reachable)
+{
+	const size_t n = 3000, first = 2000, rounds = 8;
+	size_t cut = 0, missed = 0, cut_serial = 0, missed_serial = 0;
+	uint32_t *slots = iota(n);
+	for (size_t round = 0; round < rounds; round++) {
+		table t;
+		table_init_k(&t, n, 0, 16, 20, RV_METRIC_L2, 40 + round);
+		/* Slot 2k + 1 repeats slot 2k in the first half. */
+		for (size_t i = 1; i < n / 2; i += 2)
+			memcpy(t.data + i * t.dim, t.data + (i - 1) * t.dim, t.dim * sizeof *t.data);
+		for (unsigned threads = 1; threads <= 2; threads++) {
+			rv_hnsw_params p = params(&t, RV_METRIC_L2, 12, 100);
+			p.seed = 100 + round;
+			rv_hnsw *h = NULL;
+			rv_err e;
+			CHECK(rv_hnsw_new(&h, &p, &t.vecs, NULL, &e) == RV_OK);
+			for (size_t at = 0; at < n;) {
+				size_t len = at == 0 ? first : 100;
+				rv_status st = rv_hnsw_insert_batch(h, slots + at, len, threads, NULL, NULL, &e);
+				CHECK_MSG(st == RV_OK, "%s", e.msg);
+				at += len;
+			}
+			CHECK(rv_hnsw_count(h) == n && verify_ok(h));
+			size_t miss = self_misses(h, &t);
+			bool reach = rv_hnsw_verify_reach(h, &e) == RV_OK;
+			if (!reach)
+				fprintf(stderr, "   round %zu, %u thread(s): %s\n", round, threads, e.msg);
+			if (threads == 1) {
+				cut_serial += !reach;
+				missed_serial += miss;
+			} else {
+				cut += !reach;
+				missed += miss;
+			}
+			rv_hnsw_free(h);
+		}
+		table_free(&t);
+	}
+	free(slots);
+	fprintf(stderr, "   %zu builds each: serial %zu cut off, %zu self misses; 2 threads %zu, %zu\n",
+		rounds, cut_serial, missed_serial, cut, missed);
+	CHECK_MSG(cut_serial == 0 && missed_serial == 0,
+		  "serial: %zu builds with unreachable nodes, %zu self misses", cut_serial, missed_serial);
+	CHECK_MSG(cut == 0 && missed == 0, "2 threads: %zu builds with unreachable nodes, %zu self misses",
+		  cut, missed);
 }
 
 TEST(same_seed_same_graph)

@@ -94,6 +94,7 @@ rv_status rv_hnsw_new(rv_hnsw **out, const rv_hnsw_params *p, const rv_vecs *vec
 	for (size_t i = 0; i < RV_HNSW_STRIPES; i++)
 		pthread_mutex_init(&h->stripes[i], NULL);
 	pthread_mutex_init(&h->global, NULL);
+	pthread_mutex_init(&h->recent_mu, NULL);
 	pthread_mutex_init(&h->pool_mu, NULL);
 	*out = h;
 	h = NULL;
@@ -137,6 +138,7 @@ void rv_hnsw_free(rv_hnsw *h)
 		pthread_mutex_destroy(&h->stripes[i]);
 	rv_dealloc(a, h->stripes);
 	pthread_mutex_destroy(&h->global);
+	pthread_mutex_destroy(&h->recent_mu);
 	pthread_mutex_destroy(&h->pool_mu);
 	rv_dealloc(a, h);
 }
@@ -349,6 +351,48 @@ rv_status rv_hnsw_verify(const rv_hnsw *h, rv_err *err)
 		return rv_err_set(err, RV_ERROR, "entry point %u is not a node of the top level",
 				  h->entry);
 	return RV_OK;
+}
+
+rv_status rv_hnsw_verify_reach(const rv_hnsw *h, rv_err *err)
+{
+	rv_status st = RV_OK;
+	if (h->count == 0)
+		return RV_OK;
+	uint64_t *seen = rv_calloc(h->a, rv_bit_words(h->cap), sizeof *seen);
+	uint32_t *queue = rv_malloc(h->a, (size_t)h->count * sizeof *queue);
+	if (!seen || !queue) {
+		st = rv_err_nomem(err);
+		goto done;
+	}
+	size_t head = 0, tail = 0;
+	rv_bit_set(seen, h->entry);
+	queue[tail++] = h->entry;
+	while (head < tail) {
+		const uint32_t *list = rv_hnsw_links(h, queue[head++], 0);
+		for (uint32_t j = 0; j < list[0]; j++) {
+			uint32_t n = list[1 + j];
+			/* tail < count holds when count is right (rv_hnsw_verify);
+			 * checked anyway, so a wrong count cannot overrun. */
+			if (n >= h->cap || rv_hnsw_lv(h, n) == 0 || rv_bit_get(seen, n) ||
+			    tail == h->count)
+				continue;
+			rv_bit_set(seen, n);
+			queue[tail++] = n;
+		}
+	}
+	if (tail != h->count) {
+		uint32_t first = 0;
+		while (first < h->cap && (!rv_hnsw_lv(h, first) || rv_bit_get(seen, first)))
+			first++;
+		st = rv_err_set(err, RV_ERROR,
+				"%llu of %llu nodes unreachable from entry point %u over level 0 (first: %u)",
+				(unsigned long long)(h->count - tail), (unsigned long long)h->count,
+				h->entry, first);
+	}
+done:
+	rv_dealloc(h->a, queue);
+	rv_dealloc(h->a, seen);
+	return st;
 }
 
 /* ======================================================================

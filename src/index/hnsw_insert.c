@@ -24,8 +24,11 @@
  * is written (hnsw_int.h, lv). So whoever reaches it finds its lists at
  * that level and below already filled, and nobody links to it before it
  * has written its own list. A node that raises the top level is inserted
- * under the global lock (see rv_hnsw_link).
+ * under the global lock (see rv_hnsw_link). Last, a node checks the nodes
+ * other threads linked while it searched, which its search could not see,
+ * and links to those a serial build would have chosen (late_links).
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -112,6 +115,37 @@ static inline void unlock_node(const rv_hnsw *h, uint32_t slot, bool locked)
 		pthread_mutex_unlock(rv_hnsw_stripe(h, slot));
 }
 
+/* Whether x is among list[0..n). */
+static bool has(const uint32_t *list, uint32_t n, uint32_t x)
+{
+	for (uint32_t i = 0; i < n; i++)
+		if (list[i] == x)
+			return true;
+	return false;
+}
+
+/* Add slot to the list of n at level: appended while there is room, else
+ * n's list is chosen again among its links and slot. */
+static void add_link(rv_hnsw *h, rv_hnsw_scratch *s, uint32_t n, unsigned level, uint32_t slot,
+		     bool locked)
+{
+	uint32_t buf[2 * RV_HNSW_M_MAX + 1]; /* a full level-0 list plus the new link */
+	lock_node(h, n, locked);
+	uint32_t *list = rv_hnsw_links(h, n, level);
+	uint32_t cnt = list[0];
+	if (!has(list + 1, cnt, slot)) {
+		if (cnt < rv_hnsw_maxdeg(h, level)) {
+			list[1 + cnt] = slot;
+			list[0] = cnt + 1;
+		} else {
+			memcpy(buf, list + 1, cnt * sizeof *buf);
+			buf[cnt] = slot;
+			rv_hnsw_reselect(h, s, n, level, buf, cnt + 1);
+		}
+	}
+	unlock_node(h, n, locked);
+}
+
 /* Write slot's own list at level (the selection in mine[0..nk)), publish
  * slot at that level, then add slot to each selected neighbour's list.
  *
@@ -124,9 +158,6 @@ static inline void unlock_node(const rv_hnsw *h, uint32_t slot, bool locked)
 static void connect(rv_hnsw *h, rv_hnsw_scratch *s, uint32_t slot, unsigned level,
 		    const uint32_t *mine, uint32_t nk, bool locked)
 {
-	uint32_t buf[2 * RV_HNSW_M_MAX + 1]; /* a full level-0 list plus the new link */
-	uint32_t maxdeg = rv_hnsw_maxdeg(h, level);
-
 	lock_node(h, slot, locked);
 	uint32_t *own = rv_hnsw_links(h, slot, level);
 	memcpy(own + 1, mine, nk * sizeof *own);
@@ -136,25 +167,83 @@ static void connect(rv_hnsw *h, rv_hnsw_scratch *s, uint32_t slot, unsigned leve
 	 * stripe reads the list just written. */
 	atomic_store_explicit(&h->lv[slot], (uint8_t)(level + 1), memory_order_release);
 
-	for (uint32_t i = 0; i < nk; i++) {
-		uint32_t n = mine[i];
-		lock_node(h, n, locked);
-		uint32_t *list = rv_hnsw_links(h, n, level);
-		uint32_t cnt = list[0];
-		bool have = false;
-		for (uint32_t j = 0; j < cnt && !have; j++)
-			have = list[1 + j] == slot;
-		if (!have) {
-			if (cnt < maxdeg) {
-				list[1 + cnt] = slot;
-				list[0] = cnt + 1;
-			} else {
-				memcpy(buf, list + 1, cnt * sizeof *buf);
-				buf[cnt] = slot;
-				rv_hnsw_reselect(h, s, n, level, buf, cnt + 1);
-			}
+	for (uint32_t i = 0; i < nk; i++)
+		add_link(h, s, mine[i], level, slot, locked);
+}
+
+/* Position in the ring of recently linked nodes, taken before searching. */
+static uint64_t recent_ticket(rv_hnsw *h)
+{
+	pthread_mutex_lock(&h->recent_mu);
+	uint64_t t = h->recent_n;
+	pthread_mutex_unlock(&h->recent_mu);
+	return t;
+}
+
+/* Copy into late[] the nodes that finished linking since ticket (the last
+ * RV_HNSW_RECENT of them at most), then add slot. Both in one critical
+ * section: of two inserts that overlap in time, the one that gets here
+ * second always finds the other. Returns the number copied. */
+static size_t recent_swap(rv_hnsw *h, uint64_t ticket, uint32_t slot, uint32_t *late)
+{
+	size_t nl = 0;
+	pthread_mutex_lock(&h->recent_mu);
+	uint64_t from = h->recent_n - ticket > RV_HNSW_RECENT ? h->recent_n - RV_HNSW_RECENT : ticket;
+	for (uint64_t i = from; i < h->recent_n; i++)
+		late[nl++] = h->recent[i % RV_HNSW_RECENT];
+	h->recent[h->recent_n % RV_HNSW_RECENT] = slot;
+	h->recent_n++;
+	pthread_mutex_unlock(&h->recent_mu);
+	return nl;
+}
+
+/* Under threads, nodes that other threads linked while slot was searching
+ * may be missing from its search results: a serial build would have found
+ * them. Missing a near-duplicate is what hurts: the two never link to each
+ * other, every other neighbour's list keeps only one of the pair when it
+ * is chosen again (the other is closer to its twin than to the list's
+ * owner), and the one dropped everywhere is cut off from the graph. So
+ * each such node (late[0..nl)) gets the test the search would have given
+ * it: at every level slot chose neighbours on, it joins that selection
+ * when the heuristic keeps it next to slot's picks, and is then linked
+ * both ways like a pick. Picks it would have displaced stay: slot's list
+ * only gains links, as it does from other nodes' back-links. */
+static void late_links(rv_hnsw *h, rv_hnsw_scratch *s, uint32_t slot, unsigned low,
+		       const uint32_t *late, size_t nl)
+{
+	const float *const *vp = h->vecs->ptr;
+	const float *v = vp[slot];
+	uint32_t add[RV_HNSW_M_MAX];
+	for (unsigned l = 0; l <= low; l++) {
+		const uint32_t *picks = s->picks + (size_t)l * h->m;
+		uint32_t np = s->picks_n[l];
+		/* A full selection keeps none beyond its farthest pick. */
+		float far = np == h->m ? rv_hnsw_dist(h, v, vp[picks[np - 1]]) : INFINITY;
+		size_t ns = 0;
+		for (size_t i = 0; i < nl && ns + np < s->sel_cap; i++) {
+			uint32_t c = late[i];
+			if (rv_hnsw_lv(h, c) <= l || has(picks, np, c))
+				continue;
+			float d = rv_hnsw_dist(h, v, vp[c]);
+			if (d <= far)
+				s->sel[ns++] = (rv_hnsw_cand){ d, c };
 		}
-		unlock_node(h, n, locked);
+		if (ns == 0)
+			continue;
+		for (uint32_t i = 0; i < np; i++)
+			s->sel[ns++] = (rv_hnsw_cand){ rv_hnsw_dist(h, v, vp[picks[i]]), picks[i] };
+		rv_hnsw_sort_cands(s->sel, ns);
+		uint32_t nk = rv_hnsw_select(h, s->sel, ns, h->m, s->kept);
+		/* Copied out: linking may choose lists again, which reuses
+		 * s->sel and s->kept. */
+		uint32_t na = 0;
+		for (uint32_t i = 0; i < nk; i++)
+			if (!has(picks, np, s->kept[i]))
+				add[na++] = s->kept[i];
+		for (uint32_t i = 0; i < na; i++) {
+			add_link(h, s, slot, l, add[i], true);
+			add_link(h, s, add[i], l, slot, true);
+		}
 	}
 }
 
@@ -162,6 +251,7 @@ void rv_hnsw_link(rv_hnsw *h, rv_hnsw_scratch *s, uint32_t slot, unsigned level,
 {
 	const float *const *vp = h->vecs->ptr;
 	const float *v = vp[slot];
+	uint64_t ticket = locked ? recent_ticket(h) : 0;
 
 	if (locked)
 		pthread_mutex_lock(&h->global);
@@ -177,11 +267,11 @@ void rv_hnsw_link(rv_hnsw *h, rv_hnsw_scratch *s, uint32_t slot, unsigned level,
 	if (locked && !new_top)
 		pthread_mutex_unlock(&h->global);
 
+	/* The levels this node shares with the graph (none when empty). */
+	int low = new_top ? top : (int)level;
 	if (ep != RV_HNSW_NONE) {
-		/* The levels this node shares with the graph. */
-		unsigned low = new_top ? (unsigned)top : level;
 		float ep_dist = rv_hnsw_dist(h, v, vp[ep]);
-		for (int l = top; l > (int)low; l--)
+		for (int l = top; l > low; l--)
 			rv_hnsw_greedy(h, s, v, (unsigned)l, slot, &ep, &ep_dist, locked);
 
 		/* Choose the neighbours at every level first, top-down (each
@@ -195,7 +285,7 @@ void rv_hnsw_link(rv_hnsw *h, rv_hnsw_scratch *s, uint32_t slot, unsigned level,
 		 * selection prunes it. Searching one level never reads the
 		 * lists of another, so a serial build gives the same graph as
 		 * linking level by level. */
-		for (int l = (int)low; l >= 0; l--) {
+		for (int l = low; l >= 0; l--) {
 			rv_hnsw_scratch_reset(s);
 			/* A stale edge from a deleted node may lead to this
 			 * slot again: it must not become its own neighbour. */
@@ -208,8 +298,9 @@ void rv_hnsw_link(rv_hnsw *h, rv_hnsw_scratch *s, uint32_t slot, unsigned level,
 			ep_dist = s->sel[0].dist;
 			s->picks_n[l] = rv_hnsw_select(h, s->sel, nc, h->m, s->picks + (size_t)l * h->m);
 		}
-		for (unsigned l = 0; l <= low; l++)
-			connect(h, s, slot, l, s->picks + (size_t)l * h->m, s->picks_n[l], locked);
+		for (int l = 0; l <= low; l++)
+			connect(h, s, slot, (unsigned)l, s->picks + (size_t)l * h->m, s->picks_n[l],
+				locked);
 	}
 
 	/* Levels above the graph's top have no neighbours yet: published
@@ -220,6 +311,13 @@ void rv_hnsw_link(rv_hnsw *h, rv_hnsw_scratch *s, uint32_t slot, unsigned level,
 		h->max_level = (int)level;
 		if (locked)
 			pthread_mutex_unlock(&h->global);
+	}
+
+	if (locked) {
+		uint32_t late[RV_HNSW_RECENT];
+		size_t nl = recent_swap(h, ticket, slot, late);
+		if (low >= 0 && nl)
+			late_links(h, s, slot, (unsigned)low, late, nl);
 	}
 }
 

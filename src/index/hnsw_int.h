@@ -37,8 +37,9 @@
  * holds it for its whole insertion (as hnswlib does), so the entry point
  * only ever moves to a fully linked node and two new top levels never
  * grow at once. `global` is taken before any stripe, never while one is
- * held. Searches need no lock: the collection excludes writers while they
- * run.
+ * held. `recent_mu` guards the ring of recently linked nodes and is never
+ * held with another lock. Searches need no lock: the collection excludes
+ * writers while they run.
  */
 #ifndef RV_HNSW_INT_H
 #define RV_HNSW_INT_H
@@ -53,6 +54,7 @@
 #define RV_HNSW_M_MAX 128    /* largest m; level 0 then keeps 256 links */
 #define RV_HNSW_MAX_LEVEL 31 /* levels beyond are clamped; lv then fits a byte */
 #define RV_HNSW_STRIPES 1024 /* power of two */
+#define RV_HNSW_RECENT 64    /* nodes a threaded insert may have missed (see rv_hnsw_link) */
 #define RV_HNSW_MAGIC "RVHN"
 #define RV_HNSW_VERSION 1
 #define RV_HNSW_HEADER_BYTES 48
@@ -113,6 +115,12 @@ struct rv_hnsw {
 
 	pthread_mutex_t global;
 	pthread_mutex_t *stripes;
+
+	/* Threaded batch only, under recent_mu: the last RV_HNSW_RECENT nodes
+	 * that finished linking, a ring; recent_n counts every one added. */
+	pthread_mutex_t recent_mu;
+	uint64_t recent_n;
+	uint32_t recent[RV_HNSW_RECENT];
 
 	pthread_mutex_t pool_mu;
 	rv_hnsw_scratch **pool; /* idle scratches; room for every one created */
@@ -237,6 +245,16 @@ RV_HIDDEN void rv_hnsw_release(const rv_hnsw *h, rv_hnsw_scratch *s);
 /* Check the in-memory invariants listed at the top (for tests): RV_OK or
  * RV_ERROR with what is wrong. */
 RV_HIDDEN rv_status rv_hnsw_verify(const rv_hnsw *h, rv_err *err);
+
+/* Check that every node is reachable from the entry point over level-0
+ * links, by a breadth-first walk (for tests). A node nothing links to is
+ * never returned by a search, whatever ef, even for its own vector. Not
+ * an invariant: a loaded file may hold any valid lists, and the pruning of
+ * full lists can, rarely, drop a node's last in-link even in a serial
+ * build; but a threaded build must keep it wherever a serial build of the
+ * same data does. Meaningful once rv_hnsw_verify passed. RV_OK, RV_ERROR
+ * naming how many nodes are cut off and the first of them, or RV_ENOMEM. */
+RV_HIDDEN rv_status rv_hnsw_verify_reach(const rv_hnsw *h, rv_err *err);
 
 /* ---- hnsw_search.c --------------------------------------------------- */
 
