@@ -8,7 +8,7 @@ BUILD ?= build
 ASAN_BUILD ?= build-asan
 JOBS ?= $(shell nproc)
 
-.PHONY: all setup build data demo test test-fast test-asan fuzz bench install clean
+.PHONY: all setup build data demo test test-fast test-asan test-tsan fuzz bench install clean
 
 all: build
 
@@ -29,6 +29,7 @@ demo: setup build
 test: setup build data
 	cd $(BUILD) && ctest --output-on-failure -j 2
 	$(MAKE) test-asan
+	$(MAKE) test-tsan
 
 test-fast: build
 	cd $(BUILD) && ctest --output-on-failure -j 2 -LE slow
@@ -44,6 +45,15 @@ test-asan:
 bench: build
 	./scripts/bench.sh $(BUILD)
 
+# ThreadSanitizer over the cases where threads share an index or a handle.
+TSAN_BUILD ?= build-tsan
+test-tsan:
+	cmake -S . -B $(TSAN_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRV_TSAN=ON \
+	      -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ >/dev/null
+	cmake --build $(TSAN_BUILD) -j $(JOBS) --target test_hnsw test_db
+	cd $(TSAN_BUILD) && TSAN_OPTIONS=halt_on_error=1 \
+	  ctest --output-on-failure -R '^(hnsw\.(threads_|concurrent_)|db\.concurrent_)'
+
 fuzz:
 	cmake -S . -B build-fuzz -DRV_FUZZ=ON -DRV_SANITIZE=ON \
 	      -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ >/dev/null
@@ -53,4 +63,4 @@ install: build
 	cmake --install $(BUILD)
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) build-fuzz
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) build-fuzz
