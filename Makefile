@@ -28,6 +28,7 @@ demo: setup build
 
 test: setup build data
 	cd $(BUILD) && ctest --output-on-failure -j 2
+	./bindings/node/test.sh $(BUILD)
 	$(MAKE) test-asan
 	$(MAKE) test-tsan
 

@@ -18,6 +18,12 @@ done
 if command -v npm >/dev/null 2>&1; then
   missing=("${missing[@]/nodejs}"); missing=("${missing[@]/npm}")
 fi
+# The Node.js binding compiles against node_api.h: Debian's nodejs keeps
+# it in libnode-dev (other node builds ship it beside node).
+node_inc=$(dirname "$(command -v node 2>/dev/null || echo /usr/bin/node)")/../include/node
+if [ ! -f "$node_inc/node_api.h" ] && [ ! -f /usr/include/node/node_api.h ]; then
+  missing+=(libnode-dev)
+fi
 list=()
 for p in "${missing[@]}"; do [ -n "$p" ] && list+=("$p"); done
 if [ ${#list[@]} -gt 0 ]; then
