@@ -178,8 +178,10 @@ RV_API rv_status rv_db_open(rv_db **out, const char *path, const rv_open_opts *o
  * Not thread-safe: no other call on db may be running. */
 RV_API void rv_db_close(rv_db *db);
 
-/* Message of the last failed call on db (several threads: of the latest
- * one). Valid until the next call on db. Never NULL; "" when none. */
+/* Message of the calling thread's last failed call on db (a thread that
+ * made none gets the latest failure of any thread). Valid until the
+ * thread's next call on db; a handle remembers the messages of its 8 most
+ * recently failing threads. Never NULL; "" when none. Thread-safe. */
 RV_API const char *rv_errmsg(const rv_db *db);
 
 /* ------------------------------------------------------------------------

@@ -819,3 +819,44 @@ TEST(compact_keeps_every_answer)
 	CHECK(rv_verify_file(g_path, NULL, NULL) == RV_OK);
 	free(v);
 }
+
+/* ---- error messages per thread ---- */
+
+typedef struct errs {
+	rv_db *db;
+	int wrong;
+} errs;
+
+static void err_fn(void *p, unsigned t)
+{
+	errs *c = p;
+	float q[4] = { 1, 2, 3, 4 };
+	for (int i = 0; i < 2000; i++) {
+		rv_search_opts s = RV_SEARCH_OPTS_INIT;
+		s.k = 1;
+		char f[64];
+		/* Each thread fails with its own operator name. */
+		snprintf(f, sizeof f, "{\"a\":{\"$bad%u\":1}}", t);
+		s.filter = f;
+		rv_results *r = NULL;
+		if (rv_db_search(&r, c->db, q, &s) != RV_EINVAL)
+			c->wrong++;
+		char want[16];
+		snprintf(want, sizeof want, "$bad%u", t);
+		if (!strstr(rv_errmsg(c->db), want))
+			__atomic_add_fetch(&c->wrong, 1, __ATOMIC_RELAXED);
+	}
+}
+
+TEST(errmsg_is_per_thread)
+{
+	rv_db *db = make_db("errs.rvf", 4, RV_METRIC_L2);
+	CHECK(db);
+	float v[4] = { 1, 1, 1, 1 };
+	rv_point p = { .id = "a", .vector = v };
+	CHECK_OK(rv_db_upsert(db, &p, 1), db);
+	errs c = { db, 0 };
+	rv_parallel(4, err_fn, &c);
+	CHECK_MSG(c.wrong == 0, "%d messages belonged to another thread", c.wrong);
+	rv_db_close(db);
+}

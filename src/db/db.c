@@ -25,12 +25,28 @@
  * Errors
  * ==================================================================== */
 
+/* The calling thread's message slot (taking one over if it has none). */
+static rv_err *thread_slot(rv_db *db, bool take)
+{
+	pthread_t self = pthread_self();
+	for (unsigned i = 0; i < RV_THREAD_ERRS; i++)
+		if (db->thread_err[i].used && pthread_equal(db->thread_err[i].thread, self))
+			return &db->thread_err[i].err;
+	if (!take)
+		return NULL;
+	unsigned i = db->thread_err_next++ % RV_THREAD_ERRS;
+	db->thread_err[i].used = true;
+	db->thread_err[i].thread = self;
+	return &db->thread_err[i].err;
+}
+
 rv_status rv_db_fail(rv_db *db, rv_status st, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
 	pthread_mutex_lock(&db->err_lock);
 	rv_err_setv(&db->err, st, fmt, ap);
+	memcpy(thread_slot(db, true)->msg, db->err.msg, sizeof db->err.msg);
 	pthread_mutex_unlock(&db->err_lock);
 	va_end(ap);
 	return st;
@@ -43,7 +59,14 @@ rv_status rv_db_fail_err(rv_db *db, rv_status st, const rv_err *e)
 
 const char *rv_errmsg(const rv_db *db)
 {
-	return db ? db->err.msg : "out of memory";
+	if (!db)
+		return "out of memory";
+	rv_db *m = (rv_db *)db; /* the lock and the slot table are not the collection */
+	pthread_mutex_lock(&m->err_lock);
+	rv_err *e = thread_slot(m, false);
+	const char *msg = e ? e->msg : db->err.msg;
+	pthread_mutex_unlock(&m->err_lock);
+	return msg;
 }
 
 void rv_free(void *ptr) { free(ptr); }

@@ -53,6 +53,10 @@ void rv_idmap_insert(rv_idmap *m, uint32_t slot, const char *const *ids);
 void rv_idmap_replace(rv_idmap *m, uint32_t old_slot, uint32_t new_slot, const char *const *ids);
 void rv_idmap_remove(rv_idmap *m, uint32_t slot, const char *const *ids);
 
+/* Threads whose last message a handle remembers separately, so that
+ * readers failing at the same moment each read their own message. */
+#define RV_THREAD_ERRS 8
+
 /* ---- per-slot flags ---- */
 
 enum {
@@ -67,7 +71,13 @@ struct rv_db {
 	const rv_alloc *a;          /* &alloc_copy or NULL */
 	pthread_rwlock_t lock;      /* readers: search/get/stats; writers: the rest */
 	pthread_mutex_t err_lock;
-	rv_err err;
+	rv_err err;                 /* the latest failure of any thread */
+	struct {
+		pthread_t thread;
+		bool used;
+		rv_err err;
+	} thread_err[RV_THREAD_ERRS];  /* the latest failure of each recent thread */
+	unsigned thread_err_next;   /* round-robin victim when all are used */
 	char *path;
 	bool readonly;
 	unsigned threads;
