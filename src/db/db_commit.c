@@ -205,6 +205,12 @@ static rv_status commit_locked(rv_db *db)
 	bool ckpt = want_checkpoint(db);
 	if (ckpt) {
 		report(db, "checkpoint", 0, 1);
+		/* The graph is about to be saved: first make sure every node can
+		 * be reached (pruning leaves a few that cannot). Only quality is at
+		 * stake, so running out of memory here just skips it. */
+		uint64_t attached;
+		rv_err ignored;
+		rv_hnsw_attach_orphans(db->index, &attached, &ignored);
 		if ((st = write_index(db->file, db->index, db->a, &added, &e)) != RV_OK)
 			goto done;
 	}

@@ -120,6 +120,15 @@ rv_status rv_hnsw_save(const rv_hnsw *h, rv_buf *out, rv_err *err);
 rv_status rv_hnsw_load(rv_hnsw **out, const rv_hnsw_params *p, const rv_vecs *vecs,
 		       const uint8_t *data, size_t len, const rv_alloc *a, rv_err *err);
 
+/* Make every node reachable from the entry point over level 0: each node
+ * (or island of nodes) no search can reach gets an in-link from one of its
+ * nearest reachable nodes. Pruning full lists leaves about 1 node in 1,000
+ * unreachable in large graphs. [out] attached: how many links were added.
+ * O(nodes * 2m) plus a search per island; not thread-safe with any other
+ * call. (hnsw_orphans.c)
+ * Errors: RV_ENOMEM (the graph is unchanged or partly repaired, valid). */
+rv_status rv_hnsw_attach_orphans(rv_hnsw *h, uint64_t *attached, rv_err *err);
+
 /* Renumber a saved graph (rv_hnsw_save bytes in[0..len)) into out:
  * slot s becomes map[s] (UINT32_MAX = dropped); the kept slots must keep
  * their order, and new slots are below new_bound. For compaction: no
