@@ -860,3 +860,37 @@ TEST(errmsg_is_per_thread)
 	CHECK_MSG(c.wrong == 0, "%d messages belonged to another thread", c.wrong);
 	rv_db_close(db);
 }
+
+TEST(option_struct_sizes)
+{
+	/* A caller from an older header passes a smaller size (defaults fill
+	 * the rest); nonsense sizes are refused with a message. */
+	rv_db *db = make_db("sizes.rvf", 4, RV_METRIC_L2);
+	CHECK(db);
+	float v[4] = { 1, 2, 3, 4 };
+	rv_point p = { .id = "a", .vector = v };
+	CHECK_OK(rv_db_upsert(db, &p, 1), db);
+	rv_search_opts s = RV_SEARCH_OPTS_INIT;
+	rv_results *r = NULL;
+	s.size = sizeof s + 8;
+	CHECK(rv_db_search(&r, db, v, &s) == RV_EINVAL);
+	CHECK(strstr(rv_errmsg(db), "rv_search_opts.size"));
+	s.size = 3;
+	CHECK(rv_db_search(&r, db, v, &s) == RV_EINVAL);
+	s.size = sizeof s;
+	CHECK_OK(rv_db_search(&r, db, v, &s), db);
+	CHECK(rv_results_count(r) == 1);
+	rv_results_free(r);
+	CHECK_OK(rv_db_search(&r, db, v, NULL), db); /* NULL: all defaults */
+	CHECK(rv_results_count(r) == 1);
+	rv_results_free(r);
+	rv_db_close(db);
+
+	rv_open_opts o = RV_OPEN_OPTS_INIT;
+	o.size = 7;
+	CHECK(rv_db_open(&db, g_path, &o) == RV_EINVAL);
+	CHECK(strstr(rv_errmsg(db), "rv_open_opts.size is 7"));
+	rv_db_close(db);
+	CHECK(rv_db_open(&db, g_path, NULL) == RV_OK);
+	rv_db_close(db);
+}

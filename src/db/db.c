@@ -15,6 +15,7 @@
  * naming the segment and offset.
  */
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -75,8 +76,27 @@ void rv_free(void *ptr) { free(ptr); }
  * Handle life
  * ==================================================================== */
 
-static rv_status new_handle(rv_db **out, const char *path, const rv_open_opts *opts)
+/* Options from the caller over the defaults. A caller built against an
+ * older header passes a smaller size and gets the defaults for the fields
+ * added since; a size that is not a known layout is refused. */
+static bool take_opts(void *dst, const void *user, size_t user_size, size_t own_size, size_t min_size)
 {
+	if (!user)
+		return true;
+	if (user_size < min_size || user_size > own_size)
+		return false;
+	memcpy(dst, user, user_size);
+	*(size_t *)dst = own_size;
+	return true;
+}
+
+static rv_status new_handle(rv_db **out, const char *path, const rv_open_opts *user_opts)
+{
+	rv_open_opts o = RV_OPEN_OPTS_INIT;
+	/* The first layout (0.1.0) ends with progress_ctx. */
+	bool opts_ok = take_opts(&o, user_opts, user_opts ? user_opts->size : 0, sizeof o,
+				 offsetof(rv_open_opts, progress_ctx) + sizeof(void *));
+	const rv_open_opts *opts = opts_ok ? &o : NULL;
 	const rv_allocator *user = opts ? opts->allocator : NULL;
 	rv_db *db = user ? user->malloc_fn(user->ctx, sizeof *db) : malloc(sizeof *db);
 	*out = db;
@@ -90,9 +110,9 @@ static rv_status new_handle(rv_db **out, const char *path, const rv_open_opts *o
 	pthread_rwlock_init(&db->lock, NULL);
 	pthread_mutex_init(&db->err_lock, NULL);
 	rv_idmap_init(&db->idmap);
-	if (opts && opts->size != sizeof(rv_open_opts) && opts->size != 0)
-		return rv_db_fail(db, RV_EINVAL, "rv_open_opts.size is %zu, expected %zu (use RV_OPEN_OPTS_INIT)",
-				  opts->size, sizeof(rv_open_opts));
+	if (!opts_ok)
+		return rv_db_fail(db, RV_EINVAL, "rv_open_opts.size is %zu, this library knows up to %zu (use RV_OPEN_OPTS_INIT)",
+				  user_opts->size, sizeof(rv_open_opts));
 	if (!path || !*path)
 		return rv_db_fail(db, RV_EINVAL, "path is empty");
 	db->path = rv_strndup(db->a, path, strlen(path));
@@ -134,15 +154,15 @@ void rv_db_hnsw_params(const rv_db *db, rv_hnsw_params *p)
 	p->seed = db->seed;
 }
 
-rv_status rv_db_create(rv_db **out, const char *path, const rv_open_opts *opts)
+rv_status rv_db_create(rv_db **out, const char *path, const rv_open_opts *user_opts)
 {
-	rv_open_opts defaults = RV_OPEN_OPTS_INIT;
-	if (!opts)
-		opts = &defaults;
-	rv_status st = new_handle(out, path, opts);
+	rv_status st = new_handle(out, path, user_opts);
 	rv_db *db = *out;
 	if (st != RV_OK)
 		return st;
+	rv_open_opts opts_copy = RV_OPEN_OPTS_INIT;
+	take_opts(&opts_copy, user_opts, user_opts ? user_opts->size : 0, sizeof opts_copy, 0);
+	const rv_open_opts *opts = &opts_copy;
 	if ((st = check_settings(db, opts)) != RV_OK)
 		return st;
 	if (db->readonly)

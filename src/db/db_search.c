@@ -15,6 +15,7 @@
  * the rv_results, so they outlive later writes to the collection.
  */
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 
 #include "db/filter.h"
@@ -197,15 +198,22 @@ static rv_status make_results(rv_results **out, const rv_db *db, const rv_hnsw_h
 
 rv_status rv_db_search(rv_results **out, rv_db *db, const float *query, const rv_search_opts *opts)
 {
-	rv_search_opts defaults = RV_SEARCH_OPTS_INIT;
+	rv_search_opts own = RV_SEARCH_OPTS_INIT;
 	if (!out)
 		return rv_db_fail(db, RV_EINVAL, "out is NULL");
 	*out = NULL;
-	if (!opts)
-		opts = &defaults;
-	if (opts->size != sizeof(rv_search_opts))
-		return rv_db_fail(db, RV_EINVAL, "rv_search_opts.size is %zu, expected %zu (use RV_SEARCH_OPTS_INIT)",
-				  opts->size, sizeof(rv_search_opts));
+	if (opts) {
+		/* A caller built against an older header passes a smaller size
+		 * and gets the defaults of the fields added since (the first
+		 * layout ends with flags). */
+		if (opts->size < offsetof(rv_search_opts, flags) + sizeof(unsigned) || opts->size > sizeof own)
+			return rv_db_fail(db, RV_EINVAL,
+					  "rv_search_opts.size is %zu, this library knows up to %zu (use RV_SEARCH_OPTS_INIT)",
+					  opts->size, sizeof own);
+		memcpy(&own, opts, opts->size);
+		own.size = sizeof own;
+	}
+	opts = &own;
 	if (opts->k < 1 || opts->k > 100000)
 		return rv_db_fail(db, RV_EINVAL, "k %u out of range 1..100000", opts->k);
 	if (!query)
