@@ -29,6 +29,7 @@ demo: setup build
 test: setup build data
 	cd $(BUILD) && ctest --output-on-failure -j 2
 	./bindings/node/test.sh $(BUILD)
+	./scripts/pgtest.sh
 	$(MAKE) test-asan
 	$(MAKE) test-tsan
 

@@ -6,6 +6,7 @@
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config clang libclang-rt-14-dev
       libcjson-dev libxxhash-dev zlib1g-dev libmicrohttpd-dev curl wrk
+      postgresql-15 postgresql-server-dev-15
       dataset-fashion-mnist nodejs npm ca-certificates)
 if [ "${1:-}" = bench ]; then
   pkgs+=(python3-hnswlib python3-numpy)
