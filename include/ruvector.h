@@ -344,6 +344,11 @@ RV_API rv_status rv_verify_file(const char *path, rv_verify_fn fn, void *ctx);
  * one (if the CPU has it). Thread-safe. */
 RV_API const char *rv_simd_name(void);
 
+/* The CPU extensions the chosen kernels use, space-separated (for example
+ * "avx512f avx512bw avx512vl avx512vnni avx512vpopcntdq"; "" for scalar).
+ * Thread-safe. First version: 0.2.0. */
+RV_API const char *rv_simd_features(void);
+
 #ifdef __cplusplus
 }
 #endif
