@@ -66,8 +66,8 @@ int rv_cmd_info(int argc, char **argv)
 		printf(",\"metric\":\"%s\"", rv_metric_name(s.metric));
 		for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++)
 			printf(",\"%s\":%llu", nums[i].key, nums[i].v);
-		printf(",\"dirty\":%s,\"simd\":\"%s\",\"version\":\"%s\"}\n", s.dirty ? "true" : "false",
-		       simd, RV_VERSION_STRING);
+		printf(",\"dirty\":%s,\"simd\":\"%s\",\"simd_features\":\"%s\",\"version\":\"%s\"}\n",
+		       s.dirty ? "true" : "false", simd, rv_simd_features(), RV_VERSION_STRING);
 	} else {
 		printf("%-19s %s\n", "file:", pos[0]);
 		printf("%-19s %s\n", "metric:", rv_metric_name(s.metric));
@@ -78,6 +78,7 @@ int rv_cmd_info(int argc, char **argv)
 		}
 		printf("%-19s %s\n", "dirty:", s.dirty ? "yes" : "no");
 		printf("%-19s %s\n", "simd:", simd);
+		printf("%-19s %s\n", "simd features:", rv_simd_features());
 		printf("%-19s %s\n", "version:", RV_VERSION_STRING);
 	}
 	rc = RV_EXIT_OK;
