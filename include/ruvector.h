@@ -247,7 +247,8 @@ RV_API void rv_free(void *ptr);
 enum {
 	RV_SEARCH_PAYLOAD = 1u << 0, /* fill rv_hit.payload */
 	RV_SEARCH_VECTOR  = 1u << 1, /* fill rv_hit.vector */
-	RV_SEARCH_EXACT   = 1u << 2  /* brute-force scan instead of the graph */
+	RV_SEARCH_EXACT   = 1u << 2, /* brute-force scan instead of the graph */
+	RV_SEARCH_NO_LEARNING = 1u << 3 /* the unlearned ranking, even with learning on (0.2.0) */
 };
 
 typedef struct rv_search_opts {
@@ -299,6 +300,52 @@ RV_API size_t rv_results_count(const rv_results *r);
 RV_API const rv_hit *rv_results_hits(const rv_results *r);
 RV_API void rv_results_free(rv_results *r); /* NULL is a no-op */
 
+/* The id of the search that produced r, for rv_db_feedback(): unique per
+ * handle (a random base per handle plus a counter), never 0. The handle
+ * remembers its last 4096 searches (fewer at dimensions above about 800:
+ * the memory is capped at 16 MiB); an older id has expired. 0 for NULL.
+ * First version: 0.2.0. */
+RV_API uint64_t rv_results_search_id(const rv_results *r);
+
+/* ------------------------------------------------------------------------
+ * Feedback and learning (first version: 0.2.0)
+ *
+ * Searches can learn from how their results are used. Feedback events
+ * (a click, a skip, a rating, a conversion: reward in [-1, 1]) are logged
+ * in memory and written to the file at the next rv_db_commit(); the last
+ * 10,000 form a replay buffer, reloaded on open. With learning on for the
+ * collection (rv_db_set_learning; off by default) each event also trains a
+ * small query adapter (a rank-2 low-rank residual on the query vector) and
+ * every search applies it to the query, unless the search passes
+ * RV_SEARCH_NO_LEARNING. A positive reward pulls the query towards the
+ * item relative to the items shown above it (for the top hit: relative to
+ * the others shown); a negative one pushes it away from the item relative
+ * to the others shown. With learning off, events are still logged but the
+ * adapter neither trains nor applies. The adapter is saved at commit and
+ * loaded on open. Feedback is a write: it needs a writable handle and is
+ * serialised with the other writers. Learning needs dim <= 4096.
+ * ---------------------------------------------------------------------- */
+
+/* Feedback on a hit of an earlier search of this handle.
+ * search_id  from rv_results_search_id()
+ * item_id    the id of one of that search's first 100 hits
+ * reward     in [-1, 1]: > 0 good, < 0 bad, 0 logged only
+ * Errors: RV_ENOTFOUND (unknown or expired search id), RV_EINVAL (reward
+ * out of range or not finite, item not among the search's hits or deleted
+ * since; the message names the value), RV_EREADONLY, RV_ENOMEM. */
+RV_API rv_status rv_db_feedback(rv_db *db, uint64_t search_id, const char *item_id, float reward);
+
+/* Feedback without a search id: query (dim finite floats, normalised for
+ * cosine like a search's) and the item, which must exist. The current top
+ * 10 for the query stand for the results that were shown.
+ * Errors: RV_EINVAL (query, reward), RV_ENOTFOUND (no such item),
+ * RV_EREADONLY, RV_ENOMEM. */
+RV_API rv_status rv_db_feedback_vector(rv_db *db, const float *query, const char *item_id, float reward);
+
+/* Learning on (non-zero) or off for the collection; saved in the file at
+ * the next commit. Errors: RV_EINVAL (dimension above 4096), RV_EREADONLY. */
+RV_API rv_status rv_db_set_learning(rv_db *db, int on);
+
 /* ------------------------------------------------------------------------
  * Statistics and checking
  * ---------------------------------------------------------------------- */
@@ -321,9 +368,15 @@ typedef struct rv_stats {
 	uint64_t memory_bytes;      /* heap held by the handle (mapped file excluded) */
 	int dirty;                  /* uncommitted changes exist */
 	const char *simd;           /* distance kernels in use: "avx512", "avx2", "scalar" */
+	/* Since 0.2.0: */
+	uint64_t feedback_events;   /* feedback events recorded, committed or not */
+	uint64_t replay_events;     /* of those, in the replay buffer (at most 10000) */
+	uint64_t adapter_version;   /* saves of a changed query adapter; 0 = none yet */
+	uint64_t adapter_steps;     /* training steps the query adapter has taken */
+	int learning;               /* learning on for the collection */
 } rv_stats;
 
-#define RV_STATS_INIT { sizeof(rv_stats), 0, RV_METRIC_L2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, NULL }
+#define RV_STATS_INIT { sizeof(rv_stats), 0, RV_METRIC_L2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, NULL, 0, 0, 0, 0, 0 }
 
 RV_API rv_status rv_db_stats(rv_stats *out, rv_db *db);
 

@@ -7,7 +7,9 @@
  *   VEC      vectors of a contiguous run of slots, used in place from the mmap
  *   META     ids and payload texts of the same slots (NUL-terminated in the
  *            file, so they are also used in place)
- *   JOURNAL  slots deleted by a commit
+ *   JOURNAL  slots deleted by a commit (kind 1), or feedback events (kind 2,
+ *            read by db_learn.c)
+ *   OVERLAY  the learned query adapter (db_learn.c)
  *   INDEX    the graph checkpoint (only the one the state names)
  * then loads the checkpoint and replays: live slots not in the graph are
  * inserted (those committed after the checkpoint), dead slots still in it
@@ -20,6 +22,7 @@
 #include <stdlib.h>
 
 #include "db_int.h"
+#include "learn/learn.h"
 #include "simd/simd.h"
 
 /* ======================================================================
@@ -110,6 +113,7 @@ static rv_status new_handle(rv_db **out, const char *path, const rv_open_opts *u
 	pthread_rwlock_init(&db->lock, NULL);
 	pthread_mutex_init(&db->err_lock, NULL);
 	rv_idmap_init(&db->idmap);
+	rv_db_learn_init(db);
 	if (!opts_ok)
 		return rv_db_fail(db, RV_EINVAL, "rv_open_opts.size is %zu, this library knows up to %zu (use RV_OPEN_OPTS_INIT)",
 				  user_opts->size, sizeof(rv_open_opts));
@@ -210,6 +214,7 @@ void rv_db_close(rv_db *db)
 	rv_dealloc(db->a, db->path);
 	pthread_rwlock_destroy(&db->lock);
 	pthread_mutex_destroy(&db->err_lock);
+	pthread_mutex_destroy(&db->fb_lock);
 	const rv_alloc *a = db->a;
 	if (a) {
 		rv_allocator hooks = *a;
@@ -221,6 +226,7 @@ void rv_db_close(rv_db *db)
 
 void rv_db_unload(rv_db *db)
 {
+	rv_db_learn_unload(db);
 	rv_hnsw_free(db->index);
 	db->index = NULL;
 	for (uint32_t s = 0; s < db->vecs.n; s++) {
@@ -289,6 +295,7 @@ static rv_status decode_state(rv_db *db, const rv_manifest *m, uint32_t *slots, 
 	*live = rv_reader_u64(&r);
 	db->index_seg_id = rv_reader_u64(&r);
 	db->index_covered = rv_reader_u32(&r);
+	uint32_t state_flags = rv_reader_u32(&r);
 	rv_status st = check_settings(db, &o);
 	if (st != RV_OK) {
 		rv_err_prefix(&db->err, "%s: manifest state", db->path);
@@ -301,6 +308,8 @@ static rv_status decode_state(rv_db *db, const rv_manifest *m, uint32_t *slots, 
 	db->m = o.m;
 	db->ef_construction = o.ef_construction;
 	db->ef_search = o.ef_search;
+	/* Version 1 wrote 0 there: learning off. */
+	db->learning = (state_flags & RV_STATE_LEARNING) != 0;
 	return RV_OK;
 }
 
@@ -367,7 +376,9 @@ static rv_status load_journal(rv_db *db, const rv_seg_ref *s, const uint8_t *p)
 	rv_reader r;
 	rv_reader_init(&r, p, s->length);
 	uint32_t kind = rv_reader_u32(&r), count = rv_reader_u32(&r);
-	if (r.bad || kind != 1 || (uint64_t)count * 4 != rv_reader_left(&r))
+	if (!r.bad && kind == RV_JOURNAL_FEEDBACK)
+		return RV_OK; /* feedback events: rv_db_learn_load */
+	if (r.bad || kind != RV_JOURNAL_DELETES || (uint64_t)count * 4 != rv_reader_left(&r))
 		return seg_fail(db, s, "JOURNAL header malformed");
 	for (uint32_t i = 0; i < count; i++) {
 		uint32_t slot = rv_reader_u32(&r);
@@ -442,6 +453,8 @@ rv_status rv_db_load(rv_db *db)
 		if ((st = load_journal(db, &m->segs[i], p)) != RV_OK)
 			return st;
 	}
+	if ((st = rv_db_learn_load(db, m)) != RV_OK)
+		return st;
 	if (db->index_seg_id && !index_ref)
 		return rv_db_fail(db, RV_ECORRUPT, "%s: graph checkpoint segment %llu is not in the manifest",
 				  db->path, (unsigned long long)db->index_seg_id);
@@ -583,6 +596,11 @@ rv_status rv_db_stats(rv_stats *out, rv_db *db)
 			 db->idmap.cap * 8 + db->n_chunks * db->chunk_vectors * db->dim * sizeof(float);
 	s.dirty = db->dirty;
 	s.simd = rv_simd_name();
+	s.feedback_events = db->fb_total;
+	s.replay_events = db->fb_replay_n;
+	s.adapter_version = db->adapter_version;
+	s.adapter_steps = db->adapter ? rv_lora_steps(db->adapter) : 0;
+	s.learning = db->learning;
 	pthread_rwlock_unlock(&db->lock);
 	size_t n = out->size < sizeof s ? out->size : sizeof s;
 	memcpy(out, &s, n);

@@ -23,7 +23,10 @@ void rv_db_encode_state(const rv_db *db, rv_buf *b, uint32_t n_slots, uint64_t l
 			uint64_t index_seg_id, uint32_t index_covered)
 {
 	size_t start = b->len;
-	rv_buf_u32(b, RV_STATE_VERSION);
+	/* Version 1 when there is no feedback in the file, so that older
+	 * readers keep opening it. */
+	bool feedback = db->fb_journals || db->n_fb_pending || db->fb_replay_n;
+	rv_buf_u32(b, feedback ? RV_STATE_VERSION : 1);
 	rv_buf_u32(b, db->dim);
 	rv_buf_u8(b, (uint8_t)db->metric);
 	rv_buf_zero(b, 3);
@@ -36,7 +39,7 @@ void rv_db_encode_state(const rv_db *db, rv_buf *b, uint32_t n_slots, uint64_t l
 	rv_buf_u64(b, live);
 	rv_buf_u64(b, index_seg_id);
 	rv_buf_u32(b, index_covered);
-	rv_buf_u32(b, 0);
+	rv_buf_u32(b, db->learning ? RV_STATE_LEARNING : 0);
 	(void)start;
 }
 
@@ -157,6 +160,32 @@ static rv_status write_journal(rv_file *f, const rv_db *db, seg_list *out, rv_er
 	return st;
 }
 
+/* The feedback events (pending, or for compaction the replay buffer) as a
+ * JOURNAL of kind 2, and the learning OVERLAY; *events / *overlay say
+ * whether each was written. */
+static rv_status write_learning(rv_file *f, const rv_db *db, bool replay, const uint32_t *old_to_new,
+				seg_list *out, bool *events, bool *overlay, rv_err *e)
+{
+	rv_status st = RV_OK;
+	rv_buf b;
+	rv_buf_init(&b, db->a);
+	*events = *overlay = false;
+	if (rv_db_learn_encode_events(&b, db, replay, old_to_new)) {
+		if ((st = append_buf(f, RV_SEG_JOURNAL, &b, out, e)) != RV_OK)
+			goto done;
+		*events = true;
+	}
+	b.len = 0;
+	if (rv_db_learn_encode_overlay(&b, db)) {
+		if ((st = append_buf(f, RV_SEG_OVERLAY, &b, out, e)) != RV_OK)
+			goto done;
+		*overlay = true;
+	}
+done:
+	rv_buf_free(&b);
+	return st;
+}
+
 static rv_status write_index(rv_file *f, const rv_hnsw *index, const rv_alloc *a, seg_list *out,
 			     rv_err *e)
 {
@@ -202,6 +231,10 @@ static rv_status commit_locked(rv_db *db)
 		    RV_OK ||
 	    (st = write_journal(db->file, db, &added, &e)) != RV_OK)
 		goto done;
+	bool wrote_events, wrote_overlay;
+	if ((st = write_learning(db->file, db, false, NULL, &added, &wrote_events, &wrote_overlay, &e)) != RV_OK)
+		goto done;
+	uint64_t overlay_id = wrote_overlay ? added.v[added.n - 1].seg_id : 0;
 	bool ckpt = want_checkpoint(db);
 	if (ckpt) {
 		report(db, "checkpoint", 0, 1);
@@ -221,6 +254,8 @@ static rv_status commit_locked(rv_db *db)
 	 * new ones in the order written. */
 	for (size_t i = 0; i < db->n_segs; i++) {
 		if (ckpt && db->segs[i].type == RV_SEG_INDEX)
+			continue;
+		if (wrote_overlay && db->segs[i].type == RV_SEG_OVERLAY)
 			continue;
 		if (!seg_push(&all, &db->segs[i]))
 			goto nomem;
@@ -249,6 +284,7 @@ static rv_status commit_locked(rv_db *db)
 	db->index_covered = covered;
 	if (ckpt)
 		db->graph_ops = 0;
+	rv_db_learn_committed(db, wrote_events, overlay_id);
 	db->dirty = false;
 	report(db, "commit", 1, 1);
 	goto done;
@@ -356,8 +392,17 @@ static rv_status write_compacted(rv_db *db, const char *tmp, rv_err *e)
 	rv_manifest m0 = { .generation = db->generation + 1, .state = state.data, .state_len = state.len };
 	if ((st = rv_file_create(&f, tmp, &m0, db->a, e)) != RV_OK)
 		goto done;
-	if ((st = write_slots(f, &(slot_src){ db, map }, 0, n, &segs, e)) != RV_OK ||
-	    (st = append_buf(f, RV_SEG_INDEX, &graph, &segs, e)) != RV_OK)
+	/* Feedback survives compaction as one JOURNAL holding the replay
+	 * buffer (slots renumbered; items gone since have no slot) and a
+	 * fresh OVERLAY, which keeps the count of all events ever. */
+	bool wrote_events, wrote_overlay;
+	bool dirty_before = db->learn_dirty;
+	db->learn_dirty = true;
+	st = write_slots(f, &(slot_src){ db, map }, 0, n, &segs, e);
+	if (st == RV_OK)
+		st = write_learning(f, db, true, old_to_new, &segs, &wrote_events, &wrote_overlay, e);
+	db->learn_dirty = dirty_before;
+	if (st != RV_OK || (st = append_buf(f, RV_SEG_INDEX, &graph, &segs, e)) != RV_OK)
 		goto done;
 	state.len = 0;
 	rv_db_encode_state(db, &state, n, n, segs.v[segs.n - 1].seg_id, n);

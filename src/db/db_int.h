@@ -15,7 +15,8 @@
  *
  * Files: db.c (handle, open/load, close, get, stats), db_write.c (upsert,
  * delete), db_commit.c (segment encoding, commit, checkpoints, compaction),
- * db_search.c (search, filters, exact scan, results), idmap.c (id -> slot).
+ * db_search.c (search, filters, exact scan, results), idmap.c (id -> slot),
+ * db_learn.c (search ids, feedback, the query adapter).
  */
 #ifndef RV_DB_INT_H
 #define RV_DB_INT_H
@@ -123,6 +124,28 @@ struct rv_db {
 	uint32_t index_covered;     /* slots the checkpoint was taken over */
 	uint64_t graph_ops;         /* graph inserts + deletes since the checkpoint */
 	bool dirty;
+
+	/* learning from feedback (db_learn.c) */
+	pthread_mutex_t fb_lock;    /* the search ring: searches record into it under the read lock */
+	uint64_t fb_base;           /* search ids are fb_base + a counter (random per handle) */
+	uint64_t fb_counter;        /* searches recorded so far */
+	struct rv_fb_search *fb_ring; /* the last fb_ring_cap searches */
+	float *fb_ring_q;           /* their queries, dim floats each */
+	size_t fb_ring_cap;
+	struct rv_fb_event *fb_pending; /* events since the last commit */
+	float *fb_pending_q;
+	size_t n_fb_pending, fb_pending_cap;
+	struct rv_fb_event *fb_replay; /* ring of the last RV_FB_REPLAY events */
+	float *fb_replay_q;
+	size_t fb_replay_n, fb_replay_next;
+	uint64_t fb_total;          /* events ever recorded, committed or not */
+	uint32_t fb_journals;       /* live JOURNAL segments of kind 2 */
+	struct rv_lora *adapter;    /* the query adapter, NULL until the first training step */
+	uint64_t adapter_version;   /* OVERLAY saves of a changed adapter */
+	bool adapter_changed;       /* trained since the last OVERLAY */
+	bool learn_dirty;           /* the OVERLAY is out of date */
+	bool learning;              /* apply and train the adapter (state flag) */
+	uint64_t overlay_seg_id;    /* the live OVERLAY segment; 0 = none */
 };
 
 /* Messages: set under err_lock so concurrent readers do not interleave. */
@@ -150,7 +173,65 @@ void rv_db_forget_slot(rv_db *db, uint32_t slot); /* free heap id/payload of a d
 /* Remove a dead slot from the graph; on failure it stays a zombie. */
 void rv_db_unlink_slot(rv_db *db, uint32_t slot);
 
-#define RV_STATE_VERSION 1
+/* ---- learning (db_learn.c) ----
+ *
+ * Every search is remembered (query as searched, the slots shown) in a
+ * ring so that feedback can name it by id. Feedback events go to the
+ * pending log (written at commit as a JOURNAL of kind 2) and to the replay
+ * ring; when learning is on, each event also steps the query adapter,
+ * which searches apply to the query. Layouts in docs/FORMAT.md. */
+
+#define RV_FB_SEARCHES 4096           /* searches remembered, at most */
+#define RV_FB_RING_BYTES ((size_t)16 << 20) /* ... and at most this much memory */
+#define RV_FB_SHOWN 100               /* hits remembered per search */
+#define RV_FB_REPLAY 10000            /* events in the replay ring */
+#define RV_FB_VECTOR_SHOWN 10         /* hits that stand in for "shown" without a search id */
+#define RV_FB_NOT_SHOWN UINT32_MAX    /* position of an item that was not shown */
+#define RV_JOURNAL_DELETES 1u
+#define RV_JOURNAL_FEEDBACK 2u
+#define RV_OVERLAY_LEARNING 1u
+
+typedef struct rv_fb_search {
+	uint64_t id;                  /* 0 = empty */
+	uint32_t n;                   /* slots shown, at most RV_FB_SHOWN */
+	uint32_t slots[RV_FB_SHOWN];
+} rv_fb_search;
+
+typedef struct rv_fb_event {
+	uint64_t search_id;           /* 0 = given with a query vector */
+	uint64_t time_ns;             /* wall clock, ns since 1970 */
+	float reward;                 /* [-1, 1] */
+	uint32_t position;            /* among the hits shown, or RV_FB_NOT_SHOWN */
+	uint32_t slot;                /* the item's slot when the event was recorded */
+	uint8_t id_len;
+	char id[RV_MAX_ID_LEN + 1];
+} rv_fb_event;
+
+void rv_db_learn_init(rv_db *db);   /* handle creation: lock, id base */
+void rv_db_learn_unload(rv_db *db); /* frees what load and use built */
+/* Decode the JOURNAL kind-2 and OVERLAY segments of the manifest. */
+rv_status rv_db_learn_load(rv_db *db, const rv_manifest *m);
+/* Remember a search; returns its id, or 0 when out of memory. Takes
+ * fb_lock; the caller holds the read lock. */
+uint64_t rv_db_learn_record(rv_db *db, const float *q, const rv_hnsw_hit *hits, size_t n);
+/* out = the adapted query when learning applies (returns true), else
+ * nothing is written. Caller holds the lock. */
+bool rv_db_learn_adapt(const rv_db *db, float *out, const float *q);
+/* Segment payloads: the pending events (or, for compaction, the replay
+ * ring with slots renumbered by old_to_new) as a kind-2 JOURNAL, and the
+ * OVERLAY. Return false when there is nothing to write. */
+bool rv_db_learn_encode_events(rv_buf *b, const rv_db *db, bool replay, const uint32_t *old_to_new);
+bool rv_db_learn_encode_overlay(rv_buf *b, const rv_db *db);
+/* After a durable commit that wrote them. */
+void rv_db_learn_committed(rv_db *db, bool wrote_events, uint64_t overlay_seg_id);
+
+/* Nearest neighbours of q without a filter (caller holds the lock). */
+rv_status rv_db_knn_locked(const rv_db *db, const float *q, size_t k, rv_hnsw_hit *hits, size_t *n, rv_err *e);
+
+/* State version 2 marks a file that holds feedback (JOURNAL kind 2), which
+ * version-1 readers would reject as malformed. */
+#define RV_STATE_VERSION 2
 #define RV_STATE_BYTES 64
+#define RV_STATE_LEARNING 1u /* state flags: learning on */
 
 #endif /* RV_DB_INT_H */

@@ -26,9 +26,11 @@ struct rv_results {
 	bool has_alloc;
 	size_t n;
 	rv_hit *hits;
+	uint64_t search_id;
 };
 
 size_t rv_results_count(const rv_results *r) { return r ? r->n : 0; }
+uint64_t rv_results_search_id(const rv_results *r) { return r ? r->search_id : 0; }
 const rv_hit *rv_results_hits(const rv_results *r) { return r ? r->hits : NULL; }
 
 void rv_results_free(rv_results *r)
@@ -196,6 +198,21 @@ static rv_status make_results(rv_results **out, const rv_db *db, const rv_hnsw_h
 	return RV_OK;
 }
 
+rv_status rv_db_knn_locked(const rv_db *db, const float *q, size_t k, rv_hnsw_hit *hits, size_t *n, rv_err *e)
+{
+	accept_ctx ac = { db, NULL };
+	rv_accept_fn accept = db->zombies ? accept_slot : NULL;
+	size_t want = k < db->live ? k : (size_t)db->live;
+	size_t ef = db->ef_search > k ? db->ef_search : k;
+	*n = 0;
+	if (want == 0)
+		return RV_OK;
+	rv_status st = rv_hnsw_search(hits, k, n, db->index, q, k, ef, accept, &ac, e);
+	if (st == RV_OK && *n < want)
+		*n = exact_scan(hits, k, db, q, &ac);
+	return st;
+}
+
 rv_status rv_db_search(rv_results **out, rv_db *db, const float *query, const rv_search_opts *opts)
 {
 	rv_search_opts own = RV_SEARCH_OPTS_INIT;
@@ -238,7 +255,8 @@ rv_status rv_db_search(rv_results **out, rv_db *db, const float *query, const rv
 	size_t ef = opts->ef ? opts->ef : db->ef_search;
 	if (ef < k)
 		ef = k;
-	q = rv_malloc(db->a, (size_t)db->dim * sizeof(float));
+	/* q: the query as searched (normalised); q + dim: the adapted one. */
+	q = rv_malloc(db->a, (size_t)db->dim * sizeof(float) * 2);
 	hits = rv_malloc(db->a, k * 4 * sizeof *hits);
 	if (!q || !hits) {
 		st = rv_db_fail(db, RV_ENOMEM, "out of memory");
@@ -251,27 +269,35 @@ rv_status rv_db_search(rv_results **out, rv_db *db, const float *query, const rv
 	}
 
 	pthread_rwlock_rdlock(&db->lock);
+	const float *sq = q; /* the query the ranking uses */
+	if (!(opts->flags & RV_SEARCH_NO_LEARNING) && rv_db_learn_adapt(db, q + db->dim, q))
+		sq = q + db->dim;
 	accept_ctx ac = { db, filter };
 	rv_accept_fn accept = filter || db->zombies ? accept_slot : NULL;
 	size_t n = 0;
 	bool exact = (opts->flags & RV_SEARCH_EXACT) || db->live == 0;
 	if (!exact && filter) {
-		double share = match_share(db, &ac, q);
+		double share = match_share(db, &ac, sq);
 		double expect = share * (double)db->live;
 		exact = expect <= (double)(4 * ef > 1000 ? 4 * ef : 1000) || share < 0.002;
 	}
 	if (!exact) {
 		size_t want = k < db->live ? k : (size_t)db->live;
-		st = rv_hnsw_search(hits, k, &n, db->index, q, k, ef, accept, &ac, &e);
+		st = rv_hnsw_search(hits, k, &n, db->index, sq, k, ef, accept, &ac, &e);
 		if (st == RV_OK && n < want)
-			st = rv_hnsw_search(hits, k, &n, db->index, q, k, ef * 4, accept, &ac, &e);
+			st = rv_hnsw_search(hits, k, &n, db->index, sq, k, ef * 4, accept, &ac, &e);
 		if (st == RV_OK && n < want)
 			exact = true;
 	}
 	if (st == RV_OK && exact)
-		n = exact_scan(hits, k, db, q, &ac);
+		n = exact_scan(hits, k, db, sq, &ac);
 	if (st == RV_OK && make_results(out, db, hits, n, opts->flags) != RV_OK)
 		st = rv_err_set(&e, RV_ENOMEM, "out of memory for %zu results", n);
+	if (st == RV_OK && ((*out)->search_id = rv_db_learn_record(db, q, hits, n)) == 0) {
+		rv_results_free(*out);
+		*out = NULL;
+		st = rv_err_set(&e, RV_ENOMEM, "out of memory remembering the search");
+	}
 	pthread_rwlock_unlock(&db->lock);
 	if (st != RV_OK)
 		rv_db_fail_err(db, st, &e);
