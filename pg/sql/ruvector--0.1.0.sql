@@ -219,3 +219,36 @@ CREATE OPERATOR CLASS ruvector_ops
 	OPERATOR 4 >= ,
 	OPERATOR 5 > ,
 	FUNCTION 1 ruvector_cmp(ruvector, ruvector);
+
+-- the ruhnsw index access method: support function 1 is the distance the
+-- graph is built and searched with (smaller is nearer, ordered as the
+-- operator); the optional function 2 is a norm, and rows whose norm is 0
+-- are left out (they have no cosine distance to anything)
+
+CREATE FUNCTION ruhnsw_handler(internal) RETURNS index_am_handler
+	AS 'MODULE_PATHNAME' LANGUAGE C;
+
+CREATE ACCESS METHOD ruhnsw TYPE INDEX HANDLER ruhnsw_handler;
+
+COMMENT ON ACCESS METHOD ruhnsw IS 'ruvector HNSW graph index';
+
+CREATE OPERATOR CLASS ruvector_l2_ops
+	FOR TYPE ruvector USING ruhnsw AS
+	OPERATOR 1 <-> (ruvector, ruvector) FOR ORDER BY float_ops,
+	FUNCTION 1 ruvector_l2_squared_distance(ruvector, ruvector);
+
+CREATE OPERATOR CLASS ruvector_ip_ops
+	FOR TYPE ruvector USING ruhnsw AS
+	OPERATOR 1 <#> (ruvector, ruvector) FOR ORDER BY float_ops,
+	FUNCTION 1 ruvector_negative_inner_product(ruvector, ruvector);
+
+CREATE OPERATOR CLASS ruvector_cosine_ops
+	FOR TYPE ruvector USING ruhnsw AS
+	OPERATOR 1 <=> (ruvector, ruvector) FOR ORDER BY float_ops,
+	FUNCTION 1 cosine_distance(ruvector, ruvector),
+	FUNCTION 2 vector_norm(ruvector);
+
+CREATE OPERATOR CLASS ruvector_l1_ops
+	FOR TYPE ruvector USING ruhnsw AS
+	OPERATOR 1 <+> (ruvector, ruvector) FOR ORDER BY float_ops,
+	FUNCTION 1 l1_distance(ruvector, ruvector);
