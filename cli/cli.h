@@ -123,6 +123,7 @@ int rv_cmd_delete(int argc, char **argv);
 int rv_cmd_info(int argc, char **argv);
 int rv_cmd_compact(int argc, char **argv);
 int rv_cmd_verify(int argc, char **argv);
+int rv_cmd_serve(int argc, char **argv);
 
 /* Open a collection for a command, printing "ruvector: FILE: why" on
  * failure. progress (may be NULL) shows the library's long phases.

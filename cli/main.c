@@ -24,6 +24,7 @@ static const struct command {
 	{ "info", rv_cmd_info, "print the collection's settings and statistics" },
 	{ "compact", rv_cmd_compact, "rewrite the file without deleted data" },
 	{ "verify", rv_cmd_verify, "check every checksum in the file" },
+	{ "serve", rv_cmd_serve, "serve a directory of collections over HTTP (Qdrant's REST API)" },
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
