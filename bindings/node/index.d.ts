@@ -72,6 +72,9 @@ export interface SearchQuery {
   efSearch?: number;
 }
 
+/** search()'s result: the hits, plus the id of the search (not enumerable). */
+export type SearchResults = SearchResult[] & { readonly searchId: string };
+
 export interface SearchResult<M extends Metadata = Metadata> {
   id: string;
   /**
@@ -130,8 +133,8 @@ export class VectorDB {
   insert(entry: VectorEntry): Promise<string>;
   /** Insert many in one call (all or nothing); resolves to the ids in order. */
   insertBatch(entries: VectorEntry[]): Promise<string[]>;
-  /** Nearest first. */
-  search(query: SearchQuery): Promise<SearchResult[]>;
+  /** Nearest first; the array's searchId names the search for feedback(). */
+  search(query: SearchQuery): Promise<SearchResults>;
   get(id: string): Promise<StoredEntry | null>;
   /** True when the id existed. */
   delete(id: string): Promise<boolean>;
@@ -140,8 +143,14 @@ export class VectorDB {
   /** Make all changes durable; only needed with autoCommit: false. */
   commit(): Promise<void>;
   stats(): Promise<DbStats>;
-  /** The learning API arrives in a later version; this one throws. */
-  feedback(searchId: string, id: string, reward: number): never;
+  /**
+   * Relevance feedback: searchId from search(), id one of its hits, reward
+   * in [-1, 1]. Logged in the file; trains the query adapter when learning
+   * is on.
+   */
+  feedback(searchId: string, id: string, reward: number): Promise<void>;
+  /** Learning from feedback on or off for the collection (off by default). */
+  setLearning(on: boolean): Promise<void>;
   /**
    * Waits for calls made before it, then closes; uncommitted changes are
    * discarded. Later calls reject with code 'RV_ECLOSED'. Idempotent.

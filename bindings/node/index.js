@@ -258,7 +258,7 @@ class VectorDB {
       for (const hit of hits) {
         if (hit.metadata !== undefined) hit.metadata = JSON.parse(hit.metadata);
       }
-      return hits;
+      return hits; // hits.searchId (not enumerable) identifies this search for feedback()
     });
   }
 
@@ -320,11 +320,29 @@ class VectorDB {
   }
 
   /**
-   * Reserved for the learning API (relevance feedback on search results),
-   * which a later version adds; this version throws.
+   * Relevance feedback on a search: searchId is the `searchId` property of
+   * the array search() returned, id one of its hits, reward in [-1, 1]
+   * (a click, a rating, a conversion; negative for a rejection). The event
+   * is logged in the file (committed now with autoCommit) and, when
+   * learning is on, trains the collection's query adapter at once.
    */
   feedback(searchId, id, reward) {
-    throw new Error('learning is not available in this version of ruvector');
+    return this.#call(async (h) => {
+      if (typeof searchId !== 'string') throw new TypeError('feedback: searchId must be the string search() returned');
+      checkId(id, 'feedback');
+      if (typeof reward !== 'number') throw new TypeError('feedback: reward must be a number');
+      await native.feedback(h, searchId, id, reward, this.#autoCommit);
+    });
+  }
+
+  /**
+   * Turn learning from feedback on or off for this collection (stored in
+   * the file). Off by default; searches then rank by raw similarity.
+   */
+  setLearning(on) {
+    return this.#call(async (h) => {
+      await native.setLearning(h, Boolean(on), this.#autoCommit);
+    });
   }
 
   /**

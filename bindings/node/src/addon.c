@@ -216,7 +216,7 @@ static nb_db *get_handle(napi_env env, napi_value v)
  * Async works
  * ==================================================================== */
 
-typedef enum op { OP_OPEN, OP_UPSERT, OP_REMOVE, OP_GET, OP_SEARCH, OP_COMMIT, OP_COUNT, OP_STATS } op;
+typedef enum op { OP_OPEN, OP_UPSERT, OP_REMOVE, OP_GET, OP_SEARCH, OP_COMMIT, OP_COUNT, OP_STATS, OP_FEEDBACK, OP_LEARNING } op;
 
 typedef struct work {
 	napi_async_work async;
@@ -238,6 +238,9 @@ typedef struct work {
 	float *vectors;      /* OP_UPSERT: n * dim; OP_SEARCH: the query; OP_GET: output */
 	char *filter;        /* OP_SEARCH */
 	rv_search_opts search_opts;
+	uint64_t search_id;  /* OP_FEEDBACK */
+	float reward;        /* OP_FEEDBACK */
+	bool on;             /* OP_LEARNING */
 
 	/* outputs */
 	rv_db *opened;       /* OP_OPEN */
@@ -353,6 +356,16 @@ static void execute(napi_env env, void *data)
 	case OP_COMMIT:
 		w->st = rv_db_commit(db);
 		break;
+	case OP_FEEDBACK:
+		w->st = rv_db_feedback(db, w->search_id, w->ids[0], w->reward);
+		if (w->st == RV_OK && w->commit)
+			w->st = rv_db_commit(db);
+		break;
+	case OP_LEARNING:
+		w->st = rv_db_set_learning(db, w->on);
+		if (w->st == RV_OK && w->commit)
+			w->st = rv_db_commit(db);
+		break;
 	case OP_COUNT:
 		w->count = rv_db_count(db);
 		w->st = RV_OK;
@@ -446,6 +459,8 @@ static napi_value make_result(napi_env env, work *w)
 	}
 	case OP_UPSERT:
 	case OP_COMMIT:
+	case OP_FEEDBACK:
+	case OP_LEARNING:
 		napi_get_undefined(env, &out);
 		return out;
 	case OP_REMOVE:
@@ -483,6 +498,15 @@ static napi_value make_result(napi_env env, work *w)
 			    napi_set_element(env, out, (uint32_t)i, v) != napi_ok)
 				return NULL;
 		}
+		/* The search id, for feedback, as a decimal string (a u64 does not
+		 * fit a JS number); not enumerable, so the array stays a plain
+		 * list of hits to code that compares or serialises it. */
+		char sid[24];
+		snprintf(sid, sizeof sid, "%llu", (unsigned long long)rv_results_search_id(w->results));
+		napi_property_descriptor d = { "searchId", NULL, NULL, NULL, NULL, NULL, napi_default, NULL };
+		if (napi_create_string_utf8(env, sid, NAPI_AUTO_LENGTH, &d.value) != napi_ok ||
+		    napi_define_properties(env, out, 1, &d) != napi_ok)
+			return NULL;
 		return out;
 	}
 	case OP_STATS: {
@@ -824,6 +848,73 @@ static napi_value simple_op(napi_env env, napi_callback_info info, op o)
 }
 
 static napi_value js_commit(napi_env env, napi_callback_info info) { return simple_op(env, info, OP_COMMIT); }
+
+/* feedback(handle, searchId (decimal string), id, reward, commit) */
+static napi_value js_feedback(napi_env env, napi_callback_info info)
+{
+	napi_value argv[5];
+	work *w = NULL;
+	nb_db *h;
+	char *sid = NULL;
+	size_t len = 0;
+	double reward;
+	bool commit = false;
+	if (!get_args(env, info, 5, argv) || !(h = get_handle(env, argv[0])) ||
+	    !(w = new_work(env, OP_FEEDBACK, h)))
+		goto fail;
+	if (!get_string(env, argv[1], "searchId must be a string", &sid, &len))
+		goto fail;
+	char *end = NULL;
+	unsigned long long id = strtoull(sid, &end, 10);
+	if (len == 0 || *end || sid[0] == '-') {
+		napi_throw_range_error(env, NULL, "searchId must be the decimal string a search returned");
+		goto fail;
+	}
+	w->search_id = (uint64_t)id;
+	if (!(w->ids = calloc(1, sizeof *w->ids))) {
+		napi_throw_error(env, "RV_ENOMEM", "out of memory");
+		goto fail;
+	}
+	w->n = 1;
+	if (!get_string(env, argv[2], "id must be a string", &w->ids[0], &len))
+		goto fail;
+	if (napi_get_value_double(env, argv[3], &reward) != napi_ok ||
+	    napi_get_value_bool(env, argv[4], &commit) != napi_ok) {
+		napi_throw_type_error(env, NULL, "reward must be a number");
+		goto fail;
+	}
+	w->reward = (float)reward;
+	w->commit = commit;
+	free(sid);
+	return queue_work(env, w, argv[0]);
+fail:
+	free(sid);
+	free_work(w);
+	return NULL;
+}
+
+/* setLearning(handle, on, commit) */
+static napi_value js_learning(napi_env env, napi_callback_info info)
+{
+	napi_value argv[3];
+	work *w = NULL;
+	nb_db *h;
+	bool on = false, commit = false;
+	if (!get_args(env, info, 3, argv) || !(h = get_handle(env, argv[0])) ||
+	    !(w = new_work(env, OP_LEARNING, h)))
+		goto fail;
+	if (napi_get_value_bool(env, argv[1], &on) != napi_ok ||
+	    napi_get_value_bool(env, argv[2], &commit) != napi_ok) {
+		napi_throw_type_error(env, NULL, "on must be a boolean");
+		goto fail;
+	}
+	w->on = on;
+	w->commit = commit;
+	return queue_work(env, w, argv[0]);
+fail:
+	free_work(w);
+	return NULL;
+}
 static napi_value js_count(napi_env env, napi_callback_info info) { return simple_op(env, info, OP_COUNT); }
 static napi_value js_stats(napi_env env, napi_callback_info info) { return simple_op(env, info, OP_STATS); }
 
@@ -871,6 +962,8 @@ static napi_value init(napi_env env, napi_value exports)
 		{ "get", NULL, js_get, NULL, NULL, NULL, napi_enumerable, NULL },
 		{ "search", NULL, js_search, NULL, NULL, NULL, napi_enumerable, NULL },
 		{ "commit", NULL, js_commit, NULL, NULL, NULL, napi_enumerable, NULL },
+		{ "feedback", NULL, js_feedback, NULL, NULL, NULL, napi_enumerable, NULL },
+		{ "setLearning", NULL, js_learning, NULL, NULL, NULL, napi_enumerable, NULL },
 		{ "count", NULL, js_count, NULL, NULL, NULL, napi_enumerable, NULL },
 		{ "stats", NULL, js_stats, NULL, NULL, NULL, napi_enumerable, NULL },
 		{ "close", NULL, js_close, NULL, NULL, NULL, napi_enumerable, NULL },

@@ -264,8 +264,37 @@ test('score convention: distances, smaller is nearer, for every metric', async (
   }
 });
 
-test('feedback throws until the learning API lands', () => {
-  assert.throws(() => shared.feedback('s1', 'p1', 1), /learning is not available in this version/);
+test('feedback: search ids, errors, and learning that moves the chosen item up', async () => {
+  const db = new VectorDB({ dimensions: DIM, storagePath: newPath() });
+  const pts = randomVectors(500, DIM, 77);
+  await db.insertBatch(pts.map((vector, i) => ({ id: String(i), vector })));
+  const q = pts[0].map((x, j) => x + 0.3 * pts[1][j]);
+  const hits = await db.search({ vector: q, k: 10 });
+  assert.equal(typeof hits.searchId, 'string');
+  assert.match(hits.searchId, /^[0-9]+$/);
+  assert.ok(!Object.keys(hits).includes('searchId'), 'searchId is not enumerable');
+  const again = await db.search({ vector: q, k: 10 });
+  assert.notEqual(again.searchId, hits.searchId, 'every search has its own id');
+
+  await assert.rejects(db.feedback('12345', hits[0].id, 1), (e) => e.code === 'RV_ENOTFOUND');
+  await assert.rejects(db.feedback(hits.searchId, hits[0].id, 2), (e) => e.code === 'RV_EINVAL' && /reward/.test(e.message));
+  const outside = pts.findIndex((_, i) => !hits.some((h) => h.id === String(i)));
+  await assert.rejects(db.feedback(hits.searchId, String(outside), 1), (e) => e.code === 'RV_EINVAL');
+  await assert.rejects(db.feedback(123, hits[0].id, 1), /searchId/);
+
+  // Users keep choosing the 8th hit: with learning on it climbs.
+  const chosen = hits[7].id;
+  const rankOf = async () => (await db.search({ vector: q, k: 10 })).findIndex((h) => h.id === chosen);
+  await db.setLearning(true);
+  for (let i = 0; i < 150; i++) {
+    const r = await db.search({ vector: q, k: 10 });
+    if (r.some((h) => h.id === chosen)) await db.feedback(r.searchId, chosen, 1);
+  }
+  const after = await rankOf();
+  assert.ok(after >= 0 && after < 7, `chosen item at rank ${after} after feedback (was 7)`);
+  await db.setLearning(false);
+  assert.equal(await rankOf(), 7, 'learning off gives the plain ranking back');
+  await db.close();
 });
 
 test('close: later calls reject, close is idempotent, earlier calls finish', async () => {
