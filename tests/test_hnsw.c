@@ -2,7 +2,10 @@
  * test_hnsw.c - the HNSW index: recall against brute force for the three
  * metrics, threaded build (recall, and every node reachable), filtered
  * search, deletes with repair, save and load (round trip and corrupt
- * input), allocation failures, tiny graphs and concurrent searches.
+ * input), allocation failures, tiny graphs and concurrent searches; the
+ * SQ8 traversal with exact re-rank (recall against float traversal for the
+ * three metrics, inserts and deletes after enabling, concurrent searches,
+ * allocation failures while enabling, bad options).
  *
  * The graph's internal checkers (rv_hnsw_verify, rv_hnsw_verify_reach) and
  * its entry point come from hnsw_int.h; everything else goes through
@@ -1139,6 +1142,326 @@ TEST(attach_orphans_makes_every_node_reachable)
 	CHECK(a.len == b.len && memcmp(a.data, b.data, a.len) == 0);
 	rv_buf_free(&a);
 	rv_buf_free(&b);
+	rv_hnsw_free(h);
+	table_free(&t);
+}
+
+/* ---- SQ8 traversal with exact re-rank ------------------------------------ */
+
+/* A quantizer trained on the table's base vectors. */
+static rv_sq8 *train_sq8(const table *t)
+{
+	rv_sq8 *q = NULL;
+	rv_err e;
+	if (rv_sq8_train(&q, t->data, t->n, t->dim, NULL, &e) != RV_OK)
+		fprintf(stderr, "sq8 train: %s\n", e.msg);
+	return q;
+}
+
+static rv_status enable_sq8(rv_hnsw *h, const table *t)
+{
+	rv_sq8 *q = train_sq8(t);
+	if (!q)
+		return RV_ERROR;
+	rv_err e;
+	rv_status st = rv_hnsw_enable_sq8(h, q, &e);
+	if (st != RV_OK)
+		fprintf(stderr, "enable sq8: %s\n", e.msg);
+	/* The index keeps its own copy. */
+	rv_sq8_free(q);
+	return st;
+}
+
+/* recall like recall(), with a traversal mode; -1 also when a hit's
+ * distance is not the exact one (the re-rank must replace the codes'). */
+static double recall_mode(const rv_hnsw *h, const table *t, const uint32_t *gt, size_t k, size_t ef,
+			  rv_hnsw_traverse mode)
+{
+	rv_hnsw_search_opts o = RV_HNSW_SEARCH_OPTS_INIT;
+	o.ef = ef;
+	o.traverse = mode;
+	rv_hnsw_hit *hits = malloc(k * sizeof *hits);
+	size_t found = 0, total = 0;
+	double bad = 0;
+	for (size_t q = 0; q < t->nq && !bad; q++) {
+		size_t n = 0;
+		rv_err e;
+		if (rv_hnsw_search_v2(hits, k, &n, h, query(t, q), k, &o, &e) != RV_OK) {
+			fprintf(stderr, "search: %s\n", e.msg);
+			bad = -1;
+			break;
+		}
+		for (size_t i = 0; i < n; i++) {
+			float exact = rv_hnsw_distance(h, query(t, q), hits[i].slot);
+			if ((i && hits[i].dist < hits[i - 1].dist) || !rv_hnsw_contains(h, hits[i].slot) ||
+			    hits[i].dist != exact) {
+				bad = -1;
+				break;
+			}
+			for (size_t j = 0; j < k; j++)
+				found += hits[i].slot == gt[q * k + j];
+		}
+		for (size_t j = 0; j < k; j++)
+			total += gt[q * k + j] != RV_HNSW_NONE;
+	}
+	free(hits);
+	if (bad)
+		return bad;
+	return total ? (double)found / (double)total : 1.0;
+}
+
+/* Every node's code row is its vector's code under the index's quantizer. */
+static bool codes_match(const rv_hnsw *h)
+{
+	uint8_t *c = malloc(rv_sq8_code_size(h->sq8));
+	bool ok = true;
+	for (uint32_t s = 0; s < h->cap && ok; s++)
+		if (rv_hnsw_lv(h, s)) {
+			rv_sq8_encode(h->sq8, h->vecs->ptr[s], c);
+			ok = memcmp(c, rv_hnsw_code(h, s), rv_sq8_code_size(h->sq8)) == 0;
+			if (!ok)
+				fprintf(stderr, "code of slot %u differs\n", s);
+		}
+	free(c);
+	return ok;
+}
+
+static void sq8_recall_case(rv_metric metric)
+{
+	table t;
+	/* The data of recall_case: a weakened traversal shows at ef 100. */
+	table_init_k(&t, 12000, 200, 64, 5, metric, 11);
+	rv_hnsw *h = NULL;
+	CHECK(build(&h, &t, metric, 16, 100, 2) == RV_OK);
+	uint32_t *gt = truth(&t, 10, metric, NULL, NULL);
+	double rf = recall_mode(h, &t, gt, 10, 100, RV_HNSW_TRAVERSE_FLOAT);
+	CHECK(!rv_hnsw_sq8_enabled(h) && rv_hnsw_sq8_code_bytes(h) == 0);
+	uint64_t mem = rv_hnsw_memory(h);
+	CHECK(enable_sq8(h, &t) == RV_OK);
+	CHECK(rv_hnsw_sq8_enabled(h) && codes_match(h));
+	/* 64 dims: 68 bytes of code, one 64-byte aligned row of 128. */
+	CHECK(rv_hnsw_sq8_code_bytes(h) == 128 && ((uintptr_t)h->codes & 63) == 0);
+	CHECK(rv_hnsw_memory(h) >= mem + t.n * 128);
+	double rs = recall_mode(h, &t, gt, 10, 100, RV_HNSW_TRAVERSE_SQ8);
+	/* AUTO is SQ8 once enabled, and rv_hnsw_search is AUTO. */
+	double ra = recall(h, &t, gt, 10, 100, NULL, NULL);
+	double rf2 = recall_mode(h, &t, gt, 10, 100, RV_HNSW_TRAVERSE_FLOAT);
+	fprintf(stderr, "   %s: recall@10 at ef 100: float %.4f, sq8 + re-rank %.4f\n",
+		rv_metric_name(metric), rf, rs);
+	CHECK_MSG(rs >= 0.95 && rs >= rf - 0.01, "sq8 recall %.4f, float %.4f", rs, rf);
+	CHECK(ra == rs && rf2 == rf);
+	/* Disabled: floats again, same results as before enabling. */
+	rv_hnsw_disable_sq8(h);
+	CHECK(!rv_hnsw_sq8_enabled(h) && recall(h, &t, gt, 10, 100, NULL, NULL) == rf);
+	free(gt);
+	rv_hnsw_free(h);
+	table_free(&t);
+}
+
+TEST(sq8_recall_l2) { sq8_recall_case(RV_METRIC_L2); }
+TEST(sq8_recall_cosine) { sq8_recall_case(RV_METRIC_COSINE); }
+TEST(sq8_recall_ip) { sq8_recall_case(RV_METRIC_IP); }
+
+TEST(sq8_insert_after_enable)
+{
+	table t;
+	table_init(&t, 6000, 100, 32, RV_METRIC_L2, 31);
+	rv_hnsw_params p = params(&t, RV_METRIC_L2, 12, 64);
+	rv_hnsw *h = NULL;
+	rv_err e;
+	CHECK(rv_hnsw_new(&h, &p, &t.vecs, NULL, &e) == RV_OK);
+	/* Enabled on an empty graph: every node arrives later, serially, then
+	 * in a threaded batch that also grows the code rows. */
+	CHECK(enable_sq8(h, &t) == RV_OK);
+	for (uint32_t s = 0; s < 200; s++)
+		CHECK(rv_hnsw_insert(h, s, &e) == RV_OK);
+	uint32_t *slots = iota(t.n);
+	CHECK(rv_hnsw_insert_batch(h, slots + 200, t.n - 200, 2, NULL, NULL, &e) == RV_OK);
+	CHECK(rv_hnsw_count(h) == t.n && verify_ok(h) && codes_match(h));
+	CHECK(h->codes_cap >= h->cap && ((uintptr_t)h->codes & 63) == 0);
+	uint32_t *gt = truth(&t, 10, RV_METRIC_L2, NULL, NULL);
+	double rs = recall_mode(h, &t, gt, 10, 64, RV_HNSW_TRAVERSE_SQ8);
+	double rf = recall_mode(h, &t, gt, 10, 64, RV_HNSW_TRAVERSE_FLOAT);
+	fprintf(stderr, "   recall@10 at ef 64: float %.4f, sq8 %.4f\n", rf, rs);
+	CHECK_MSG(rs >= 0.95 && rs >= rf - 0.01, "sq8 recall %.4f, float %.4f", rs, rf);
+	free(gt);
+	free(slots);
+	rv_hnsw_free(h);
+	table_free(&t);
+}
+
+TEST(sq8_delete)
+{
+	table t;
+	table_init(&t, 5000, 100, 32, RV_METRIC_COSINE, 32);
+	rv_hnsw *h = NULL;
+	rv_err e;
+	CHECK(build(&h, &t, RV_METRIC_COSINE, 12, 64, 1) == RV_OK);
+	CHECK(enable_sq8(h, &t) == RV_OK);
+	/* Delete every other slot; then re-insert a tenth of them, whose rows
+	 * are rewritten (with the same vectors, the same codes). */
+	for (uint32_t s = 0; s < t.n; s += 2)
+		CHECK(rv_hnsw_delete(h, s, &e) == RV_OK);
+	for (uint32_t s = 0; s < t.n; s += 20)
+		CHECK(rv_hnsw_insert(h, s, &e) == RV_OK);
+	CHECK(verify_ok(h) && codes_match(h));
+	uint32_t *gt = truth(&t, 10, RV_METRIC_COSINE, keep_present, h);
+	/* recall_mode fails any hit that is not in the graph. */
+	double rs = recall_mode(h, &t, gt, 10, 64, RV_HNSW_TRAVERSE_SQ8);
+	double rf = recall_mode(h, &t, gt, 10, 64, RV_HNSW_TRAVERSE_FLOAT);
+	fprintf(stderr, "   after deletes, recall@10 at ef 64: float %.4f, sq8 %.4f\n", rf, rs);
+	CHECK_MSG(rs >= 0.95 && rs >= rf - 0.01, "sq8 recall %.4f, float %.4f", rs, rf);
+	free(gt);
+	rv_hnsw_free(h);
+	table_free(&t);
+}
+
+TEST(sq8_concurrent_search)
+{
+	table t;
+	table_init(&t, 6000, 100, 24, RV_METRIC_L2, 33);
+	rv_hnsw *h = NULL;
+	CHECK(build(&h, &t, RV_METRIC_L2, 12, 64, 2) == RV_OK);
+	CHECK(enable_sq8(h, &t) == RV_OK);
+	uint8_t *ok = calloc(t.n, 1);
+	for (size_t i = 0; i < t.n; i += 3)
+		ok[i] = 1;
+	mask mk = { ok, 0 };
+	rv_hnsw_hit *want = calloc(t.nq * 10, sizeof *want);
+	size_t *want_n = calloc(t.nq, sizeof *want_n);
+	rv_err e;
+	/* conc_worker runs rv_hnsw_search: AUTO, so on the codes. */
+	for (size_t q = 0; q < t.nq; q++)
+		CHECK(rv_hnsw_search(want + q * 10, 10, &want_n[q], h, query(&t, q), 10, 50,
+				     q % 2 ? accept_mask : NULL, &mk, &e) == RV_OK);
+	for (unsigned threads = 2; threads <= 4; threads++) {
+		conc c = { h, &t, want, want_n, 0, &mk };
+		rv_parallel(threads, conc_worker, &c);
+		CHECK_MSG(atomic_load(&c.mismatches) == 0, "%d searches differ with %u threads",
+			  atomic_load(&c.mismatches), threads);
+	}
+	free(want);
+	free(want_n);
+	free(ok);
+	rv_hnsw_free(h);
+	table_free(&t);
+}
+
+TEST(sq8_alloc_fail_enable)
+{
+	table t;
+	table_init(&t, 600, 20, 16, RV_METRIC_L2, 34);
+	rv_hnsw_params p = params(&t, RV_METRIC_L2, 6, 32);
+	rv_sq8 *q = train_sq8(&t);
+	CHECK(q != NULL);
+	int failures = 0;
+	for (long fail = 1;; fail++) {
+		rv_test_alloc ta;
+		rv_test_alloc_init(&ta);
+		rv_hnsw *h = NULL;
+		rv_err e;
+		rv_hnsw_hit before[5], after[5];
+		size_t nb = 0, na = 0;
+		CHECK(rv_hnsw_new(&h, &p, &t.vecs, &ta.hooks, &e) == RV_OK);
+		uint32_t *slots = iota(500);
+		CHECK(rv_hnsw_insert_batch(h, slots, 500, 1, NULL, NULL, &e) == RV_OK);
+		free(slots);
+		CHECK(rv_hnsw_search(before, 5, &nb, h, query(&t, 0), 5, 32, NULL, NULL, &e) == RV_OK);
+
+		/* The Nth allocation from here fails (the countdown runs on
+		 * through the calls): enabling, the first SQ8 search (its
+		 * query object), inserts that grow the code rows. A failed
+		 * call is retried once the countdown has fired. */
+		ta.fail_at = fail;
+		rv_status st = rv_hnsw_enable_sq8(h, q, &e);
+		bool failed = st == RV_ENOMEM;
+		if (failed) {
+			/* Still in float mode, with the same answers. */
+			CHECK(!rv_hnsw_sq8_enabled(h));
+			CHECK(rv_hnsw_search(after, 5, &na, h, query(&t, 0), 5, 32, NULL, NULL, &e) == RV_OK);
+			CHECK(na == nb && memcmp(after, before, nb * sizeof *after) == 0);
+			st = rv_hnsw_enable_sq8(h, q, &e);
+		}
+		CHECK_MSG(st == RV_OK, "fail at %ld: %s", fail, e.msg);
+		CHECK(rv_hnsw_sq8_enabled(h) && codes_match(h));
+		st = rv_hnsw_search(after, 5, &na, h, query(&t, 0), 5, 32, NULL, NULL, &e);
+		if (st == RV_ENOMEM) {
+			failed = true;
+			st = rv_hnsw_search(after, 5, &na, h, query(&t, 0), 5, 32, NULL, NULL, &e);
+		}
+		CHECK(st == RV_OK && na == 5);
+		/* Inserts after enabling grow the rows past the first capacity. */
+		for (uint32_t s = 500; s < 600; s++) {
+			st = rv_hnsw_insert(h, s, &e);
+			if (st == RV_ENOMEM) {
+				failed = true;
+				CHECK(!rv_hnsw_contains(h, s) && verify_ok(h));
+				st = rv_hnsw_insert(h, s, &e);
+			}
+			CHECK(st == RV_OK);
+		}
+		CHECK(rv_hnsw_count(h) == 600 && codes_match(h));
+		CHECK(rv_hnsw_search(after, 5, &na, h, query(&t, 0), 5, 32, NULL, NULL, &e) == RV_OK && na == 5);
+		rv_hnsw_free(h);
+		CHECK_MSG(ta.live == 0, "%ld blocks leaked (fail at %ld)", ta.live, fail);
+		if (failed)
+			failures++;
+		else
+			break;
+	}
+	fprintf(stderr, "   %d injected failures\n", failures);
+	CHECK(failures >= 4);
+	rv_sq8_free(q);
+	table_free(&t);
+}
+
+TEST(sq8_bad_arguments)
+{
+	table t;
+	table_init(&t, 300, 4, 8, RV_METRIC_L2, 35);
+	rv_hnsw *h = NULL;
+	rv_err e;
+	rv_hnsw_hit hits[5];
+	size_t n = 0;
+	CHECK(build(&h, &t, RV_METRIC_L2, 4, 16, 1) == RV_OK);
+	rv_hnsw_search_opts o = RV_HNSW_SEARCH_OPTS_INIT;
+	o.traverse = RV_HNSW_TRAVERSE_SQ8;
+	CHECK(rv_hnsw_search_v2(hits, 5, &n, h, query(&t, 0), 5, &o, &e) == RV_EINVAL);
+	CHECK(strstr(e.msg, "not enabled") != NULL);
+	CHECK(rv_hnsw_enable_sq8(h, NULL, &e) == RV_EINVAL);
+	/* A quantizer of another dimension. */
+	rv_sq8 *q = NULL;
+	CHECK(rv_sq8_train(&q, t.data, 10, 4, NULL, &e) == RV_OK);
+	CHECK(rv_hnsw_enable_sq8(h, q, &e) == RV_EINVAL && strstr(e.msg, "dimension mismatch"));
+	rv_sq8_free(q);
+	CHECK(!rv_hnsw_sq8_enabled(h));
+	CHECK(enable_sq8(h, &t) == RV_OK);
+	CHECK(rv_hnsw_search_v2(hits, 5, &n, h, query(&t, 0), 5, &o, &e) == RV_OK && n == 5);
+	o.traverse = (rv_hnsw_traverse)7;
+	CHECK(rv_hnsw_search_v2(hits, 5, &n, h, query(&t, 0), 5, &o, &e) == RV_EINVAL);
+	o.traverse = RV_HNSW_TRAVERSE_AUTO;
+	o.rerank = RV_HNSW_RERANK_MAX + 1;
+	CHECK(rv_hnsw_search_v2(hits, 5, &n, h, query(&t, 0), 5, &o, &e) == RV_EINVAL);
+	o.rerank = 0;
+	o.size = 3 * sizeof(size_t) + 1000;
+	CHECK(rv_hnsw_search_v2(hits, 5, &n, h, query(&t, 0), 5, &o, &e) == RV_EINVAL);
+	/* A non-finite query cannot be put in SQ8 form. */
+	float bad[8];
+	memcpy(bad, query(&t, 0), sizeof bad);
+	bad[3] = NAN;
+	CHECK(rv_hnsw_search(hits, 5, &n, h, bad, 5, 16, NULL, NULL, &e) == RV_EINVAL && n == 0);
+	/* NULL options = defaults; saving ignores the codes. */
+	CHECK(rv_hnsw_search_v2(hits, 5, &n, h, query(&t, 1), 5, NULL, &e) == RV_OK && n == 5);
+	rv_buf b1, b2;
+	rv_buf_init(&b1, NULL);
+	rv_buf_init(&b2, NULL);
+	CHECK(rv_hnsw_save(h, &b1, &e) == RV_OK);
+	rv_hnsw_disable_sq8(h);
+	rv_hnsw_disable_sq8(h);
+	CHECK(rv_hnsw_save(h, &b2, &e) == RV_OK);
+	CHECK(b1.len == b2.len && memcmp(b1.data, b2.data, b1.len) == 0);
+	rv_buf_free(&b1);
+	rv_buf_free(&b2);
 	rv_hnsw_free(h);
 	table_free(&t);
 }

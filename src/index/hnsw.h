@@ -16,7 +16,8 @@
  * lock guarantees this). rv_hnsw_insert_batch uses threads internally.
  *
  * Files: hnsw_int.h (private), hnsw_build.c (create, free, level draw,
- * batch build, save/load), hnsw_insert.c, hnsw_search.c, hnsw_delete.c.
+ * batch build, save/load), hnsw_insert.c, hnsw_search.c, hnsw_delete.c,
+ * hnsw_sq8.c (traversal on SQ8 codes).
  */
 #ifndef RV_HNSW_H
 #define RV_HNSW_H
@@ -25,6 +26,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "quant/quant.h"
 #include "ruvector.h"
 #include "util/util.h"
 
@@ -95,7 +97,8 @@ uint32_t rv_hnsw_levels(const rv_hnsw *h);
 uint64_t rv_hnsw_memory(const rv_hnsw *h);
 
 /* The k nearest accepted nodes to query (dim floats, already normalised
- * for cosine), nearest first, with a candidate list of max(ef, k).
+ * for cosine), nearest first, with a candidate list of max(ef, k). With
+ * SQ8 enabled the traversal runs on codes (see rv_hnsw_search_v2).
  * accept may be NULL (everything accepted).
  * [out] hits  caller array of cap >= k entries; *n = hits filled (< k only
  *             when fewer than k accepted nodes were reached).
@@ -104,6 +107,64 @@ uint64_t rv_hnsw_memory(const rv_hnsw *h);
 rv_status rv_hnsw_search(rv_hnsw_hit *hits, size_t cap, size_t *n, const rv_hnsw *h,
 			 const float *query, size_t k, size_t ef, rv_accept_fn accept, void *ctx,
 			 rv_err *err);
+
+/* ---- SQ8 traversal (hnsw_sq8.c; first version 0.2.0) ------------------
+ *
+ * With SQ8 on, the index keeps one SQ8 code per node (rv_sq8_code_size()
+ * rounded up to 64 bytes: a quarter of the float vector's bytes, plus 4)
+ * and a search walks the graph on approximate distances from the codes,
+ * then re-ranks the candidates it kept with exact float distances. The
+ * graph itself is still built from exact distances, and the saved form
+ * (rv_hnsw_save) is unchanged: codes are derived data, rebuilt by calling
+ * rv_hnsw_enable_sq8 again after rv_hnsw_load. */
+
+/* How rv_hnsw_search_v2 ranks nodes during the traversal. */
+typedef enum rv_hnsw_traverse {
+	RV_HNSW_TRAVERSE_AUTO = 0, /* SQ8 codes when enabled, else floats */
+	RV_HNSW_TRAVERSE_FLOAT = 1,
+	RV_HNSW_TRAVERSE_SQ8 = 2   /* RV_EINVAL when SQ8 is not enabled */
+} rv_hnsw_traverse;
+
+#define RV_HNSW_RERANK_DEFAULT 4
+#define RV_HNSW_RERANK_MAX 1000
+
+typedef struct rv_hnsw_search_opts {
+	size_t size;               /* sizeof(rv_hnsw_search_opts) */
+	size_t ef;                 /* candidate list; the search uses max(ef, k) */
+	rv_accept_fn accept;       /* NULL: everything accepted */
+	void *ctx;                 /* for accept */
+	rv_hnsw_traverse traverse;
+	unsigned rerank;           /* SQ8 traversal keeps max(ef, k * rerank) candidates and
+				    * re-ranks the k * rerank best (by code) exactly;
+				    * 0 = RV_HNSW_RERANK_DEFAULT */
+} rv_hnsw_search_opts;
+
+#define RV_HNSW_SEARCH_OPTS_INIT { sizeof(rv_hnsw_search_opts), 0, NULL, NULL, RV_HNSW_TRAVERSE_AUTO, 0 }
+
+/* Encode every node with q (trained on this collection's vectors; dim
+ * must match) and keep codes for every later insert. The index keeps its
+ * own copy of q's parameters, so q may be freed afterwards. Enabling again
+ * re-encodes with the new quantizer. Not thread-safe with any other call
+ * on h (take the collection's write lock). O(nodes * dim).
+ * Errors: RV_EINVAL (NULL, dimension mismatch), RV_ENOMEM (then h is as
+ * before the call: still on with the old codes, or off, and usable). */
+rv_status rv_hnsw_enable_sq8(rv_hnsw *h, const rv_sq8 *q, rv_err *err);
+/* Drop the codes; searches go back to floats. NULL or off: no-op. Not
+ * thread-safe with any other call on h. */
+void rv_hnsw_disable_sq8(rv_hnsw *h);
+bool rv_hnsw_sq8_enabled(const rv_hnsw *h);
+/* Bytes of one node's code row while on (0 when off): compare with
+ * dim * 4 for the float vector. Also counted in rv_hnsw_memory. */
+size_t rv_hnsw_sq8_code_bytes(const rv_hnsw *h);
+
+/* rv_hnsw_search with options (opts NULL = defaults: ef 0, no filter,
+ * AUTO traversal). Hits are nearest first with exact distances in the
+ * index's form, whatever the traversal. Same thread-safety, scratch reuse
+ * and errors as rv_hnsw_search, plus RV_EINVAL for a bad option and, with
+ * SQ8 traversal, a non-finite query. rv_hnsw_search(.., ef, accept, ctx,
+ * ..) is this with AUTO traversal. */
+rv_status rv_hnsw_search_v2(rv_hnsw_hit *hits, size_t cap, size_t *n, const rv_hnsw *h,
+			    const float *query, size_t k, const rv_hnsw_search_opts *opts, rv_err *err);
 
 /* Distance between query and the vector of slot, in the index's form. */
 float rv_hnsw_distance(const rv_hnsw *h, const float *query, uint32_t slot);

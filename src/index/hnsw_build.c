@@ -105,10 +105,12 @@ done:
 	return st;
 }
 
-static void scratch_free(const rv_alloc *a, rv_hnsw_scratch *s)
+static void scratch_free(const rv_hnsw *h, rv_hnsw_scratch *s)
 {
+	const rv_alloc *a = h->a;
 	if (!s)
 		return;
+	rv_hnsw_sq8_scratch_clear(h, s);
 	rv_dealloc(a, s->mark);
 	rv_dealloc(a, s->cand);
 	rv_dealloc(a, s->res);
@@ -125,9 +127,13 @@ void rv_hnsw_free(rv_hnsw *h)
 	if (!h)
 		return;
 	const rv_alloc *a = h->a;
+	/* Scratches first: their SQ8 query objects use the quantizer. */
 	for (size_t i = 0; i < h->pool_n; i++)
-		scratch_free(a, h->pool[i]);
+		scratch_free(h, h->pool[i]);
 	rv_dealloc(a, h->pool);
+	h->pool = NULL;
+	h->pool_n = 0;
+	rv_hnsw_disable_sq8(h);
 	if (h->upper)
 		for (uint32_t s = 0; s < h->cap; s++)
 			rv_dealloc(a, h->upper[s]);
@@ -172,6 +178,8 @@ bool rv_hnsw_reserve(rv_hnsw *h, uint32_t need)
 	size_t l0_bytes, up_bytes;
 	if (!rv_mul_ok((size_t)ncap, h->l0_stride * sizeof *h->l0, &l0_bytes) ||
 	    !rv_mul_ok((size_t)ncap, sizeof *h->upper, &up_bytes))
+		return false;
+	if (!rv_hnsw_sq8_reserve(h, (uint32_t)ncap))
 		return false;
 	/* Each array is replaced as soon as it has grown, so a later failure
 	 * leaves larger but still valid arrays and an unchanged cap. */
@@ -230,7 +238,7 @@ static rv_hnsw_scratch *scratch_new(const rv_hnsw *h)
 	s->dbuf = rv_malloc(a, h->l0_stride * sizeof *s->dbuf);
 	s->picks = rv_malloc(a, (RV_HNSW_MAX_LEVEL + 1) * (size_t)h->m * sizeof *s->picks);
 	if (!s->kept || !s->nbuf || !s->dbuf || !s->picks) {
-		scratch_free(a, s);
+		scratch_free(h, s);
 		return NULL;
 	}
 	s->bytes = sizeof *s + (h->m0 + 2 * h->l0_stride + (RV_HNSW_MAX_LEVEL + 1) * (size_t)h->m) *
@@ -303,6 +311,7 @@ uint64_t rv_hnsw_memory(const rv_hnsw *h)
 	uint64_t bytes = sizeof *h + RV_HNSW_STRIPES * sizeof *h->stripes;
 	bytes += (uint64_t)h->cap * (h->l0_stride * sizeof *h->l0 + 1 + sizeof *h->upper);
 	bytes += h->upper_bytes;
+	bytes += rv_hnsw_sq8_memory(h);
 	rv_hnsw *hm = (rv_hnsw *)h;
 	pthread_mutex_lock(&hm->pool_mu);
 	bytes += hm->pool_cap * sizeof *hm->pool;

@@ -253,6 +253,9 @@ void rv_hnsw_link(rv_hnsw *h, rv_hnsw_scratch *s, uint32_t slot, unsigned level,
 	const float *v = vp[slot];
 	uint64_t ticket = locked ? recent_ticket(h) : 0;
 
+	/* The code must be in place before lv publishes the node. */
+	rv_hnsw_sq8_encode_slot(h, slot);
+
 	if (locked)
 		pthread_mutex_lock(&h->global);
 	uint32_t ep = h->entry;

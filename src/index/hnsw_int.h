@@ -11,6 +11,9 @@
  *          L * up_stride u32 (count + m slots per level 1..L), allocated
  *          before the node is linked and freed when it is deleted. NULL for
  *          level-0 nodes and absent slots.
+ *   codes  while SQ8 is on: cap rows of code_stride bytes, 64-byte aligned
+ *          (hnsw_sq8.c), written by rv_hnsw_link before the node is
+ *          published.
  *   lv     cap bytes: 0 for an absent slot, else level + 1. One comparison
  *          "lv[n] > l" tells both that n is a node and that it has a list at
  *          level l, which is what makes edges to deleted (or deleted and
@@ -48,6 +51,7 @@
 #include <stdatomic.h>
 
 #include "index/hnsw.h"
+#include "quant/quant.h"
 #include "simd/simd.h"
 
 #define RV_HNSW_NONE UINT32_MAX
@@ -89,6 +93,8 @@ typedef struct rv_hnsw_scratch {
 	uint32_t *dbuf;    /* delete: the removed node's list at one level */
 	uint32_t *picks;   /* insert: m chosen neighbours per level 0..RV_HNSW_MAX_LEVEL */
 	uint32_t picks_n[RV_HNSW_MAX_LEVEL + 1]; /* how many of each level's m are used */
+	rv_sq8_query *sq;  /* the query in SQ8 form, made on the first SQ8 search */
+	bool approx;       /* this traversal ranks by sq (SQ8 codes), not floats */
 	size_t bytes;      /* heap held, for rv_hnsw_memory */
 } rv_hnsw_scratch;
 
@@ -122,6 +128,16 @@ struct rv_hnsw {
 	uint64_t recent_n;
 	uint32_t recent[RV_HNSW_RECENT];
 
+	/* SQ8 traversal (hnsw_sq8.c), NULL/0 while off: the index's own copy
+	 * of the quantizer and one code per slot, row `slot` at codes +
+	 * slot * code_stride (64-byte aligned rows inside codes_raw). Rows of
+	 * absent slots are stale and never read (lv says absent). */
+	rv_sq8 *sq8;
+	uint8_t *codes_raw;   /* allocation; codes is its first 64-byte boundary */
+	uint8_t *codes;
+	size_t code_stride;   /* rv_sq8_code_size rounded up to 64 */
+	uint32_t codes_cap;   /* rows held, >= cap while on */
+
 	pthread_mutex_t pool_mu;
 	rv_hnsw_scratch **pool; /* idle scratches; room for every one created */
 	size_t pool_n, pool_cap, pool_total;
@@ -134,6 +150,22 @@ static inline float rv_hnsw_dist(const rv_hnsw *h, const float *a, const float *
 	if (h->is_l2)
 		return h->l2sq(a, b, h->p.dim);
 	return h->dot_bias - h->dot(a, b, h->p.dim);
+}
+
+static inline const uint8_t *rv_hnsw_code(const rv_hnsw *h, uint32_t slot)
+{
+	return h->codes + (size_t)slot * h->code_stride;
+}
+
+/* Distance from the traversal's query to node n: exact, or from its SQ8
+ * code when the scratch's traversal is approximate (a well-predicted
+ * branch, cheap beside the distance itself). */
+static inline float rv_hnsw_node_dist(const rv_hnsw *h, const rv_hnsw_scratch *s, const float *q,
+				      uint32_t n)
+{
+	if (s->approx)
+		return rv_sq8_distance(s->sq, rv_hnsw_code(h, n));
+	return rv_hnsw_dist(h, q, h->vecs->ptr[n]);
 }
 
 /* lv byte of a slot below cap: 0 absent, else level + 1. */
@@ -283,6 +315,25 @@ RV_HIDDEN bool rv_hnsw_search_layer(const rv_hnsw *h, rv_hnsw_scratch *s, const 
 
 /* Empty s->res into s->sel, nearest first; returns the number moved. */
 RV_HIDDEN size_t rv_hnsw_drain_sorted(rv_hnsw_scratch *s);
+
+/* ---- hnsw_sq8.c ------------------------------------------------------ */
+
+/* Grow the code rows to cover need slots (rv_hnsw_reserve calls it while
+ * SQ8 is on). On failure nothing changes. */
+RV_HIDDEN bool rv_hnsw_sq8_reserve(rv_hnsw *h, uint32_t need);
+
+/* Encode slot's vector into its row, when SQ8 is on (before the node is
+ * published, so a search never reads a missing code). */
+RV_HIDDEN void rv_hnsw_sq8_encode_slot(rv_hnsw *h, uint32_t slot);
+
+/* Free what the SQ8 side of a scratch holds (rv_hnsw_free, re-enable). */
+RV_HIDDEN void rv_hnsw_sq8_scratch_clear(const rv_hnsw *h, rv_hnsw_scratch *s);
+
+/* Heap bytes of a scratch's SQ8 query object, as counted in its bytes. */
+RV_HIDDEN size_t rv_hnsw_sq8_query_bytes(const rv_hnsw *h);
+
+/* Heap bytes of the codes and the quantizer copy (0 while off). */
+RV_HIDDEN uint64_t rv_hnsw_sq8_memory(const rv_hnsw *h);
 
 /* ---- hnsw_insert.c --------------------------------------------------- */
 

@@ -129,11 +129,17 @@ rv_status rv_hnsw_attach_orphans(rv_hnsw *h, uint64_t *attached, rv_err *err)
 		/* Each node the walk missed joins the reached part through one of
 		 * its nearest reached nodes, and brings its island with it. */
 		reached rc = { seen };
+		/* Exact distances even with SQ8 on: codes never shape the graph. */
+		rv_hnsw_search_opts so = RV_HNSW_SEARCH_OPTS_INIT;
+		so.ef = 64;
+		so.accept = accept_reached;
+		so.ctx = &rc;
+		so.traverse = RV_HNSW_TRAVERSE_FLOAT;
 		for (uint32_t x = 0; x < h->cap; x++) {
 			if (!rv_hnsw_lv(h, x) || seen[x])
 				continue;
 			size_t n = 0;
-			st = rv_hnsw_search(near, 16, &n, h, h->vecs->ptr[x], 16, 64, accept_reached, &rc, err);
+			st = rv_hnsw_search_v2(near, 16, &n, h, h->vecs->ptr[x], 16, &so, err);
 			if (st != RV_OK)
 				goto done;
 			/* An island that holds an upper-level node can catch the

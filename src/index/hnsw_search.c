@@ -18,6 +18,13 @@
  * Every neighbour read is checked against lv (present, with a list at this
  * level), so edges left pointing to deleted slots are never followed and
  * never returned.
+ *
+ * SQ8 traversal (hnsw_sq8.c keeps the codes): the same walk, ranking nodes
+ * by the code distance (rv_hnsw_node_dist, chosen by the scratch's approx
+ * flag so inserts and deletes, which never set it, stay exact). The query
+ * is folded into SQ8 form once per search, the beam is widened to
+ * k * rerank, and the best k * rerank by code are re-ranked with the float
+ * vectors, so the hits and their distances are exact.
  */
 #include <math.h>
 #include <string.h>
@@ -53,7 +60,6 @@ static inline const uint32_t *read_list(const rv_hnsw *h, rv_hnsw_scratch *s, ui
 void rv_hnsw_greedy(const rv_hnsw *h, rv_hnsw_scratch *s, const float *q, unsigned level,
 		    uint32_t skip, uint32_t *ep, float *ep_dist, bool locked)
 {
-	const float *const *vp = h->vecs->ptr;
 	uint32_t cur = *ep;
 	float cur_dist = *ep_dist;
 	bool moved = true;
@@ -65,7 +71,7 @@ void rv_hnsw_greedy(const rv_hnsw *h, rv_hnsw_scratch *s, const float *q, unsign
 			uint32_t n = list[1 + j];
 			if (rv_hnsw_lv(h, n) <= level || n == skip)
 				continue;
-			float d = rv_hnsw_dist(h, q, vp[n]);
+			float d = rv_hnsw_node_dist(h, s, q, n);
 			if (d < cur_dist) {
 				cur_dist = d;
 				cur = n;
@@ -161,12 +167,20 @@ bool rv_hnsw_search_layer(const rv_hnsw *h, rv_hnsw_scratch *s, const float *q, 
 				continue;
 			mark[n] = epoch;
 			todo[nt++] = n;
-			RV_HNSW_PREFETCH(vp[n]);
+			if (s->approx) {
+				/* Two lines of the code: the hardware prefetcher
+				 * follows the rest of a contiguous row. */
+				const uint8_t *row = rv_hnsw_code(h, n);
+				RV_HNSW_PREFETCH(row);
+				RV_HNSW_PREFETCH(row + 64);
+			} else {
+				RV_HNSW_PREFETCH(vp[n]);
+			}
 		}
 
 		for (uint32_t j = 0; j < nt; j++) {
 			uint32_t n = todo[j];
-			float d = rv_hnsw_dist(h, q, vp[n]);
+			float d = rv_hnsw_node_dist(h, s, q, n);
 			if (s->res_n == ef && d >= worst)
 				continue;
 			if (!cand_room(h, s, ef, worst)) {
@@ -195,18 +209,51 @@ size_t rv_hnsw_drain_sorted(rv_hnsw_scratch *s)
 	return n;
 }
 
-rv_status rv_hnsw_search(rv_hnsw_hit *hits, size_t cap, size_t *n, const rv_hnsw *h,
-			 const float *query, size_t k, size_t ef, rv_accept_fn accept, void *ctx,
-			 rv_err *err)
+/* Load the query into the scratch's SQ8 query object (made on first use,
+ * kept with the scratch) and switch the traversal to codes. */
+static rv_status approx_begin(const rv_hnsw *h, rv_hnsw_scratch *s, const float *query, rv_err *err)
+{
+	if (!s->sq) {
+		rv_status st = rv_sq8_query_new(&s->sq, h->sq8, err);
+		if (st != RV_OK)
+			return st;
+		s->bytes += rv_hnsw_sq8_query_bytes(h);
+	}
+	rv_status st = rv_sq8_query_set(s->sq, query, h->p.metric, err);
+	if (st != RV_OK)
+		return st;
+	s->approx = true;
+	return RV_OK;
+}
+
+rv_status rv_hnsw_search_v2(rv_hnsw_hit *hits, size_t cap, size_t *n, const rv_hnsw *h,
+			    const float *query, size_t k, const rv_hnsw_search_opts *opts, rv_err *err)
 {
 	rv_status st = RV_OK;
 	rv_hnsw_scratch *s = NULL;
+	rv_hnsw_search_opts o = RV_HNSW_SEARCH_OPTS_INIT;
 	if (n)
 		*n = 0;
 	if (!h || !query || !n || (!hits && k))
 		return rv_err_set(err, RV_EINVAL, "hnsw search: NULL argument");
+	if (opts) {
+		if (opts->size < sizeof(size_t) || opts->size > sizeof o)
+			return rv_err_set(err, RV_EINVAL, "hnsw search: options size %zu, expected %zu",
+					  opts->size, sizeof o);
+		/* An older caller's shorter struct keeps the defaults of the
+		 * fields it does not know. */
+		memcpy(&o, opts, opts->size);
+	}
 	if (k == 0)
 		return rv_err_set(err, RV_EINVAL, "hnsw search: k must be at least 1");
+	if (o.traverse != RV_HNSW_TRAVERSE_AUTO && o.traverse != RV_HNSW_TRAVERSE_FLOAT &&
+	    o.traverse != RV_HNSW_TRAVERSE_SQ8)
+		return rv_err_set(err, RV_EINVAL, "hnsw search: unknown traversal mode %d", (int)o.traverse);
+	if (o.traverse == RV_HNSW_TRAVERSE_SQ8 && !h->sq8)
+		return rv_err_set(err, RV_EINVAL, "hnsw search: SQ8 traversal asked for, but SQ8 is not enabled");
+	if (o.rerank > RV_HNSW_RERANK_MAX)
+		return rv_err_set(err, RV_EINVAL, "hnsw search: rerank factor %u out of range 0..%d",
+				  o.rerank, RV_HNSW_RERANK_MAX);
 	if (cap < k) {
 		*n = k;
 		return rv_err_set(err, RV_EBUFS, "hnsw search: room for %zu hits, k is %zu", cap, k);
@@ -214,35 +261,75 @@ rv_status rv_hnsw_search(rv_hnsw_hit *hits, size_t cap, size_t *n, const rv_hnsw
 	if (h->count == 0)
 		return RV_OK;
 
-	/* The result set never needs to exceed the graph. */
-	size_t ef_eff = ef > k ? ef : k;
-	if (ef_eff > h->count)
-		ef_eff = (size_t)h->count;
-	s = rv_hnsw_acquire(h, ef_eff);
+	bool approx = h->sq8 && o.traverse != RV_HNSW_TRAVERSE_FLOAT;
+	/* The result set never needs to exceed the graph. With codes, the
+	 * beam also holds the k * rerank candidates that exact distances
+	 * re-rank, which is what makes up for the codes' error. */
+	size_t beam = o.ef > k ? o.ef : k, rerank = 0;
+	if (approx) {
+		size_t rf = o.rerank ? o.rerank : RV_HNSW_RERANK_DEFAULT;
+		if (!rv_mul_ok(k, rf, &rerank))
+			rerank = SIZE_MAX;
+		if (rerank > beam)
+			beam = rerank;
+	}
+	if (beam > h->count)
+		beam = (size_t)h->count;
+	s = rv_hnsw_acquire(h, beam);
 	if (!s)
 		return rv_err_nomem(err);
+	if (approx && (st = approx_begin(h, s, query, err)) != RV_OK)
+		goto done;
 
-	const float *const *vp = h->vecs->ptr;
 	uint32_t ep = h->entry;
-	float ep_dist = rv_hnsw_dist(h, query, vp[ep]);
+	float ep_dist = rv_hnsw_node_dist(h, s, query, ep);
 	for (int l = h->max_level; l > 0; l--)
 		rv_hnsw_greedy(h, s, query, (unsigned)l, RV_HNSW_NONE, &ep, &ep_dist, false);
 
 	rv_hnsw_scratch_reset(s);
-	rv_hnsw_seed(h, s, ep, ep_dist, accept, ctx);
-	if (!rv_hnsw_search_layer(h, s, query, 0, ef_eff, accept, ctx, false, true)) {
+	rv_hnsw_seed(h, s, ep, ep_dist, o.accept, o.ctx);
+	if (!rv_hnsw_search_layer(h, s, query, 0, beam, o.accept, o.ctx, false, true)) {
 		st = rv_err_nomem(err);
 		goto done;
 	}
 	size_t got = rv_hnsw_drain_sorted(s);
+	if (approx) {
+		/* Exact distances for the best k * rerank by code only: each
+		 * is a float vector fetched from memory, and with a wide beam
+		 * (large ef) re-ranking all of it would cost as much as the
+		 * reads the codes saved. The true k nearest sit near the top
+		 * of the approximate order. */
+		const float *const *vp = h->vecs->ptr;
+		if (got > rerank)
+			got = rerank;
+		for (size_t i = 0; i < got; i++)
+			RV_HNSW_PREFETCH(vp[s->sel[i].slot]);
+		for (size_t i = 0; i < got; i++)
+			s->sel[i].dist = rv_hnsw_dist(h, query, vp[s->sel[i].slot]);
+		rv_hnsw_sort_cands(s->sel, got);
+	}
 	if (got > k)
 		got = k;
 	for (size_t i = 0; i < got; i++)
 		hits[i] = (rv_hnsw_hit){ s->sel[i].slot, s->sel[i].dist };
 	*n = got;
 done:
-	rv_hnsw_release(h, s);
+	if (s) {
+		s->approx = false;
+		rv_hnsw_release(h, s);
+	}
 	return st;
+}
+
+rv_status rv_hnsw_search(rv_hnsw_hit *hits, size_t cap, size_t *n, const rv_hnsw *h,
+			 const float *query, size_t k, size_t ef, rv_accept_fn accept, void *ctx,
+			 rv_err *err)
+{
+	rv_hnsw_search_opts o = RV_HNSW_SEARCH_OPTS_INIT;
+	o.ef = ef;
+	o.accept = accept;
+	o.ctx = ctx;
+	return rv_hnsw_search_v2(hits, cap, n, h, query, k, &o, err);
 }
 
 float rv_hnsw_distance(const rv_hnsw *h, const float *query, uint32_t slot)
