@@ -248,6 +248,9 @@ static const struct route_def {
 	{ RV_R_SEARCH_BATCH, "POST", "/collections/{name}/points/search/batch", false, false, true,
 	  rv_h_search_batch },
 	{ RV_R_COUNT, "POST", "/collections/{name}/points/count", false, false, true, rv_h_count },
+	{ RV_R_FEEDBACK, "POST", "/collections/{name}/feedback", true, false, true, rv_h_feedback },
+	{ RV_R_LEARNING, "GET", "/collections/{name}/learning", false, false, false, rv_h_learning },
+	{ RV_R_LEARNING, "PUT", "/collections/{name}/learning", true, false, true, rv_h_set_learning },
 };
 #define N_ROUTES (sizeof routes / sizeof routes[0])
 
@@ -494,6 +497,10 @@ void rv_service_handle(rv_service *s, const rv_http_request *req, rv_http_respon
 		x->out->len -= start;
 		resp->content_type = x->content_type;
 	} else {
+		/* A search's id, for feedback, beside Qdrant's fields (clients
+		 * ignore members they do not know). A string: u64 > 2^53. */
+		if (x->search_id)
+			rv_jw_printf(x->out, ",\"search_id\":\"%llu\"", (unsigned long long)x->search_id);
 		rv_jw_printf(x->out, ",\"status\":\"ok\",\"time\":%.6f}", rv_now() - t0);
 	}
 	if (x->out->failed) {

@@ -424,6 +424,8 @@ static rv_status run_search(rv_ctx *x, rv_coll *c, const search_req *r)
 				   &r->filter, x->err);
 	if (st != RV_OK)
 		return st;
+	if (h.results)
+		x->search_id = rv_results_search_id(h.results);
 	rv_jw_raw(x->out, "[");
 	bool first = true;
 	for (size_t i = (size_t)r->offset; i < h.n; i++) {

@@ -37,6 +37,8 @@ typedef enum rv_route {
 	RV_R_SEARCH,       /* POST /collections/{name}/points/search */
 	RV_R_SEARCH_BATCH, /* POST /collections/{name}/points/search/batch */
 	RV_R_COUNT,        /* POST /collections/{name}/points/count */
+	RV_R_FEEDBACK,     /* POST /collections/{name}/feedback */
+	RV_R_LEARNING,     /* GET|PUT /collections/{name}/learning */
 	RV_R_N
 } rv_route;
 
@@ -312,6 +314,7 @@ typedef struct rv_ctx {
 	rv_err *err;
 	bool raw;
 	const char *content_type;
+	uint64_t search_id;  /* set by a search: added to the envelope as "search_id" */
 } rv_ctx;
 
 /* HTTP status for a library status. */
@@ -324,5 +327,8 @@ int rv_h_delete(rv_ctx *x);
 int rv_h_search(rv_ctx *x);
 int rv_h_search_batch(rv_ctx *x);
 int rv_h_count(rv_ctx *x);
+int rv_h_feedback(rv_ctx *x);
+int rv_h_learning(rv_ctx *x);
+int rv_h_set_learning(rv_ctx *x);
 
 #endif /* RV_SERVER_INT_H */

@@ -1329,3 +1329,51 @@ TEST(kill9_after_acknowledged_writes_loses_nothing)
 	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 	free(v);
 }
+
+TEST(feedback_and_learning_routes)
+{
+	unsigned port;
+	const char *dir = fresh_dir("srv-learn");
+	rv_server *s = start(dir, NULL, 0, &port);
+	CHECK(s);
+	resp r = http(port, "PUT", "/collections/fb", "{\"vectors\":{\"size\":3,\"distance\":\"Euclid\"}}", NULL);
+	CHECK(r.status == 200);
+	resp_free(&r);
+	r = http(port, "PUT", "/collections/fb/points",
+		 "{\"points\":[{\"id\":1,\"vector\":[0,0,0]},{\"id\":2,\"vector\":[1,0,0]},{\"id\":3,\"vector\":[2,0,0]}]}",
+		 NULL);
+	CHECK(r.status == 200);
+	resp_free(&r);
+	/* A search answers with its id beside Qdrant's members. */
+	r = http(port, "POST", "/collections/fb/points/search", "{\"vector\":[0.1,0,0],\"limit\":3}", NULL);
+	cJSON *sid = cJSON_GetObjectItemCaseSensitive(r.json, "search_id");
+	CHECK_MSG(r.status == 200 && cJSON_IsString(sid), "%d %s", r.status, r.body);
+	char id[32];
+	snprintf(id, sizeof id, "%s", sid->valuestring);
+	resp_free(&r);
+	r = httpf(port, "POST", "/collections/fb/feedback", "{\"search_id\":\"%s\",\"id\":3,\"reward\":1}", id);
+	CHECK_MSG(r.status == 200, "%d %s", r.status, r.body);
+	resp_free(&r);
+	r = httpf(port, "POST", "/collections/fb/feedback", "{\"search_id\":\"%s\",\"id\":3,\"reward\":7}", id);
+	CHECK_MSG(r.status == 400 && strstr(errmsg(&r), "reward"), "%d %s", r.status, r.body);
+	resp_free(&r);
+	r = http(port, "POST", "/collections/fb/feedback", "{\"search_id\":\"99\",\"id\":3,\"reward\":1}", NULL);
+	CHECK_MSG(r.status == 404, "%d %s", r.status, r.body);
+	resp_free(&r);
+	r = http(port, "POST", "/collections/fb/feedback", "{\"vector\":[2,0,0],\"id\":2,\"reward\":-0.5}", NULL);
+	CHECK_MSG(r.status == 200, "%d %s", r.status, r.body);
+	resp_free(&r);
+	r = http(port, "POST", "/collections/fb/feedback", "{\"id\":2,\"reward\":1}", NULL);
+	CHECK_MSG(r.status == 400 && strstr(errmsg(&r), "search_id"), "%d %s", r.status, r.body);
+	resp_free(&r);
+	r = http(port, "PUT", "/collections/fb/learning", "{\"enabled\":true}", NULL);
+	CHECK_MSG(r.status == 200, "%d %s", r.status, r.body);
+	resp_free(&r);
+	r = http(port, "GET", "/collections/fb/learning", NULL, NULL);
+	cJSON *res = result(&r);
+	CHECK_MSG(r.status == 200 && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(res, "enabled")) &&
+			  cJSON_GetObjectItemCaseSensitive(res, "feedback_events")->valuedouble == 2,
+		  "%d %s", r.status, r.body);
+	resp_free(&r);
+	CHECK(stop(s));
+}
