@@ -16,6 +16,7 @@
  *   ruvector_collections_open                                 gauge
  *   ruvector_collection_vectors{collection}                   gauge (open collections)
  *   ruvector_collection_file_bytes{collection}                gauge (every file in DIR)
+ *   ruvector_collection_feedback_events{collection}           counter (open collections)
  *   ruvector_uptime_seconds                                   gauge
  */
 #include <math.h>
@@ -101,6 +102,15 @@ static void write_coll(void *p, rv_coll *c)
 		     (unsigned long long)rv_db_count(c->db));
 }
 
+static void write_feedback(void *p, rv_coll *c)
+{
+	coll_ctx *x = p;
+	rv_stats s = RV_STATS_INIT;
+	if (rv_db_stats(&s, c->db) == RV_OK)
+		rv_jw_printf(x->out, "ruvector_collection_feedback_events{collection=\"%s\"} %llu\n", c->name,
+			     (unsigned long long)s.feedback_events);
+}
+
 void rv_metrics_write(rv_buf *out, rv_metrics *m, rv_colls *colls, long in_flight)
 {
 	rv_jw_raw(out, "# HELP ruvector_http_requests_total HTTP requests answered, by route and status code.\n"
@@ -151,6 +161,9 @@ void rv_metrics_write(rv_buf *out, rv_metrics *m, rv_colls *colls, long in_fligh
 		       "# TYPE ruvector_collection_vectors gauge\n");
 	coll_ctx x = { out, 0 };
 	rv_colls_foreach(colls, write_coll, &x);
+	rv_jw_raw(out, "# HELP ruvector_collection_feedback_events Feedback events logged by each open collection.\n"
+		       "# TYPE ruvector_collection_feedback_events counter\n");
+	rv_colls_foreach(colls, write_feedback, &x);
 	rv_jw_printf(out,
 		     "# HELP ruvector_collections_open Collections open in this process.\n"
 		     "# TYPE ruvector_collections_open gauge\n"

@@ -1375,5 +1375,9 @@ TEST(feedback_and_learning_routes)
 			  cJSON_GetObjectItemCaseSensitive(res, "feedback_events")->valuedouble == 2,
 		  "%d %s", r.status, r.body);
 	resp_free(&r);
+	r = http(port, "GET", "/metrics", NULL, NULL);
+	CHECK_MSG(r.status == 200 && strstr(r.body, "ruvector_collection_feedback_events{collection=\"fb\"} 2"), "%s",
+		  r.body);
+	resp_free(&r);
 	CHECK(stop(s));
 }
