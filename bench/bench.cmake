@@ -1,8 +1,8 @@
 # Benchmarks, data tools and the demo (included from the top CMakeLists.txt).
 #   BUILD/examples/demo          the demo on the Fiori embeddings (scripts/demo.sh)
-#   BUILD/bench/bench_search     recall / QPS / build time on Fashion-MNIST
+#   BUILD/bench/bench_search     recall / QPS / build time (scripts/bench.sh)
 #   BUILD/bench/idx2fvecs        IDX images -> .fvecs        (scripts/data.sh)
-#   BUILD/bench/groundtruth      exact k-NN ground truth      (scripts/data.sh)
+#   BUILD/bench/groundtruth      exact k-NN ground truth      (scripts/data.sh, textdata.sh)
 # The demo and the benchmark use only the public header and link the static
 # library; the two data tools depend on nothing of ruvector.
 
@@ -42,3 +42,11 @@ if(ZLIB_FOUND)
   target_compile_definitions(idx2fvecs PRIVATE _GNU_SOURCE)
   target_link_libraries(idx2fvecs PRIVATE ZLIB::ZLIB)
 endif()
+
+# HNSW traversal on SQ8 codes vs float32, on the index API directly.
+add_executable(bench_hnsw_sq8 ${CMAKE_SOURCE_DIR}/bench/bench_hnsw_sq8.c)
+set_target_properties(bench_hnsw_sq8 PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/bench)
+target_compile_options(bench_hnsw_sq8 PRIVATE ${RV_WARN})
+target_compile_definitions(bench_hnsw_sq8 PRIVATE _GNU_SOURCE)
+target_include_directories(bench_hnsw_sq8 PRIVATE ${CMAKE_SOURCE_DIR}/src)
+target_link_libraries(bench_hnsw_sq8 PRIVATE ruvector_static m)

@@ -1,22 +1,30 @@
 /*
  * bench_search.c - build, open and search speed and recall of ruvector on
- * Fashion-MNIST (60,000 train images as 784-d L2 vectors, 10,000 test images
- * as queries), the data set of ann-benchmarks' fashion-mnist-784-euclidean.
+ * one data set: by default Fashion-MNIST (60,000 train images as 784-d L2
+ * vectors, 10,000 test images as queries), the data set of ann-benchmarks'
+ * fashion-mnist-784-euclidean; any other with --base/--query/--gt.
  *
  *   bench_search [--m 16] [--efc 200] [--threads 2] [--queries 10000]
  *                [--data DIR] [--db FILE.rvf] [--out FILE.md]
+ *                [--base B.fvecs --query Q.fvecs --gt GT.ivecs]
+ *                [--metric l2|cosine|ip] [--name NAME] [--json FILE]
+ *                [--efs 10,20,40,80,120,200,400,800]
  *
  * Reads DIR/fashion-mnist-{train,test}.fvecs and DIR/fashion-mnist-gt100.ivecs
- * (scripts/data.sh fashion). Measures, through the public API only:
+ * (scripts/data.sh fashion) unless --base, --query and --gt name the files
+ * (the ground truth must have been computed for --metric, default l2).
+ * Measures, through the public API only:
  *   - build: create + one batch upsert of all train vectors on --threads
  *     threads; commit; file size; close and reopen (the graph is loaded);
- *   - for each ef in {10, 20, 40, 80, 120, 200, 400, 800}: recall@10 against
+ *   - for each ef in --efs (default 10, 20, 40, 80, 120, 200, 400, 800): recall@10 against
  *     the exact ground truth (first 10 of the 100 stored per query), queries
  *     per second on one thread, p50 and p99 latency;
  *   - the exact scan (RV_SEARCH_EXACT) on a subset, as the baseline;
  *   - memory: rv_stats.memory_bytes and the peak RSS of the process.
  * Recall is always measured from the results, never assumed. --out also
- * writes the tables as Markdown.
+ * writes the tables as Markdown; --json writes one JSON object per line (a
+ * "build" record, then one "search" record per ef) for scripts/bench.sh,
+ * tagged with --name as the data set.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -38,8 +46,10 @@
 #define RECALL_K 10
 #define EXACT_QUERIES 200 /* the baseline scan is slow; a subset is enough */
 
-static const uint32_t ef_list[] = { 10, 20, 40, 80, 120, 200, 400, 800 };
-#define N_EF (sizeof ef_list / sizeof *ef_list)
+/* The ef sweep: this default unless --efs gives another list. */
+#define MAX_EF 32
+static uint32_t ef_list[MAX_EF] = { 10, 20, 40, 80, 120, 200, 400, 800 };
+static size_t N_EF = 8;
 
 typedef struct vecs {
 	void *v; /* float or int32 rows */
@@ -61,16 +71,19 @@ static double now_sec(void)
 }
 
 /* .fvecs / .ivecs: per row an int32 dimension then that many 4-byte values. */
-static int load_vecs(vecs *out, const char *dir, const char *name)
+static int load_vecs(vecs *out, const char *dir, const char *name, const char *given)
 {
 	int rc = -1;
 	char path[4096];
-	snprintf(path, sizeof path, "%s/%s", dir, name);
+	if (given)
+		snprintf(path, sizeof path, "%s", given);
+	else
+		snprintf(path, sizeof path, "%s/%s", dir, name);
 	FILE *f = fopen(path, "rb");
 	if (!f) {
 		fprintf(stderr, "bench_search: cannot open %s: %s\n"
-			"  run ./scripts/data.sh fashion to prepare the data set\n", path,
-			strerror(errno));
+			"  run ./scripts/data.sh fashion (or scripts/bench.sh) to prepare the data\n",
+			path, strerror(errno));
 		return -1;
 	}
 	int32_t d = 0;
@@ -188,6 +201,40 @@ static long peak_rss_kib(void)
 }
 
 static int parse_uint(const char *s, const char *name, unsigned long lo, unsigned long hi,
+		      unsigned long *out);
+
+/* "10,20,40": up to MAX_EF values of 1..100000 into ef_list. */
+static int parse_efs(const char *s)
+{
+	size_t n = 0;
+	const char *p = s;
+	while (*p) {
+		char tok[16];
+		size_t len = strcspn(p, ",");
+		unsigned long v;
+		if (len == 0 || len >= sizeof tok || n == MAX_EF) {
+			fprintf(stderr, "bench_search: --efs must be up to %d comma-separated values, "
+				"got \"%s\"\n", MAX_EF, s);
+			return -1;
+		}
+		memcpy(tok, p, len);
+		tok[len] = 0;
+		if (parse_uint(tok, "each --efs value", 1, 100000, &v) != 0)
+			return -1;
+		ef_list[n++] = (uint32_t)v;
+		p += len;
+		if (*p == ',')
+			p++;
+	}
+	if (n == 0) {
+		fprintf(stderr, "bench_search: --efs is empty\n");
+		return -1;
+	}
+	N_EF = n;
+	return 0;
+}
+
+static int parse_uint(const char *s, const char *name, unsigned long lo, unsigned long hi,
 		      unsigned long *out)
 {
 	char *end;
@@ -205,14 +252,18 @@ int main(int argc, char **argv)
 {
 	int rc = 1;
 	unsigned long m = 16, efc = 200, threads = 2, nq_opt = 10000;
-	const char *dir = RV_DATA_DIR, *out_md = NULL;
+	const char *dir = RV_DATA_DIR, *out_md = NULL, *out_json = NULL;
+	const char *base_path = NULL, *query_path = NULL, *gt_path = NULL;
+	const char *name = "fashion-mnist-784-euclidean", *metric_name = "l2";
+	rv_metric metric = RV_METRIC_L2;
+	int name_given = 0;
 	const char *path = RV_BIN_DIR "/bench/fashion-mnist.rvf";
 	vecs train = { 0 }, test = { 0 }, gt = { 0 };
 	rv_point *pts = NULL;
 	char (*ids)[24] = NULL;
 	double *lat = NULL;
 	rv_db *db = NULL;
-	FILE *md = NULL;
+	FILE *md = NULL, *js = NULL;
 
 	/* Every option takes a value: options sit at odd positions. */
 	for (int a = 1; a < argc; a += 2) {
@@ -234,18 +285,53 @@ int main(int argc, char **argv)
 			path = val;
 		else if (strcmp(arg, "--out") == 0)
 			out_md = val;
-		else
+		else if (strcmp(arg, "--json") == 0)
+			out_json = val;
+		else if (strcmp(arg, "--efs") == 0)
+			bad = parse_efs(val);
+		else if (strcmp(arg, "--base") == 0)
+			base_path = val;
+		else if (strcmp(arg, "--query") == 0)
+			query_path = val;
+		else if (strcmp(arg, "--gt") == 0)
+			gt_path = val;
+		else if (strcmp(arg, "--name") == 0) {
+			name = val;
+			name_given = 1;
+		}
+		else if (strcmp(arg, "--metric") == 0) {
+			metric_name = val;
+			if (strcmp(val, "l2") == 0)
+				metric = RV_METRIC_L2;
+			else if (strcmp(val, "cosine") == 0)
+				metric = RV_METRIC_COSINE;
+			else if (strcmp(val, "ip") == 0)
+				metric = RV_METRIC_IP;
+			else {
+				fprintf(stderr, "bench_search: --metric must be l2, cosine or ip, "
+					"got \"%s\"\n", val);
+				bad = 1;
+			}
+		} else
 			bad = 1;
 		if (bad) {
 			fprintf(stderr, "usage: bench_search [--m 16] [--efc 200] [--threads 2] "
-				"[--queries 10000] [--data DIR] [--db FILE.rvf] [--out FILE.md]\n");
+				"[--queries 10000] [--data DIR] [--db FILE.rvf] [--out FILE.md]\n"
+				"       [--base B.fvecs --query Q.fvecs --gt GT.ivecs] "
+				"[--metric l2|cosine|ip] [--name NAME] [--json FILE] [--efs 10,20,...]\n");
 			return 2;
 		}
 	}
 
-	if (load_vecs(&train, dir, "fashion-mnist-train.fvecs") != 0 ||
-	    load_vecs(&test, dir, "fashion-mnist-test.fvecs") != 0 ||
-	    load_vecs(&gt, dir, "fashion-mnist-gt100.ivecs") != 0)
+	if (!base_path != !query_path || !base_path != !gt_path) {
+		fprintf(stderr, "bench_search: --base, --query and --gt go together\n");
+		return 2;
+	}
+	if (base_path && strcmp(name, "fashion-mnist-784-euclidean") == 0 && !name_given)
+		name = "data";
+	if (load_vecs(&train, dir, "fashion-mnist-train.fvecs", base_path) != 0 ||
+	    load_vecs(&test, dir, "fashion-mnist-test.fvecs", query_path) != 0 ||
+	    load_vecs(&gt, dir, "fashion-mnist-gt100.ivecs", gt_path) != 0)
 		goto done;
 	if (train.dim != test.dim || gt.n != test.n || gt.dim < RECALL_K) {
 		fprintf(stderr, "bench_search: data sets disagree: train dim %zu, test dim %zu, "
@@ -260,6 +346,14 @@ int main(int argc, char **argv)
 		md = fopen(out_md, "w");
 		if (!md) {
 			fprintf(stderr, "bench_search: cannot create %s: %s\n", out_md, strerror(errno));
+			goto done;
+		}
+	}
+	if (out_json) {
+		js = fopen(out_json, "w");
+		if (!js) {
+			fprintf(stderr, "bench_search: cannot create %s: %s\n", out_json,
+				strerror(errno));
 			goto done;
 		}
 	}
@@ -282,21 +376,22 @@ int main(int argc, char **argv)
 	}
 	rv_open_opts oo = RV_OPEN_OPTS_INIT;
 	oo.dim = (uint32_t)train.dim;
-	oo.metric = RV_METRIC_L2;
+	oo.metric = metric;
 	oo.m = (uint32_t)m;
 	oo.ef_construction = (uint32_t)efc;
 	oo.threads = (unsigned)threads;
 
 	long cores = sysconf(_SC_NPROCESSORS_ONLN);
 	double load0 = load_average();
-	printf("ruvector %s, fashion-mnist-784-euclidean: %zu vectors, %zu queries, kernels %s\n"
+	printf("ruvector %s, %s (%s, dim %zu): %zu vectors, %zu queries, kernels %s\n"
 	       "%ld cores, load average %.2f at the start\n",
-	       RV_VERSION_STRING, train.n, nq, rv_simd_name(), cores, load0);
+	       RV_VERSION_STRING, name, metric_name, train.dim, train.n, nq, rv_simd_name(), cores,
+	       load0);
 	if (md)
-		fprintf(md, "# ruvector %s on fashion-mnist-784-euclidean\n\n"
+		fprintf(md, "# ruvector %s on %s\n\n"
 			"%zu train vectors, %zu test queries, distance kernels `%s`, "
 			"%ld cores, load average %.2f at the start.\n\n",
-			RV_VERSION_STRING, train.n, nq, rv_simd_name(), cores, load0);
+			RV_VERSION_STRING, name, train.n, nq, rv_simd_name(), cores, load0);
 
 	double t0 = now_sec();
 	rv_status st = rv_db_create(&db, path, &oo);
@@ -357,7 +452,7 @@ int main(int argc, char **argv)
 			t_open * 1e3);
 
 	/* ---- search ---- */
-	row rows[N_EF + 1];
+	row rows[MAX_EF + 1];
 	printf("\n  search, one thread, k=%d, %zu queries\n", RECALL_K, nq);
 	printf("  %-10s %10s %12s %12s %12s\n", "ef", "recall@10", "QPS", "p50 us", "p99 us");
 	if (md)
@@ -375,6 +470,11 @@ int main(int argc, char **argv)
 		fflush(stdout);
 		if (md)
 			fprintf(md, "| %u | %.4f | %.0f | %.1f | %.1f | %zu |\n", ef_list[e],
+				rows[e].recall, rows[e].qps, rows[e].p50_us, rows[e].p99_us, nq);
+		if (js)
+			fprintf(js, "{\"dataset\":\"%s\",\"engine\":\"ruvector\",\"kind\":\"search\","
+				"\"ef\":%u,\"recall\":%.4f,\"qps\":%.1f,\"p50_us\":%.1f,"
+				"\"p99_us\":%.1f,\"queries\":%zu}\n", name, ef_list[e],
 				rows[e].recall, rows[e].qps, rows[e].p50_us, rows[e].p99_us, nq);
 	}
 	size_t ne = nq < EXACT_QUERIES ? nq : EXACT_QUERIES;
@@ -405,6 +505,23 @@ int main(int argc, char **argv)
 			(double)s.memory_bytes / (1 << 20), (double)rss_end / 1024,
 			(double)rss_data / 1024);
 	printf("  %-32s %10.2f\n", "load average at the end", load_average());
+	if (js)
+		fprintf(js, "{\"dataset\":\"%s\",\"engine\":\"ruvector\",\"kind\":\"build\","
+			"\"version\":\"%s\",\"n\":%zu,\"dim\":%zu,\"metric\":\"%s\","
+			"\"m\":%lu,\"ef_construction\":%lu,\"threads\":%lu,\"build_s\":%.3f,"
+			"\"commit_s\":%.3f,\"index_bytes\":%llu,\"index_what\":\"file\","
+			"\"open_ms\":%.2f,\"memory_bytes\":%llu,\"memory_what\":"
+			"\"rv_stats.memory_bytes (vectors in the mapped file)\","
+			"\"load_start\":%.2f,\"load_end\":%.2f}\n",
+			name, RV_VERSION_STRING, train.n, train.dim, metric_name, m, efc, threads,
+			t_build, t_commit, (unsigned long long)s.file_bytes, t_open * 1e3,
+			(unsigned long long)s.memory_bytes, load0, load_average());
+	if (js && fclose(js) != 0) {
+		js = NULL;
+		fprintf(stderr, "bench_search: write %s: %s\n", out_json, strerror(errno));
+		goto done;
+	}
+	js = NULL;
 	if (md)
 		fprintf(md, "\nLoad average at the end: %.2f.\n", load_average());
 	if (md && fclose(md) != 0) {
@@ -417,6 +534,8 @@ int main(int argc, char **argv)
 done:
 	if (md)
 		fclose(md);
+	if (js)
+		fclose(js);
 	rv_db_close(db);
 	free(lat);
 	free(ids);

@@ -1,9 +1,14 @@
 /*
- * groundtruth.c - exact k nearest neighbours (L2) of every query in a base
- * set, by brute force on all cores, written as .ivecs: the ground truth that
+ * groundtruth.c - exact k nearest neighbours of every query in a base set,
+ * by brute force on all cores, written as .ivecs: the ground truth that
  * recall is measured against.
  *
  *   groundtruth BASE.fvecs QUERIES.fvecs K OUT.ivecs [--threads N] [--check N]
+ *               [--metric l2|cosine|ip]
+ *
+ * --metric (default l2) is the order: l2 by Euclidean distance, cosine by
+ * 1 - cos(a, b) (both sides are normalised once after loading, as the
+ * engines do on insert), ip by the negative inner product.
  *
  * OUT.ivecs has one row per query: int32 K, then K int32 indices into BASE,
  * nearest first; equal distances are ordered by index, so the output is
@@ -22,6 +27,7 @@
  * ranking. Either way --check N (default 3) recomputes N evenly spaced
  * queries entirely in double and fails unless every reported neighbour's
  * exact distance equals the exact distance at its rank (ties may swap ids).
+ * For cosine and ip the tolerance is absolute (1e-6): those pass through 0.
  */
 #include <errno.h>
 #include <math.h>
@@ -41,6 +47,8 @@ typedef struct fvecs {
 	size_t n, dim;
 } fvecs;
 
+typedef enum gt_metric { GT_L2, GT_COSINE, GT_IP } gt_metric;
+
 typedef struct cand {
 	double d;
 	int32_t i;
@@ -49,6 +57,7 @@ typedef struct cand {
 typedef struct job {
 	const fvecs *base, *queries;
 	size_t k;
+	gt_metric metric;
 	int32_t *out;           /* queries->n * k */
 	size_t next_block;      /* next query block to take, under lock */
 	pthread_mutex_t lock;
@@ -134,6 +143,54 @@ static double l2sq(const float *restrict a, const float *restrict b, size_t dim)
 	return s;
 }
 
+/* Negative inner product, the same lane layout as l2sq. */
+static double negdot(const float *restrict a, const float *restrict b, size_t dim)
+{
+	float acc[LANES] = { 0 };
+	size_t j = 0;
+	for (; j + LANES <= dim; j += LANES)
+		for (size_t t = 0; t < LANES; t++)
+			acc[t] += a[j + t] * b[j + t];
+	double s = 0;
+	for (size_t t = 0; t < LANES; t++)
+		s += acc[t];
+	for (; j < dim; j++)
+		s += (double)a[j] * b[j];
+	return -s;
+}
+
+static double negdot_exact(const float *a, const float *b, size_t dim)
+{
+	double s = 0;
+	for (size_t j = 0; j < dim; j++)
+		s += (double)a[j] * b[j];
+	return -s;
+}
+
+/* Scale every row to unit length (norm taken in double). Cosine is
+ * undefined for a zero row, so one is an error naming the file. */
+static int normalise_rows(fvecs *f, const char *what)
+{
+	size_t zero = 0;
+	for (size_t i = 0; i < f->n; i++) {
+		float *x = f->v + i * f->dim;
+		double s = 0;
+		for (size_t j = 0; j < f->dim; j++)
+			s += (double)x[j] * x[j];
+		if (s == 0) {
+			zero++;
+			continue;
+		}
+		double inv = 1.0 / sqrt(s);
+		for (size_t j = 0; j < f->dim; j++)
+			x[j] = (float)(x[j] * inv);
+	}
+	if (zero)
+		fprintf(stderr, "groundtruth: %s has %zu zero rows; cosine is undefined for them\n",
+			what, zero);
+	return zero ? -1 : 0;
+}
+
 static double l2sq_exact(const float *a, const float *b, size_t dim)
 {
 	double s = 0;
@@ -215,7 +272,9 @@ static void *worker(void *arg)
 		for (size_t i = 0; i < base->n; i++) {
 			const float *x = base->v + i * dim;
 			for (size_t q = 0; q < nq; q++) {
-				cand c = { l2sq(qs->v + (q0 + q) * dim, x, dim), (int32_t)i };
+				const float *qv = qs->v + (q0 + q) * dim;
+				cand c = { jb->metric == GT_L2 ? l2sq(qv, x, dim) : negdot(qv, x, dim),
+					   (int32_t)i };
 				heap_push(heaps + q * k, &fill[q], k, c);
 			}
 		}
@@ -231,8 +290,11 @@ static void *worker(void *arg)
 }
 
 /* Recompute query q in double over the whole base and compare rank by rank. */
-static int check_query(const fvecs *base, const fvecs *qs, size_t q, size_t k, const int32_t *row)
+static int check_query(const fvecs *base, const fvecs *qs, size_t q, size_t k, const int32_t *row,
+		       gt_metric metric)
 {
+	double (*dist)(const float *, const float *, size_t) =
+		metric == GT_L2 ? l2sq_exact : negdot_exact;
 	int rc = -1;
 	cand *all = malloc(base->n * sizeof(cand));
 	if (!all) {
@@ -241,7 +303,7 @@ static int check_query(const fvecs *base, const fvecs *qs, size_t q, size_t k, c
 	}
 	const float *qv = qs->v + q * qs->dim;
 	for (size_t i = 0; i < base->n; i++)
-		all[i] = (cand){ l2sq_exact(qv, base->v + i * base->dim, base->dim), (int32_t)i };
+		all[i] = (cand){ dist(qv, base->v + i * base->dim, base->dim), (int32_t)i };
 	qsort(all, base->n, sizeof(cand), cand_cmp);
 	for (size_t r = 0; r < k && r < base->n; r++) {
 		if (row[r] < 0 || (size_t)row[r] >= base->n) {
@@ -249,9 +311,10 @@ static int check_query(const fvecs *base, const fvecs *qs, size_t q, size_t k, c
 				(int)row[r]);
 			goto done;
 		}
-		double got = l2sq_exact(qv, base->v + (size_t)row[r] * base->dim, base->dim);
+		double got = dist(qv, base->v + (size_t)row[r] * base->dim, base->dim);
 		double want = all[r].d;
-		if (fabs(got - want) > 1e-6 * (want > 1 ? want : 1)) {
+		double tol = metric == GT_L2 ? 1e-6 * (want > 1 ? want : 1) : 1e-6;
+		if (fabs(got - want) > tol) {
 			fprintf(stderr, "groundtruth: check: query %zu rank %zu: index %d at squared "
 				"distance %.9g, exact answer %d at %.9g\n", q, r, (int)row[r], got,
 				(int)all[r].i, want);
@@ -281,6 +344,8 @@ int main(int argc, char **argv)
 	char tmp[4096];
 	long threads = sysconf(_SC_NPROCESSORS_ONLN);
 	long check = 3;
+	gt_metric metric = GT_L2;
+	const char *metric_name = "l2";
 	const char *pos[4];
 	int npos = 0;
 
@@ -289,7 +354,20 @@ int main(int argc, char **argv)
 			threads = strtol(argv[++a], NULL, 10);
 		else if (strcmp(argv[a], "--check") == 0 && a + 1 < argc)
 			check = strtol(argv[++a], NULL, 10);
-		else if (npos < 4 && argv[a][0] != '-')
+		else if (strcmp(argv[a], "--metric") == 0 && a + 1 < argc) {
+			metric_name = argv[++a];
+			if (strcmp(metric_name, "l2") == 0)
+				metric = GT_L2;
+			else if (strcmp(metric_name, "cosine") == 0)
+				metric = GT_COSINE;
+			else if (strcmp(metric_name, "ip") == 0)
+				metric = GT_IP;
+			else {
+				fprintf(stderr, "groundtruth: --metric must be l2, cosine or ip, got "
+					"\"%s\"\n", metric_name);
+				return 2;
+			}
+		} else if (npos < 4 && argv[a][0] != '-')
 			pos[npos++] = argv[a];
 		else {
 			npos = -1;
@@ -298,7 +376,7 @@ int main(int argc, char **argv)
 	}
 	if (npos != 4) {
 		fprintf(stderr, "usage: groundtruth BASE.fvecs QUERIES.fvecs K OUT.ivecs "
-			"[--threads N] [--check N]\n");
+			"[--threads N] [--check N] [--metric l2|cosine|ip]\n");
 		return 2;
 	}
 	char *end;
@@ -326,6 +404,9 @@ int main(int argc, char **argv)
 			base.dim, qs.dim);
 		goto done;
 	}
+	if (metric == GT_COSINE &&
+	    (normalise_rows(&base, pos[0]) != 0 || normalise_rows(&qs, pos[1]) != 0))
+		goto done;
 	if ((size_t)k > base.n) {
 		fprintf(stderr, "groundtruth: K = %ld exceeds the %zu base vectors\n", k, base.n);
 		goto done;
@@ -338,7 +419,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "groundtruth: out of memory\n");
 		goto done;
 	}
-	job jb = { &base, &qs, (size_t)k, out, 0, PTHREAD_MUTEX_INITIALIZER };
+	job jb = { &base, &qs, (size_t)k, metric, out, 0, PTHREAD_MUTEX_INITIALIZER };
 	long started = 0;
 	int failed = 0;
 	for (; started < threads; started++)
@@ -359,7 +440,7 @@ int main(int argc, char **argv)
 	size_t nc = (size_t)check < qs.n ? (size_t)check : qs.n;
 	for (size_t c = 0; c < nc; c++) {
 		size_t q = nc == 1 ? 0 : c * (qs.n - 1) / (nc - 1);
-		if (check_query(&base, &qs, q, (size_t)k, out + q * (size_t)k) != 0)
+		if (check_query(&base, &qs, q, (size_t)k, out + q * (size_t)k, metric) != 0)
 			goto done;
 	}
 
@@ -381,8 +462,9 @@ int main(int argc, char **argv)
 		fprintf(stderr, "groundtruth: cannot finish %s: %s\n", pos[3], strerror(errno));
 		goto done;
 	}
-	printf("groundtruth: %zu queries x %zu base (dim %zu), k = %ld, %ld threads: %.1f s; "
-	       "%zu rows checked in double\n", qs.n, base.n, base.dim, k, started, t1 - t0, nc);
+	printf("groundtruth: %zu queries x %zu base (dim %zu, %s), k = %ld, %ld threads: %.1f s; "
+	       "%zu rows checked in double\n", qs.n, base.n, base.dim, metric_name, k, started,
+	       t1 - t0, nc);
 	rc = 0;
 done:
 	if (f)
