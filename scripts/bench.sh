@@ -192,6 +192,27 @@ out=docs/BENCHMARKS.md
 	echo
 	cat "$tmp/tables.md"
 } >"$out"
+# The HTTP server under wrk (issue: requests per second and p99 of search
+# and upsert through `ruvector serve`).
+if [ "${BENCH_SERVER:-1}" = 1 ]; then
+	say "HTTP server load (bench/server_load.sh)"
+	if "$root/bench/server_load.sh" "$build" >"$tmp/server.txt" 2>&1; then
+		{
+			echo
+			echo "## HTTP server (wrk)"
+			echo
+			echo "\`ruvector serve\` on loopback, 20,000 random 128-d points (Cosine), wrk with 2"
+			echo "connections for 10 s per route (bench/server_load.sh). Each acknowledged upsert is"
+			echo "committed (fsync) before the answer."
+			echo
+			echo '```'
+			grep -E '^(search|upsert|loaded|wrk:)' "$tmp/server.txt"
+			echo '```'
+		} >>"$out"
+	else
+		{ echo; echo "## HTTP server (wrk)"; echo; echo "server_load.sh failed:"; echo '```'; tail -5 "$tmp/server.txt"; echo '```'; } >>"$out"
+	fi
+fi
 echo >&2
 cat "$tmp/tables.md"
 say "wrote $out (raw results: data/bench-results.jsonl)"
