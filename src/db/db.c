@@ -495,27 +495,27 @@ rv_status rv_db_load(rv_db *db)
 	if (st != RV_OK)
 		return rv_db_fail_err(db, st, &e);
 
-	uint32_t *todo = NULL;
-	size_t n_todo = 0;
+	uint32_t *missing = NULL;
+	size_t n_missing = 0;
 	if (slots) {
-		todo = rv_malloc(db->a, (size_t)slots * sizeof *todo);
-		if (!todo)
+		missing = rv_malloc(db->a, (size_t)slots * sizeof *missing);
+		if (!missing)
 			return rv_db_fail(db, RV_ENOMEM, "out of memory");
 	}
 	for (uint32_t s = 0; s < slots; s++) {
 		bool in_graph = rv_hnsw_contains(db->index, s);
 		if ((db->flags[s] & RV_SLOT_LIVE) && !in_graph) {
-			todo[n_todo++] = s;
+			missing[n_missing++] = s;
 		} else if (!(db->flags[s] & RV_SLOT_LIVE) && in_graph) {
 			rv_db_unlink_slot(db, s);
 			db->graph_ops++;
 		}
 	}
-	if (n_todo) {
-		st = rv_hnsw_insert_batch(db->index, todo, n_todo, db->threads, replay_progress, db, &e);
-		db->graph_ops += n_todo;
+	if (n_missing) {
+		st = rv_hnsw_insert_batch(db->index, missing, n_missing, db->threads, replay_progress, db, &e);
+		db->graph_ops += n_missing;
 	}
-	rv_dealloc(db->a, todo);
+	rv_dealloc(db->a, missing);
 	if (st != RV_OK)
 		return rv_db_fail_err(db, st, &e);
 	return RV_OK;
