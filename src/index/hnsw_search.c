@@ -148,7 +148,7 @@ bool rv_hnsw_search_layer(const rv_hnsw *h, rv_hnsw_scratch *s, const float *q, 
 	uint32_t *mark = s->mark;
 	const uint32_t epoch = s->epoch;
 	float worst = s->res_n ? s->res[0].dist : INFINITY;
-	uint32_t todo[2 * RV_HNSW_M_MAX];
+	uint32_t pending[2 * RV_HNSW_M_MAX];
 
 	while (s->cand_n) {
 		if (s->res_n == ef && s->cand[0].dist > worst)
@@ -166,7 +166,7 @@ bool rv_hnsw_search_layer(const rv_hnsw *h, rv_hnsw_scratch *s, const float *q, 
 			if (mark[n] == epoch || rv_hnsw_lv(h, n) <= level)
 				continue;
 			mark[n] = epoch;
-			todo[nt++] = n;
+			pending[nt++] = n;
 			if (s->approx) {
 				/* Two lines of the code: the hardware prefetcher
 				 * follows the rest of a contiguous row. */
@@ -179,7 +179,7 @@ bool rv_hnsw_search_layer(const rv_hnsw *h, rv_hnsw_scratch *s, const float *q, 
 		}
 
 		for (uint32_t j = 0; j < nt; j++) {
-			uint32_t n = todo[j];
+			uint32_t n = pending[j];
 			float d = rv_hnsw_node_dist(h, s, q, n);
 			if (s->res_n == ef && d >= worst)
 				continue;
