@@ -45,6 +45,12 @@
  *                     insert, so rv_db_get() returns the unit vector
  *   RV_METRIC_IP      negative inner product  -sum a_i b_i
  *
+ * Option and result structs (rv_open_opts, rv_search_opts, rv_stats) start
+ * with a size field set by their _INIT macro. A program built against an
+ * older header passes the smaller size of its day and gets defaults for the
+ * fields added since (rv_stats: only its known prefix is filled); a size
+ * the library does not know is RV_EINVAL with a message.
+ *
  * First version of everything here: 0.1.0.
  */
 #ifndef RUVECTOR_H

@@ -15,13 +15,6 @@
 
 #include "server_int.h"
 
-static int db_fail(rv_ctx *x, rv_coll *c, rv_status st)
-{
-	const char *m = rv_errmsg(c->db);
-	rv_err_set(x->err, st, "%s", m && *m ? m : rv_status_str(st));
-	return rv_http_status(st);
-}
-
 /* search_id as a decimal string (u64 does not fit a JSON number) or a
  * number below 2^53. */
 static rv_status parse_search_id(uint64_t *out, const cJSON *v, rv_err *err)
@@ -88,16 +81,14 @@ int rv_h_feedback(rv_ctx *x)
 	st = q ? rv_db_feedback_vector(c->db, q, id, (float)reward->valuedouble)
 	       : rv_db_feedback(c->db, search_id, id, (float)reward->valuedouble);
 	if (st != RV_OK) {
-		status = db_fail(x, c, st);
+		status = rv_h_db_fail(x, c, st);
 		goto done;
 	}
 	if ((st = rv_coll_commit(&op, c, x->err)) != RV_OK) {
 		status = rv_http_status(st);
 		goto done;
 	}
-	rv_jw_raw(x->out, "{\"operation_id\":");
-	rv_jw_u64(x->out, op);
-	rv_jw_raw(x->out, ",\"status\":\"completed\"}");
+	rv_h_write_ack(x, op);
 done:
 	free(q);
 	rv_colls_release(x->s->colls, c);
@@ -109,7 +100,7 @@ static int write_learning(rv_ctx *x, rv_coll *c)
 	rv_stats s = RV_STATS_INIT;
 	rv_status st = rv_db_stats(&s, c->db);
 	if (st != RV_OK)
-		return db_fail(x, c, st);
+		return rv_h_db_fail(x, c, st);
 	rv_jw_raw(x->out, "{\"enabled\":");
 	rv_jw_raw(x->out, s.learning ? "true" : "false");
 	rv_jw_raw(x->out, ",\"feedback_events\":");
@@ -149,7 +140,7 @@ int rv_h_set_learning(rv_ctx *x)
 	int status;
 	uint64_t op = atomic_load(&c->write_seq);
 	if ((st = rv_db_set_learning(c->db, cJSON_IsTrue(on))) != RV_OK)
-		status = db_fail(x, c, st);
+		status = rv_h_db_fail(x, c, st);
 	else if ((st = rv_coll_commit(&op, c, x->err)) != RV_OK)
 		status = rv_http_status(st);
 	else

@@ -20,14 +20,14 @@ static int fail(rv_ctx *x, rv_status st)
 	return rv_http_status(st);
 }
 
-static int db_fail(rv_ctx *x, rv_coll *c, rv_status st)
+int rv_h_db_fail(rv_ctx *x, rv_coll *c, rv_status st)
 {
 	const char *m = rv_errmsg(c->db);
 	rv_err_set(x->err, st, "%s", m && *m ? m : rv_status_str(st));
 	return rv_http_status(st);
 }
 
-static void write_ack(rv_ctx *x, uint64_t op)
+void rv_h_write_ack(rv_ctx *x, uint64_t op)
 {
 	rv_jw_raw(x->out, "{\"operation_id\":");
 	rv_jw_u64(x->out, op);
@@ -53,7 +53,7 @@ int rv_h_upsert(rv_ctx *x)
 	uint64_t op = atomic_load(&c->write_seq);
 	if (p.n) {
 		if ((st = rv_db_upsert(c->db, p.pts, p.n)) != RV_OK) {
-			status = db_fail(x, c, st);
+			status = rv_h_db_fail(x, c, st);
 			goto done;
 		}
 		if ((st = rv_coll_commit(&op, c, x->err)) != RV_OK) {
@@ -61,7 +61,7 @@ int rv_h_upsert(rv_ctx *x)
 			goto done;
 		}
 	}
-	write_ack(x, op);
+	rv_h_write_ack(x, op);
 done:
 	rv_q_points_free(&p);
 	rv_colls_release(x->s->colls, c);
@@ -321,7 +321,7 @@ int rv_h_delete(rv_ctx *x)
 	}
 	if (points) {
 		if (n && (st = rv_db_delete(c->db, (const char *const *)ids, n, NULL)) != RV_OK) {
-			status = db_fail(x, c, st);
+			status = rv_h_db_fail(x, c, st);
 			goto done;
 		}
 	} else if ((st = delete_by_filter(x, c, &f)) != RV_OK) {
@@ -333,7 +333,7 @@ int rv_h_delete(rv_ctx *x)
 		status = fail(x, st);
 		goto done;
 	}
-	write_ack(x, op);
+	rv_h_write_ack(x, op);
 done:
 	for (size_t i = 0; i < n; i++)
 		rv_dealloc(NULL, ids[i]);

@@ -319,6 +319,11 @@ typedef struct rv_ctx {
 
 /* HTTP status for a library status. */
 int rv_http_status(rv_status st);
+/* A library call on c failed with st: its message into x->err, the HTTP
+ * status back (points.c). */
+int rv_h_db_fail(rv_ctx *x, rv_coll *c, rv_status st);
+/* A write's answer: {"operation_id": op, "status": "completed"} (points.c). */
+void rv_h_write_ack(rv_ctx *x, uint64_t op);
 
 int rv_h_upsert(rv_ctx *x);
 int rv_h_retrieve(rv_ctx *x);

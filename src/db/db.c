@@ -79,13 +79,11 @@ void rv_free(void *ptr) { free(ptr); }
  * Handle life
  * ==================================================================== */
 
-/* Options from the caller over the defaults. A caller built against an
- * older header passes a smaller size and gets the defaults for the fields
- * added since; a size that is not a known layout is refused. */
-static bool take_opts(void *dst, const void *user, size_t user_size, size_t own_size, size_t min_size)
+bool rv_db_take_opts(void *dst, const void *user, size_t own_size, size_t min_size)
 {
 	if (!user)
 		return true;
+	size_t user_size = *(const size_t *)user;
 	if (user_size < min_size || user_size > own_size)
 		return false;
 	memcpy(dst, user, user_size);
@@ -93,13 +91,16 @@ static bool take_opts(void *dst, const void *user, size_t user_size, size_t own_
 	return true;
 }
 
-static rv_status new_handle(rv_db **out, const char *path, const rv_open_opts *user_opts)
+/* The first rv_open_opts layout (0.1.0) ends with progress_ctx. */
+#define OPEN_OPTS_V1 (offsetof(rv_open_opts, progress_ctx) + sizeof(void *))
+
+/* A handle for path with the options in *o (the caller's, already over the
+ * defaults); opts_ok false: the caller's size was unknown, and the handle
+ * only carries that message. */
+static rv_status new_handle(rv_db **out, const char *path, const rv_open_opts *o, bool opts_ok,
+			    size_t user_size)
 {
-	rv_open_opts o = RV_OPEN_OPTS_INIT;
-	/* The first layout (0.1.0) ends with progress_ctx. */
-	bool opts_ok = take_opts(&o, user_opts, user_opts ? user_opts->size : 0, sizeof o,
-				 offsetof(rv_open_opts, progress_ctx) + sizeof(void *));
-	const rv_open_opts *opts = opts_ok ? &o : NULL;
+	const rv_open_opts *opts = opts_ok ? o : NULL;
 	const rv_allocator *user = opts ? opts->allocator : NULL;
 	rv_db *db = user ? user->malloc_fn(user->ctx, sizeof *db) : malloc(sizeof *db);
 	*out = db;
@@ -116,7 +117,7 @@ static rv_status new_handle(rv_db **out, const char *path, const rv_open_opts *u
 	rv_db_learn_init(db);
 	if (!opts_ok)
 		return rv_db_fail(db, RV_EINVAL, "rv_open_opts.size is %zu, this library knows up to %zu (use RV_OPEN_OPTS_INIT)",
-				  user_opts->size, sizeof(rv_open_opts));
+				  user_size, sizeof(rv_open_opts));
 	if (!path || !*path)
 		return rv_db_fail(db, RV_EINVAL, "path is empty");
 	db->path = rv_strndup(db->a, path, strlen(path));
@@ -160,13 +161,13 @@ void rv_db_hnsw_params(const rv_db *db, rv_hnsw_params *p)
 
 rv_status rv_db_create(rv_db **out, const char *path, const rv_open_opts *user_opts)
 {
-	rv_status st = new_handle(out, path, user_opts);
+	rv_open_opts o = RV_OPEN_OPTS_INIT;
+	bool ok = rv_db_take_opts(&o, user_opts, sizeof o, OPEN_OPTS_V1);
+	rv_status st = new_handle(out, path, &o, ok, user_opts ? user_opts->size : 0);
 	rv_db *db = *out;
 	if (st != RV_OK)
 		return st;
-	rv_open_opts opts_copy = RV_OPEN_OPTS_INIT;
-	take_opts(&opts_copy, user_opts, user_opts ? user_opts->size : 0, sizeof opts_copy, 0);
-	const rv_open_opts *opts = &opts_copy;
+	const rv_open_opts *opts = &o;
 	if ((st = check_settings(db, opts)) != RV_OK)
 		return st;
 	if (db->readonly)
@@ -198,9 +199,11 @@ rv_status rv_db_create(rv_db **out, const char *path, const rv_open_opts *user_o
 	return rv_db_load(db);
 }
 
-rv_status rv_db_open(rv_db **out, const char *path, const rv_open_opts *opts)
+rv_status rv_db_open(rv_db **out, const char *path, const rv_open_opts *user_opts)
 {
-	rv_status st = new_handle(out, path, opts);
+	rv_open_opts o = RV_OPEN_OPTS_INIT;
+	bool ok = rv_db_take_opts(&o, user_opts, sizeof o, OPEN_OPTS_V1);
+	rv_status st = new_handle(out, path, &o, ok, user_opts ? user_opts->size : 0);
 	if (st != RV_OK)
 		return st;
 	return rv_db_load(*out);

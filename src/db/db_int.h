@@ -152,6 +152,12 @@ struct rv_db {
 rv_status rv_db_fail(rv_db *db, rv_status st, const char *fmt, ...) RV_PRINTF(3, 4);
 rv_status rv_db_fail_err(rv_db *db, rv_status st, const rv_err *e);
 
+/* Copy the caller's option struct user (size field first) over the
+ * defaults already in dst: a caller built against an older header passes a
+ * smaller size and keeps the defaults of later fields. false when the size
+ * is below min_size (the first layout) or above own_size. NULL: defaults. */
+bool rv_db_take_opts(void *dst, const void *user, size_t own_size, size_t min_size);
+
 /* Load the collection from db->path into an empty handle (db.c); unload
  * frees everything load built. */
 rv_status rv_db_load(rv_db *db);

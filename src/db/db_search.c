@@ -219,17 +219,11 @@ rv_status rv_db_search(rv_results **out, rv_db *db, const float *query, const rv
 	if (!out)
 		return rv_db_fail(db, RV_EINVAL, "out is NULL");
 	*out = NULL;
-	if (opts) {
-		/* A caller built against an older header passes a smaller size
-		 * and gets the defaults of the fields added since (the first
-		 * layout ends with flags). */
-		if (opts->size < offsetof(rv_search_opts, flags) + sizeof(unsigned) || opts->size > sizeof own)
-			return rv_db_fail(db, RV_EINVAL,
-					  "rv_search_opts.size is %zu, this library knows up to %zu (use RV_SEARCH_OPTS_INIT)",
-					  opts->size, sizeof own);
-		memcpy(&own, opts, opts->size);
-		own.size = sizeof own;
-	}
+	/* The first rv_search_opts layout (0.1.0) ends with flags. */
+	if (!rv_db_take_opts(&own, opts, sizeof own, offsetof(rv_search_opts, flags) + sizeof(unsigned)))
+		return rv_db_fail(db, RV_EINVAL,
+				  "rv_search_opts.size is %zu, this library knows up to %zu (use RV_SEARCH_OPTS_INIT)",
+				  opts->size, sizeof own);
 	opts = &own;
 	if (opts->k < 1 || opts->k > 100000)
 		return rv_db_fail(db, RV_EINVAL, "k %u out of range 1..100000", opts->k);

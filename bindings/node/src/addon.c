@@ -691,6 +691,36 @@ fail:
 	return NULL;
 }
 
+/* The trailing commit flag of a write: w->commit. false (thrown) when v
+ * is not a boolean. */
+static bool get_commit(napi_env env, napi_value v, work *w)
+{
+	if (napi_get_value_bool(env, v, &w->commit) != napi_ok) {
+		napi_throw_type_error(env, NULL, "commit must be a boolean");
+		return false;
+	}
+	return true;
+}
+
+/* One id argument into w->ids[0] (w->n = 1). false (thrown) when v is not
+ * a string or holds a NUL. */
+static bool get_one_id(napi_env env, napi_value v, work *w)
+{
+	size_t len = 0;
+	if (!(w->ids = calloc(1, sizeof *w->ids))) {
+		napi_throw_error(env, "RV_ENOMEM", "out of memory");
+		return false;
+	}
+	w->n = 1;
+	if (!get_string(env, v, "id must be a string", &w->ids[0], &len))
+		return false;
+	if (strlen(w->ids[0]) != len) {
+		napi_throw_range_error(env, NULL, "an id must not contain a NUL character");
+		return false;
+	}
+	return true;
+}
+
 /* upsert(handle, ids, vectors, payloads, commit) */
 static napi_value js_upsert(napi_env env, napi_callback_info info)
 {
@@ -698,7 +728,7 @@ static napi_value js_upsert(napi_env env, napi_callback_info info)
 	work *w = NULL;
 	nb_db *h;
 	const float *vec;
-	bool is_array = false, commit = false;
+	bool is_array = false;
 	uint32_t np = 0;
 	if (!get_args(env, info, 5, argv) || !(h = get_handle(env, argv[0])) ||
 	    !(w = new_work(env, OP_UPSERT, h)) || !get_ids(env, argv[1], w))
@@ -734,11 +764,8 @@ static napi_value js_upsert(napi_env env, napi_callback_info info)
 		    !get_string(env, v, "every payload must be a JSON string or null", &w->payloads[i], NULL))
 			goto fail;
 	}
-	if (napi_get_value_bool(env, argv[4], &commit) != napi_ok) {
-		napi_throw_type_error(env, NULL, "commit must be a boolean");
+	if (!get_commit(env, argv[4], w))
 		goto fail;
-	}
-	w->commit = commit;
 	return queue_work(env, w, argv[0]);
 fail:
 	free_work(w);
@@ -751,15 +778,11 @@ static napi_value js_remove(napi_env env, napi_callback_info info)
 	napi_value argv[3];
 	work *w = NULL;
 	nb_db *h;
-	bool commit = false;
 	if (!get_args(env, info, 3, argv) || !(h = get_handle(env, argv[0])) ||
 	    !(w = new_work(env, OP_REMOVE, h)) || !get_ids(env, argv[1], w))
 		goto fail;
-	if (napi_get_value_bool(env, argv[2], &commit) != napi_ok) {
-		napi_throw_type_error(env, NULL, "commit must be a boolean");
+	if (!get_commit(env, argv[2], w))
 		goto fail;
-	}
-	w->commit = commit;
 	return queue_work(env, w, argv[0]);
 fail:
 	free_work(w);
@@ -772,21 +795,9 @@ static napi_value js_get(napi_env env, napi_callback_info info)
 	napi_value argv[2];
 	work *w = NULL;
 	nb_db *h;
-	size_t len = 0;
 	if (!get_args(env, info, 2, argv) || !(h = get_handle(env, argv[0])) ||
-	    !(w = new_work(env, OP_GET, h)))
+	    !(w = new_work(env, OP_GET, h)) || !get_one_id(env, argv[1], w))
 		goto fail;
-	if (!(w->ids = calloc(1, sizeof *w->ids))) {
-		napi_throw_error(env, "RV_ENOMEM", "out of memory");
-		goto fail;
-	}
-	w->n = 1;
-	if (!get_string(env, argv[1], "id must be a string", &w->ids[0], &len))
-		goto fail;
-	if (strlen(w->ids[0]) != len) {
-		napi_throw_range_error(env, NULL, "an id must not contain a NUL character");
-		goto fail;
-	}
 	if (!(w->vectors = malloc((size_t)h->dim * sizeof(float)))) {
 		napi_throw_error(env, "RV_ENOMEM", "out of memory");
 		goto fail;
@@ -858,7 +869,6 @@ static napi_value js_feedback(napi_env env, napi_callback_info info)
 	char *sid = NULL;
 	size_t len = 0;
 	double reward;
-	bool commit = false;
 	if (!get_args(env, info, 5, argv) || !(h = get_handle(env, argv[0])) ||
 	    !(w = new_work(env, OP_FEEDBACK, h)))
 		goto fail;
@@ -871,20 +881,15 @@ static napi_value js_feedback(napi_env env, napi_callback_info info)
 		goto fail;
 	}
 	w->search_id = (uint64_t)id;
-	if (!(w->ids = calloc(1, sizeof *w->ids))) {
-		napi_throw_error(env, "RV_ENOMEM", "out of memory");
+	if (!get_one_id(env, argv[2], w))
 		goto fail;
-	}
-	w->n = 1;
-	if (!get_string(env, argv[2], "id must be a string", &w->ids[0], &len))
-		goto fail;
-	if (napi_get_value_double(env, argv[3], &reward) != napi_ok ||
-	    napi_get_value_bool(env, argv[4], &commit) != napi_ok) {
+	if (napi_get_value_double(env, argv[3], &reward) != napi_ok) {
 		napi_throw_type_error(env, NULL, "reward must be a number");
 		goto fail;
 	}
 	w->reward = (float)reward;
-	w->commit = commit;
+	if (!get_commit(env, argv[4], w))
+		goto fail;
 	free(sid);
 	return queue_work(env, w, argv[0]);
 fail:
@@ -899,17 +904,17 @@ static napi_value js_learning(napi_env env, napi_callback_info info)
 	napi_value argv[3];
 	work *w = NULL;
 	nb_db *h;
-	bool on = false, commit = false;
+	bool on = false;
 	if (!get_args(env, info, 3, argv) || !(h = get_handle(env, argv[0])) ||
 	    !(w = new_work(env, OP_LEARNING, h)))
 		goto fail;
-	if (napi_get_value_bool(env, argv[1], &on) != napi_ok ||
-	    napi_get_value_bool(env, argv[2], &commit) != napi_ok) {
+	if (napi_get_value_bool(env, argv[1], &on) != napi_ok) {
 		napi_throw_type_error(env, NULL, "on must be a boolean");
 		goto fail;
 	}
 	w->on = on;
-	w->commit = commit;
+	if (!get_commit(env, argv[2], w))
+		goto fail;
 	return queue_work(env, w, argv[0]);
 fail:
 	free_work(w);
