@@ -146,6 +146,7 @@ struct rv_db {
 	bool learn_dirty;           /* the OVERLAY is out of date */
 	bool learning;              /* apply and train the adapter (state flag) */
 	uint64_t overlay_seg_id;    /* the live OVERLAY segment; 0 = none */
+	struct rv_learn_state *ls;  /* consolidated learning: config, versions, regions, re-ranker (db_learn.h) */
 };
 
 /* Messages: set under err_lock so concurrent readers do not interleave. */
@@ -230,6 +231,14 @@ bool rv_db_learn_encode_events(rv_buf *b, const rv_db *db, bool replay, const ui
 bool rv_db_learn_encode_overlay(rv_buf *b, const rv_db *db);
 /* After a durable commit that wrote them. */
 void rv_db_learn_committed(rv_db *db, bool wrote_events, uint64_t overlay_seg_id);
+
+/* Candidates a search of k hits gathers for the learned re-ranker (k
+ * when nothing re-ranks), and the re-ranking itself: reorders hits[0..n)
+ * for the query q (as searched) / sq (adapted) and returns how many of
+ * them to keep (at most k). Caller holds the read lock. */
+size_t rv_db_learn_pool(const rv_db *db, size_t k, unsigned flags);
+size_t rv_db_learn_rerank(const rv_db *db, const float *q, const float *sq, rv_hnsw_hit *hits, size_t n,
+			  size_t k, unsigned flags);
 
 /* Nearest neighbours of q without a filter (caller holds the lock). */
 rv_status rv_db_knn_locked(const rv_db *db, const float *q, size_t k, rv_hnsw_hit *hits, size_t *n, rv_err *e);

@@ -610,3 +610,21 @@ rv_status rv_db_learn_load(rv_db *db, const rv_manifest *m)
 	db->fb_total = events > total ? events : total;
 	return RV_OK;
 }
+
+/* ======================================================================
+ * Re-ranking hooks of the search path
+ * ==================================================================== */
+
+size_t rv_db_learn_pool(const rv_db *db, size_t k, unsigned flags)
+{
+	(void)db;
+	(void)flags;
+	return k; /* no re-ranker in this version of the learning state */
+}
+
+size_t rv_db_learn_rerank(const rv_db *db, const float *q, const float *sq, rv_hnsw_hit *hits, size_t n,
+			  size_t k, unsigned flags)
+{
+	(void)db, (void)q, (void)sq, (void)hits, (void)flags;
+	return n < k ? n : k;
+}

@@ -247,12 +247,9 @@ rv_status rv_db_search(rv_results **out, rv_db *db, const float *query, const rv
 	}
 	size_t k = opts->k;
 	size_t ef = opts->ef ? opts->ef : db->ef_search;
-	if (ef < k)
-		ef = k;
 	/* q: the query as searched (normalised); q + dim: the adapted one. */
 	q = rv_malloc(db->a, (size_t)db->dim * sizeof(float) * 2);
-	hits = rv_malloc(db->a, k * 4 * sizeof *hits);
-	if (!q || !hits) {
+	if (!q) {
 		st = rv_db_fail(db, RV_ENOMEM, "out of memory");
 		goto done;
 	}
@@ -266,6 +263,17 @@ rv_status rv_db_search(rv_results **out, rv_db *db, const float *query, const rv
 	const float *sq = q; /* the query the ranking uses */
 	if (!(opts->flags & RV_SEARCH_NO_LEARNING) && rv_db_learn_adapt(db, q + db->dim, q))
 		sq = q + db->dim;
+	/* The graph gathers `pool` candidates; a learned re-ranker then picks
+	 * k of them. */
+	size_t final_k = k;
+	k = rv_db_learn_pool(db, k, opts->flags);
+	if (ef < k)
+		ef = k;
+	if (!(hits = rv_malloc(db->a, k * 4 * sizeof *hits))) {
+		pthread_rwlock_unlock(&db->lock);
+		st = rv_db_fail(db, RV_ENOMEM, "out of memory for %zu candidates", k);
+		goto done;
+	}
 	accept_ctx ac = { db, filter };
 	rv_accept_fn accept = filter || db->zombies ? accept_slot : NULL;
 	size_t n = 0;
@@ -285,6 +293,10 @@ rv_status rv_db_search(rv_results **out, rv_db *db, const float *query, const rv
 	}
 	if (st == RV_OK && exact)
 		n = exact_scan(hits, k, db, sq, &ac);
+	if (st == RV_OK && k > final_k)
+		n = rv_db_learn_rerank(db, q, sq, hits, n, final_k, opts->flags);
+	else if (n > final_k)
+		n = final_k;
 	if (st == RV_OK && make_results(out, db, hits, n, opts->flags) != RV_OK)
 		st = rv_err_set(&e, RV_ENOMEM, "out of memory for %zu results", n);
 	if (st == RV_OK && ((*out)->search_id = rv_db_learn_record(db, q, hits, n)) == 0) {
