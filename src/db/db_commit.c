@@ -176,7 +176,7 @@ static rv_status write_learning(rv_file *f, const rv_db *db, bool replay, const 
 		*events = true;
 	}
 	b.len = 0;
-	if (rv_db_learn_encode_overlay(&b, db)) {
+	if (rv_db_learn_encode_overlay(&b, db, old_to_new)) {
 		if ((st = append_buf(f, RV_SEG_OVERLAY, &b, out, e)) != RV_OK)
 			goto done;
 		*overlay = true;

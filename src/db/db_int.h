@@ -228,7 +228,7 @@ bool rv_db_learn_adapt(const rv_db *db, float *out, const float *q);
  * ring with slots renumbered by old_to_new) as a kind-2 JOURNAL, and the
  * OVERLAY. Return false when there is nothing to write. */
 bool rv_db_learn_encode_events(rv_buf *b, const rv_db *db, bool replay, const uint32_t *old_to_new);
-bool rv_db_learn_encode_overlay(rv_buf *b, const rv_db *db);
+bool rv_db_learn_encode_overlay(rv_buf *b, const rv_db *db, const uint32_t *old_to_new);
 /* After a durable commit that wrote them. */
 void rv_db_learn_committed(rv_db *db, bool wrote_events, uint64_t overlay_seg_id);
 

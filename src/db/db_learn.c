@@ -442,8 +442,9 @@ bool rv_db_learn_encode_events(rv_buf *b, const rv_db *db, bool replay, const ui
 	return true;
 }
 
-bool rv_db_learn_encode_overlay(rv_buf *b, const rv_db *db)
+bool rv_db_learn_encode_overlay(rv_buf *b, const rv_db *db, const uint32_t *old_to_new)
 {
+	(void)old_to_new; /* the adapter holds no slots */
 	if (!db->learn_dirty && !db->adapter_changed)
 		return false;
 	rv_buf_u32(b, RV_OVERLAY_LEARNING);
