@@ -111,6 +111,13 @@ void rv_json_float(FILE *f, float v);
  * *n floats. On failure err says what is wrong and where. */
 rv_status rv_parse_vector(const char *text, float **out, size_t *n, rv_err *err);
 
+/* Search ids of the command line, which carry the query (output.c says
+ * why): "q1." + base64url of the float32 values. Write one as a JSON
+ * string; parse one back into *out (rv_malloc, *n floats). */
+#define RV_CLI_SEARCH_ID_PREFIX "q1."
+void rv_cli_search_id(FILE *f, const float *q, size_t dim);
+rv_status rv_cli_parse_search_id(const char *s, float **out, size_t *n, rv_err *err);
+
 /* ======================================================================
  * Commands: argv[0] is the command name. Each returns the exit code.
  * ==================================================================== */
@@ -124,6 +131,7 @@ int rv_cmd_info(int argc, char **argv);
 int rv_cmd_compact(int argc, char **argv);
 int rv_cmd_verify(int argc, char **argv);
 int rv_cmd_serve(int argc, char **argv);
+int rv_cmd_feedback(int argc, char **argv);
 
 /* Open a collection for a command, printing "ruvector: FILE: why" on
  * failure. progress (may be NULL) shows the library's long phases.

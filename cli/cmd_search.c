@@ -44,7 +44,9 @@ static const char usage[] =
 	"  --with-payload      include each hit's payload\n"
 	"  --with-vector       include each hit's vector\n"
 	"  --json              one JSON line per query:\n"
-	"                      {\"hits\":[{\"id\":\"...\",\"score\":0.25}, ...]}\n"
+	"                      {\"search_id\":\"q1...\",\"hits\":[{\"id\":\"...\",\"score\":0.25}, ...]}\n"
+	"                      (the search id is for 'ruvector feedback')\n"
+	"  --no-learning       the unlearned ranking, even when the collection learns\n"
 	"  --format F          format of --query-file when its name does not say\n"
 	"\n"
 	"Scores are distances (smaller is nearer): l2 distance, 1 - cosine, or\n"
@@ -127,11 +129,13 @@ static void put_padded(FILE *f, const char *s, size_t width)
 		fputc(' ', f);
 }
 
-static void print_json(const printer *p, const rv_results *res)
+static void print_json(const printer *p, const rv_results *res, const float *qv)
 {
 	const rv_hit *h = rv_results_hits(res);
 	size_t n = rv_results_count(res);
-	fputs("{\"hits\":[", stdout);
+	fputs("{\"search_id\":", stdout);
+	rv_cli_search_id(stdout, qv, p->dim);
+	fputs(",\"hits\":[", stdout);
 	for (size_t i = 0; i < n; i++) {
 		fputs(i ? ",{\"id\":" : "{\"id\":", stdout);
 		rv_json_string(stdout, h[i].id);
@@ -226,7 +230,7 @@ static bool run_chunk(rv_db *db, const rv_search_opts *so, unsigned threads, que
 		}
 		if (ok) {
 			if (p->json)
-				print_json(p, q[i].res);
+				print_json(p, q[i].res, q[i].vector);
 			else
 				print_table(p, q[i].res);
 			p->printed++;
@@ -244,7 +248,7 @@ int rv_cmd_search(int argc, char **argv)
 	rv_arg_list vectors = { 0 };
 	const char *qfile = NULL, *k_s = NULL, *ef_s = NULL, *threads_s = NULL, *filter = NULL,
 		   *format_s = NULL;
-	bool exact = false, with_payload = false, with_vector = false, json = false;
+	bool exact = false, with_payload = false, with_vector = false, json = false, no_learning = false;
 	const rv_arg_spec specs[] = {
 		{ "--vector", NULL, RV_ARG_LIST, &vectors },
 		{ "--query-file", NULL, RV_ARG_VALUE, &qfile },
@@ -257,6 +261,7 @@ int rv_cmd_search(int argc, char **argv)
 		{ "--with-payload", NULL, RV_ARG_FLAG, &with_payload },
 		{ "--with-vector", NULL, RV_ARG_FLAG, &with_vector },
 		{ "--json", NULL, RV_ARG_FLAG, &json },
+		{ "--no-learning", NULL, RV_ARG_FLAG, &no_learning },
 	};
 	const char *pos[2];
 	size_t npos;
@@ -334,7 +339,7 @@ int rv_cmd_search(int argc, char **argv)
 	so.ef = (uint32_t)ef;
 	so.filter = filter;
 	so.flags = (exact ? RV_SEARCH_EXACT : 0) | (with_payload ? RV_SEARCH_PAYLOAD : 0) |
-		   (with_vector ? RV_SEARCH_VECTOR : 0);
+		   (with_vector ? RV_SEARCH_VECTOR : 0) | (no_learning ? RV_SEARCH_NO_LEARNING : 0);
 	printer p = { .json = json, .payload = with_payload, .vector = with_vector,
 		      .headers = !(vectors.n == 1), .tty = isatty(fileno(stdout)) != 0,
 		      .width = rv_term_width(stdout), .dim = dim };

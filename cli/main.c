@@ -25,6 +25,7 @@ static const struct command {
 	{ "compact", rv_cmd_compact, "rewrite the file without deleted data" },
 	{ "verify", rv_cmd_verify, "check every checksum in the file" },
 	{ "serve", rv_cmd_serve, "serve a directory of collections over HTTP (Qdrant's REST API)" },
+	{ "feedback", rv_cmd_feedback, "record feedback on search results (clicks, skips, ratings)" },
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 

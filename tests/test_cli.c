@@ -731,3 +731,112 @@ TEST(compact_and_verify)
 	free(qs);
 	free(v);
 }
+
+/* Search ids from `search --json` feed `feedback`; the events are checked
+ * before any is applied; with learning on, feedback moves the ranking and
+ * --no-learning still gives the unlearned one. */
+TEST(feedback_and_no_learning)
+{
+	setup("cli-feedback");
+	const size_t n = 600, dim = 16, nq = 20;
+	float *base = rv_test_clustered_vectors(n, dim, 12, 31);
+	float *qs = rv_test_clustered_vectors(nq, dim, 12, 32);
+	write_jsonl("base.jsonl", base, n, dim, false);
+	write_jsonl("q.jsonl", qs, nq, dim, false);
+	run r = sh("create f.rvf --dim 16 --metric cosine && '%s' import f.rvf base.jsonl -q", BIN);
+	CHECK_RUN(r, 0);
+	run_free(&r);
+
+	r = sh("search f.rvf --query-file q.jsonl -k 10 --json");
+	CHECK_RUN(r, 0);
+	char *plain = strdup(r.out);
+	cJSON *lines[32];
+	size_t nl = parse_lines(r.out, lines, 32);
+	CHECK(nl == nq);
+	/* The id carries the query: "q1." and 16 floats in base64url. */
+	const cJSON *sid0 = cJSON_GetObjectItem(lines[0], "search_id");
+	CHECK(cJSON_IsString(sid0) && strncmp(sid0->valuestring, "q1.", 3) == 0);
+	CHECK(strlen(sid0->valuestring) == 3 + (dim * 32 + 5) / 6);
+
+	/* Events: the hit at rank 8 of every query is the one people want. */
+	FILE *f = fopen(in_dir("events.jsonl"), "w");
+	for (int rep = 0; rep < 60; rep++)
+		for (size_t q = 0; q < nl; q++) {
+			const cJSON *hits = cJSON_GetObjectItem(lines[q], "hits");
+			const char *want = cJSON_GetObjectItem(cJSON_GetArrayItem(hits, 7), "id")->valuestring;
+			const char *top = cJSON_GetObjectItem(cJSON_GetArrayItem(hits, 0), "id")->valuestring;
+			const char *sid = cJSON_GetObjectItem(lines[q], "search_id")->valuestring;
+			fprintf(f, "{\"search_id\":\"%s\",\"id\":\"%s\",\"reward\":1}\n", sid, want);
+			fprintf(f, "{\"search_id\":\"%s\",\"id\":\"%s\",\"reward\":-0.5}\n", sid, top);
+		}
+	fclose(f);
+	size_t n_events = 60 * nl * 2;
+
+	/* A bad line anywhere: nothing is applied, the line is named. */
+	f = fopen(in_dir("bad.jsonl"), "w");
+	fprintf(f, "{\"vector\":[");
+	for (size_t d = 0; d < dim; d++)
+		fprintf(f, "%s0.5", d ? "," : "");
+	fprintf(f, "],\"id\":\"p1\",\"reward\":1}\n\n{\"search_id\":\"%s\",\"id\":\"p2\",\"reward\":2}\n",
+		sid0->valuestring);
+	fclose(f);
+	r = sh("feedback f.rvf --events bad.jsonl");
+	CHECK_RUN(r, 1);
+	CHECK_MSG(strstr(r.err, "bad.jsonl line 3") && strstr(r.err, "reward"), "%s", r.err);
+	run_free(&r);
+	r = sh("feedback f.rvf --vector '[1,2]' --id p1 --reward 1");
+	CHECK_RUN(r, 1);
+	CHECK_MSG(strstr(r.err, "dimension 16"), "%s", r.err);
+	run_free(&r);
+	r = sh("feedback f.rvf --search-id 12345 --id p1 --reward 1");
+	CHECK_RUN(r, 1);
+	CHECK_MSG(strstr(r.err, "q1."), "%s", r.err);
+	run_free(&r);
+	r = sh("feedback f.rvf --events events.jsonl --id p1");
+	CHECK_RUN(r, 2);
+	run_free(&r);
+	rv_db *db = NULL;
+	rv_stats s = RV_STATS_INIT;
+	CHECK(rv_db_open(&db, in_dir("f.rvf"), NULL) == RV_OK);
+	CHECK(rv_db_stats(&s, db) == RV_OK && s.feedback_events == 0);
+	CHECK(rv_db_set_learning(db, 1) == RV_OK && rv_db_commit(db) == RV_OK);
+	rv_db_close(db);
+
+	r = sh("feedback f.rvf --events events.jsonl");
+	CHECK_RUN(r, 0);
+	char want_msg[64];
+	snprintf(want_msg, sizeof want_msg, "%zu events committed", n_events);
+	CHECK_MSG(strstr(r.out, want_msg), "%s", r.out);
+	run_free(&r);
+	db = NULL;
+	CHECK(rv_db_open(&db, in_dir("f.rvf"), NULL) == RV_OK);
+	CHECK(rv_db_stats(&s, db) == RV_OK && s.feedback_events == n_events && s.adapter_steps > 0);
+	rv_db_close(db);
+
+	/* --no-learning: exactly the first answers; learned: some moved. */
+	r = sh("search f.rvf --query-file q.jsonl -k 10 --json --no-learning");
+	CHECK_RUN(r, 0);
+	CHECK(strcmp(r.out, plain) == 0);
+	run_free(&r);
+	r = sh("search f.rvf --query-file q.jsonl -k 10 --json");
+	CHECK_RUN(r, 0);
+	cJSON *learned[32];
+	CHECK(parse_lines(r.out, learned, 32) == nq);
+	size_t moved_up = 0;
+	for (size_t q = 0; q < nq; q++) {
+		const cJSON *h0 = cJSON_GetObjectItem(lines[q], "hits");
+		const cJSON *h1 = cJSON_GetObjectItem(learned[q], "hits");
+		const char *want = cJSON_GetObjectItem(cJSON_GetArrayItem(h0, 7), "id")->valuestring;
+		for (int i = 0; i < 7; i++)
+			if (strcmp(cJSON_GetObjectItem(cJSON_GetArrayItem(h1, i), "id")->valuestring, want) == 0)
+				moved_up++;
+		cJSON_Delete(learned[q]);
+	}
+	CHECK_MSG(moved_up > 0, "no wanted item moved up in %zu queries", nq);
+	run_free(&r);
+	for (size_t q = 0; q < nl; q++)
+		cJSON_Delete(lines[q]);
+	free(plain);
+	free(base);
+	free(qs);
+}
