@@ -52,9 +52,9 @@ TSAN_BUILD ?= build-tsan
 test-tsan:
 	cmake -S . -B $(TSAN_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRV_TSAN=ON \
 	      -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ >/dev/null
-	cmake --build $(TSAN_BUILD) -j $(JOBS) --target test_hnsw test_db
+	cmake --build $(TSAN_BUILD) -j $(JOBS) --target test_hnsw test_db test_learn_db test_feedback
 	cd $(TSAN_BUILD) && TSAN_OPTIONS=halt_on_error=1 \
-	  ctest --output-on-failure -R '^(hnsw\.(threads_|concurrent_)|db\.concurrent_)'
+	  ctest --output-on-failure -R '^(hnsw\.(threads_|concurrent_)|db\.concurrent_|learn_db\.concurrent_|feedback\.concurrent_)'
 
 fuzz:
 	cmake -S . -B build-fuzz -DRV_FUZZ=ON -DRV_SANITIZE=ON \

@@ -132,6 +132,7 @@ int rv_cmd_compact(int argc, char **argv);
 int rv_cmd_verify(int argc, char **argv);
 int rv_cmd_serve(int argc, char **argv);
 int rv_cmd_feedback(int argc, char **argv);
+int rv_cmd_learn(int argc, char **argv);
 
 /* Open a collection for a command, printing "ruvector: FILE: why" on
  * failure. progress (may be NULL) shows the library's long phases.

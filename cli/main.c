@@ -26,6 +26,7 @@ static const struct command {
 	{ "verify", rv_cmd_verify, "check every checksum in the file" },
 	{ "serve", rv_cmd_serve, "serve a directory of collections over HTTP (Qdrant's REST API)" },
 	{ "feedback", rv_cmd_feedback, "record feedback on search results (clicks, skips, ratings)" },
+	{ "learn", rv_cmd_learn, "learning: on/off, learners, consolidate, rollback, status, eval" },
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 

@@ -30,9 +30,30 @@
  * active one (team-draft interleaving): feedback on the interleaved results
  * credits one side, and the candidate becomes active only once it wins.
  *
+ * What a search with learning on applies (unless it passes
+ * RV_SEARCH_NO_LEARNING): the active version's BaseLoRA plus the MicroLoRA
+ * on the query, a candidate pool of k * rerank_pool hits re-ranked by the
+ * active version's GNN (whose item priors keep moving per event), and,
+ * when opts.ef is 0, the ef of the query's region. A learner missing from
+ * config.learners is neither trained nor applied.
+ *
  * Everything here is saved at the next rv_db_commit(). Calls that change
  * state need a writable handle and take the write lock; status and eval
  * are reads. First version: 0.3.0.
+ *
+ * Refinements made while implementing the first draft of this header
+ * (names kept): rerank_pool is 2..20 (a pool of k leaves the re-ranker
+ * nothing to choose from); auto_consolidate is 0 or >= 100 (a
+ * consolidation needs 100 events); ewc_lambda is relative to the amount
+ * of earlier training and defaults to 20 (below); consolidation trains on
+ * the events since the version it starts from and keeps only the learners
+ * that help on the held-out events; versions are judged by re-ranking the
+ * hits their held-out searches showed, and rv_learn_eval reports that too
+ * (ndcg_shown_*, added at its end); the interleaving rules are spelled
+ * out; region statistics are readable (rv_learn_region,
+ * rv_db_learn_regions, rv_db_learn_region_of); rv_learn_status gained
+ * background_status (at its end); a version's learners hold only
+ * RV_LEARN_BASE and RV_LEARN_GNN (the MicroLoRA is never part of one).
  */
 #ifndef RUVECTOR_LEARN_H
 #define RUVECTOR_LEARN_H
@@ -57,7 +78,7 @@ typedef enum rv_gnn_kind {
 	RV_GNN_GAT = 2   /* multi-head attention; rv_db_explain() shows the weights */
 } rv_gnn_kind;
 
-/* "sage", "gcn", "gat". */
+/* "sage", "gcn", "gat"; "unknown" for any other value. Static, never NULL. */
 RV_API const char *rv_gnn_kind_name(rv_gnn_kind k);
 
 typedef struct rv_learn_config {
@@ -65,22 +86,37 @@ typedef struct rv_learn_config {
 	unsigned learners;         /* RV_LEARN_* the collection uses (default RV_LEARN_ALL) */
 	rv_gnn_kind gnn;           /* default RV_GNN_SAGE */
 	uint32_t base_rank;        /* BaseLoRA rank, 8..16 (default 8) */
-	float ewc_lambda;          /* EWC++ strength, >= 0; 0 turns EWC++ off (default 1) */
-	uint32_t rerank_pool;      /* candidates the GNN re-ranks, as a multiple of k, 1..20 (default 5) */
+	float ewc_lambda;          /* EWC++ strength, finite, >= 0; 0 turns EWC++ off (default 20).
+	                              The penalty weighs each weight's drift from the previous
+	                              version by its Fisher estimate times ewc_lambda times the
+	                              ratio of the previous version's training pairs to this
+	                              one's: at 1 the old pairs would count like the new ones if
+	                              the Fisher estimate were exact, but near a trained optimum
+	                              the gradients it averages are small, so useful values are
+	                              about 10..100 (at 20, a conflicting new workload gets most
+	                              of its gain and about half of the old one's stays) */
+	uint32_t rerank_pool;      /* candidates the GNN re-ranks, as a multiple of k, 2..20 (default 5) */
 	uint32_t auto_consolidate; /* consolidate in a background thread every this many
-	                              events; 0 = only when asked (default 0) */
-	uint32_t regions;          /* ReasoningBank regions, 1..256 (default 16) */
+	                              events, 0 or >= 100; 0 = only when asked (default 0) */
+	uint32_t regions;          /* ReasoningBank regions, 1..256 (default 16); fewer when the
+	                              training set has fewer than 2 queries per region */
 	float recall_target;       /* for the per-region ef, in (0, 1] (default 0.95) */
 } rv_learn_config;
 
-#define RV_LEARN_CONFIG_INIT { sizeof(rv_learn_config), RV_LEARN_ALL, RV_GNN_SAGE, 8, 1.0f, 5, 0, 16, 0.95f }
+#define RV_LEARN_CONFIG_INIT { sizeof(rv_learn_config), RV_LEARN_ALL, RV_GNN_SAGE, 8, 20.0f, 5, 0, 16, 0.95f }
 
 /* Set the learning configuration of the collection (saved at commit).
- * Learning itself is switched on and off with rv_db_set_learning().
+ * Learning itself is switched on and off with rv_db_set_learning(). The
+ * new settings apply to the next consolidation (base_rank, ewc_lambda,
+ * gnn, regions, recall_target) and at once to searches (learners,
+ * rerank_pool) and to the background thread (auto_consolidate).
+ * cfg->size must be set (RV_LEARN_CONFIG_INIT); a smaller size from an
+ * older header keeps the defaults of the later fields.
  * Errors: RV_EINVAL (a field out of range, named), RV_EREADONLY. */
 RV_API rv_status rv_db_learn_configure(rv_db *db, const rv_learn_config *cfg);
 
-/* The configuration in force. cfg->size must be set (RV_LEARN_CONFIG_INIT). */
+/* The configuration in force. cfg->size must be set (RV_LEARN_CONFIG_INIT);
+ * only that many bytes are written. Errors: RV_EINVAL. */
 RV_API rv_status rv_db_learn_get_config(rv_learn_config *cfg, rv_db *db);
 
 enum {
@@ -88,18 +124,62 @@ enum {
 };
 
 /* Train the consolidated learners (BaseLoRA with EWC++, the GNN re-ranker,
- * the regions) from the replay buffer and make a new version. The newest
- * tenth of the replay buffer is held out from training and the version
- * records NDCG@10 on it before and after. Runs on the calling thread;
- * searches go on meanwhile and switch to the new version when it is ready.
+ * the regions) from the replay buffer and make a new version.
+ *
+ * Training set: the events of the replay buffer recorded since the
+ * active version was made (all of them when no version is active) whose
+ * item still exists, each with the hits that were shown: the remembered
+ * search when it has not expired, else the plain (unlearned) top 10 for
+ * its query computed again. The newest tenth is held out from training;
+ * the version records NDCG@10 on it (rewards as gains, per search,
+ * re-ranking the hits each search showed, as ndcg_shown_* of
+ * rv_db_learn_eval) of the plain ranking (ndcg_before) and of its own
+ * (ndcg_after).
+ *
+ * The BaseLoRA starts from the active version's (same rank) and is held
+ * near it by EWC++ with its Fisher estimate (config.ewc_lambda); the GNN
+ * goes on training from the active version's re-ranker (on queries as
+ * the new BaseLoRA adapts them); a GNN that cannot be trained (too few
+ * usable pairs) is left out rather than failing. The version keeps the
+ * combination (BaseLoRA, GNN, or both) with the best held-out NDCG, so a
+ * learner that makes the held-out searches worse is left out; its
+ * learners field says what was kept. The regions are k-means over
+ * the training queries; per region the version keeps events, mean reward,
+ * each learner's held-out gain, and the smallest ef meeting
+ * config.recall_target for recall@10 against an exact scan of that
+ * region's queries (up to 48 of them, adapted by the version's BaseLoRA;
+ * the mean less its standard error must meet the target, so that it
+ * holds for the region's other queries too).
+ *
+ * Without RV_CONSOLIDATE_CANDIDATE the new version becomes active and the
+ * MicroLoRA restarts from zero on top of it (events that arrive while it
+ * trains still step the old MicroLoRA, and are then part of the next
+ * consolidation's training set). The version relearns what the MicroLoRA
+ * knew from the same events: its BaseLoRA is also trained against the
+ * ranking it starts from, not only against the hits the MicroLoRA shaped. With it, the new version becomes the
+ * candidate (replacing any earlier candidate, which stays kept as an
+ * ordinary version) and the active version is unchanged.
+ *
+ * Runs on the calling thread: the snapshot and the install take the
+ * write lock briefly; the training holds the read lock, so searches go on
+ * (and switch to the new version when it is installed) while feedback and
+ * other writes wait (a search id can expire meanwhile if more than 4096
+ * searches run). If a consolidation is already running (the background
+ * thread), this waits for it first. A compaction in between makes it
+ * start over. Closing the handle stops a background consolidation at its
+ * next check (it may finish its current training step first).
  * [out] version  the new version number (may be NULL)
- * Errors: RV_EINVAL (fewer than 100 events in the replay buffer, learning
- * needs dim <= 4096), RV_EREADONLY, RV_ENOMEM. */
+ * Errors: RV_EINVAL (fewer than 100 usable events since the active
+ * version, flags unknown, learning needs dim <= 4096), RV_EREADONLY,
+ * RV_ENOMEM. */
 RV_API rv_status rv_db_learn_consolidate(rv_db *db, unsigned flags, uint32_t *version);
 
 /* Make version v the active one (0: nothing learned: searches use the
  * plain ranking until the next event or consolidation). The MicroLoRA
- * adapter restarts from zero on top of it. Any candidate is dropped.
+ * adapter restarts from zero on top of it and the GNN's item priors from
+ * the version's, so searches rank exactly as right after v was made. Any
+ * candidate stops being one (it stays kept). The next consolidation
+ * trains on the events since v was made.
  * Errors: RV_ENOTFOUND (no such version kept), RV_EREADONLY. */
 RV_API rv_status rv_db_learn_rollback(rv_db *db, uint32_t version);
 
@@ -110,13 +190,28 @@ typedef struct rv_learn_version {
 	uint32_t parent;          /* the version active when it was made (0 = none) */
 	uint64_t created_ns;      /* wall clock, ns since 1970 */
 	uint64_t events;          /* feedback events ever recorded when it was made */
-	unsigned learners;        /* RV_LEARN_* trained into it */
+	unsigned learners;        /* RV_LEARN_BASE / RV_LEARN_GNN kept in it */
 	float ndcg_before;        /* held-out NDCG@10 of the unlearned ranking */
 	float ndcg_after;         /* ... of this version */
 	int active;               /* the version searches use */
 	int candidate;            /* being interleaved against the active one */
-	uint64_t interleave_wins, interleave_losses; /* candidate's record so far */
+	uint64_t interleave_wins, interleave_losses; /* its record while it was the candidate */
 } rv_learn_version;
+
+/* Interleaving. While a candidate exists and learning is on, every search
+ * (without RV_SEARCH_NO_LEARNING) ranks its candidate pool twice, by the
+ * active version and by the candidate, and shows a team-draft interleaving
+ * of the two (coin flips seeded by the query, so a query repeats its
+ * results). Feedback with a search id on such a search credits the side
+ * that placed the item: reward > 0 a win for that side, reward < 0 a win
+ * for the other, 0 nothing (wins and losses above are the candidate's).
+ * After at least 50 decisive events, the candidate is promoted (becomes
+ * active, as by rv_db_learn_rollback) when a one-sided sign test rejects
+ * "no better" at 5% (P(X >= wins) <= 0.05 for X ~ Binomial(wins + losses,
+ * 1/2)), and dropped (stays kept, no longer interleaved) when the same test
+ * says it is worse, or when 2000 decisive events decided nothing. Searches
+ * whose interleaving record was crowded out by more than 64 concurrent
+ * interleaved searches, and feedback given by vector, are not credited. */
 
 typedef struct rv_learn_status {
 	size_t size;              /* sizeof(rv_learn_status), set by RV_LEARN_STATUS_INIT */
@@ -130,28 +225,74 @@ typedef struct rv_learn_status {
 	uint32_t regions;         /* ReasoningBank regions in the active version */
 	uint32_t n_versions;
 	rv_learn_version versions[RV_LEARN_MAX_VERSIONS]; /* oldest first */
+	rv_status background_status; /* the last background consolidation's result (RV_OK before any) */
 } rv_learn_status;
 
-#define RV_LEARN_STATUS_INIT { sizeof(rv_learn_status) }
+#define RV_LEARN_STATUS_INIT                                                                  \
+	{ sizeof(rv_learn_status), 0, RV_LEARN_CONFIG_INIT, 0, 0, 0, 0, 0, 0, 0,              \
+	  { { 0, 0, 0, 0, 0, 0.0f, 0.0f, 0, 0, 0, 0 } }, RV_OK }
 
+/* The learning state: configuration, counters and the kept versions.
+ * out->size must be set (RV_LEARN_STATUS_INIT); a smaller size from an
+ * older header gets its known prefix. Errors: RV_EINVAL. Thread-safe
+ * (a read). */
 RV_API rv_status rv_db_learn_status(rv_learn_status *out, rv_db *db);
+
+/* One ReasoningBank region of a version. */
+typedef struct rv_learn_region {
+	uint32_t region;          /* 0..n-1 */
+	uint64_t events;          /* training and held-out events whose query fell here */
+	float mean_reward;
+	uint32_t ef;              /* smallest ef meeting recall_target at k = 10 here; 0 = none
+	                             up to 1024 did (searches keep the collection's ef_search) */
+	float ef_recall;          /* mean recall@10 measured at that ef */
+	unsigned helps;           /* RV_LEARN_BASE or RV_LEARN_GNN: the learner with the highest
+	                             positive held-out NDCG gain here (>= 3 searches), else 0 */
+	float base_gain, gnn_gain;/* mean held-out NDCG@10 gain over the plain ranking */
+	uint64_t base_n, gnn_n;   /* held-out searches behind each gain */
+} rv_learn_region;
+
+/* The regions of version v (0: the active one) into out[0..cap); [out] n
+ * gets their number (RV_EBUFS with *n set when cap is too small; out may
+ * then be NULL). A version without regions has 0.
+ * Errors: RV_ENOTFOUND (no such version), RV_EBUFS. Thread-safe. */
+RV_API rv_status rv_db_learn_regions(rv_learn_region *out, size_t cap, size_t *n, rv_db *db, uint32_t version);
+
+/* The region of the active version a query (dim finite floats) falls in.
+ * Errors: RV_EINVAL (query), RV_ENOTFOUND (no active version, or it has
+ * no regions). Thread-safe. */
+RV_API rv_status rv_db_learn_region_of(uint32_t *region, rv_db *db, const float *query);
 
 typedef struct rv_learn_eval {
 	size_t size;              /* sizeof(rv_learn_eval), set by RV_LEARN_EVAL_INIT */
 	uint64_t events;          /* held-out events judged */
 	uint64_t searches;        /* distinct searches among them */
-	double ndcg_plain;        /* NDCG@10 of the rewarded items, no learning */
+	double ndcg_plain;        /* NDCG@10 of the rewarded items, no learning (searched again) */
 	double ndcg_learned;      /* ... with the active version + MicroLoRA */
 	double micro_us;          /* mean MicroLoRA step, microseconds */
 	double rerank_us;         /* mean GNN re-ranking of one pool, microseconds */
+	double ndcg_shown_plain;  /* NDCG@10 re-ranking the hits each search showed, no learning */
+	double ndcg_shown_learned;/* ... with the active version + MicroLoRA */
 } rv_learn_eval;
 
-#define RV_LEARN_EVAL_INIT { sizeof(rv_learn_eval) }
+#define RV_LEARN_EVAL_INIT { sizeof(rv_learn_eval), 0, 0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0 }
 
 /* Judge learning on the newest tenth of the replay buffer (the events a
- * consolidation holds out): re-run each event's query with and without
- * learning and compute NDCG@10 with the rewards as gains.
- * Errors: RV_EINVAL (no events), RV_ENOMEM. */
+ * consolidation holds out), NDCG@10 with the rewards as gains (events of
+ * one search count as one ranking; searches without a positive reward are
+ * skipped), two ways: ndcg_plain/ndcg_learned re-run each query with and
+ * without learning (what searches would show now; an item never shown has
+ * no reward, so this favours the ranking that was in force when the
+ * feedback came), and ndcg_shown_plain/ndcg_shown_learned re-rank the
+ * hits each search showed (the remembered search, or the plain top 10
+ * again once expired) with and without learning, which is what
+ * consolidation records. "With learning" is what a search with learning
+ * on would rank, whether learning is on or not. micro_us times MicroLoRA steps on a copy
+ * of the adapter over those events; rerank_us is the mean time the
+ * searches of this handle (and this call) spent re-ranking one pool, 0
+ * when nothing re-ranked. out->size must be set (RV_LEARN_EVAL_INIT).
+ * Errors: RV_EINVAL (no events with a positive reward), RV_ENOMEM.
+ * Thread-safe (a read). */
 RV_API rv_status rv_db_learn_eval(rv_learn_eval *out, rv_db *db);
 
 /* Why a hit of an earlier search ranks where it does under the GNN: the
@@ -160,7 +301,8 @@ RV_API rv_status rv_db_learn_eval(rv_learn_eval *out, rv_db *db);
  * Fills up to max entries, most influential first; [out] n the number.
  * ids point into the handle and stay valid until its next write.
  * Errors: RV_ENOTFOUND (search expired, item not among its hits),
- * RV_EINVAL (no re-ranker in the active version). */
+ * RV_EINVAL (no re-ranker in the active version, NULL arguments).
+ * Thread-safe (a read). */
 RV_API rv_status rv_db_explain(rv_db *db, uint64_t search_id, const char *item_id,
                                const char **ids, float *weights, size_t max, size_t *n);
 

@@ -840,3 +840,107 @@ TEST(feedback_and_no_learning)
 	free(base);
 	free(qs);
 }
+
+/* `learn`: on, consolidate into a version, status (--json), rollback to
+ * the plain ranking, eval, and the errors. */
+TEST(learn_commands)
+{
+	setup("cli-learn");
+	const size_t n = 800, dim = 16, nq = 40;
+	float *base = rv_test_clustered_vectors(n, dim, 8, 41);
+	float *qs = rv_test_clustered_vectors(nq, dim, 8, 42);
+	write_jsonl("base.jsonl", base, n, dim, false);
+	write_jsonl("q.jsonl", qs, nq, dim, false);
+	run r = sh("create l.rvf --dim 16 --metric cosine && '%s' import l.rvf base.jsonl -q && '%s' learn on l.rvf",
+		   BIN, BIN);
+	CHECK_RUN(r, 0);
+	CHECK_MSG(strstr(r.out, "learning on"), "%s", r.out);
+	run_free(&r);
+
+	/* Too few events to consolidate: a clear error, nothing made. */
+	r = sh("learn consolidate l.rvf");
+	CHECK_RUN(r, 1);
+	CHECK_MSG(strstr(r.err, "100"), "%s", r.err);
+	run_free(&r);
+
+	r = sh("search l.rvf --query-file q.jsonl -k 10 --json --no-learning");
+	CHECK_RUN(r, 0);
+	char *plain = strdup(r.out);
+	cJSON *lines[64];
+	size_t nl = parse_lines(r.out, lines, 64);
+	CHECK(nl == nq);
+	FILE *f = fopen(in_dir("events.jsonl"), "w");
+	for (int rep = 0; rep < 5; rep++)
+		for (size_t q = 0; q < nl; q++) {
+			const cJSON *hits = cJSON_GetObjectItem(lines[q], "hits");
+			const char *sid = cJSON_GetObjectItem(lines[q], "search_id")->valuestring;
+			/* People want the odd-numbered items. */
+			for (int i = 0; i < cJSON_GetArraySize(hits); i++) {
+				const char *id = cJSON_GetObjectItem(cJSON_GetArrayItem(hits, i), "id")->valuestring;
+				if (strtol(id + 1, NULL, 10) % 2 == 1) {
+					fprintf(f, "{\"search_id\":\"%s\",\"id\":\"%s\",\"reward\":1}\n", sid, id);
+					break;
+				}
+			}
+		}
+	fclose(f);
+	for (size_t q = 0; q < nl; q++)
+		cJSON_Delete(lines[q]);
+	run_free(&r);
+	r = sh("feedback l.rvf --events events.jsonl && '%s' learn consolidate l.rvf", BIN);
+	CHECK_RUN(r, 0);
+	CHECK_MSG(strstr(r.out, "version 1: held-out ndcg@10"), "%s", r.out);
+	run_free(&r);
+
+	r = sh("learn status l.rvf --json");
+	CHECK_RUN(r, 0);
+	cJSON *st = cJSON_Parse(r.out);
+	CHECK(st != NULL);
+	CHECK(cJSON_GetObjectItem(st, "active_version")->valueint == 1);
+	CHECK(cJSON_IsTrue(cJSON_GetObjectItem(st, "learning")));
+	cJSON *vs = cJSON_GetObjectItem(st, "versions");
+	CHECK(cJSON_GetArraySize(vs) == 1);
+	CHECK(cJSON_IsTrue(cJSON_GetObjectItem(cJSON_GetArrayItem(vs, 0), "active")));
+	CHECK(cJSON_GetObjectItem(st, "events")->valuedouble >= 100);
+	cJSON_Delete(st);
+	run_free(&r);
+	r = sh("learn status l.rvf");
+	CHECK_RUN(r, 0);
+	CHECK_MSG(strstr(r.out, "active version    1") && strstr(r.out, "learning          on"), "%s", r.out);
+	run_free(&r);
+	r = sh("learn eval l.rvf --json");
+	CHECK_RUN(r, 0);
+	cJSON *ev = cJSON_Parse(r.out);
+	CHECK(ev && cJSON_GetObjectItem(ev, "events")->valuedouble > 0);
+	CHECK(cJSON_GetObjectItem(ev, "ndcg_plain")->valuedouble >= 0);
+	cJSON_Delete(ev);
+	run_free(&r);
+
+	/* Version 0: the plain ranking again, byte for byte. */
+	r = sh("learn rollback l.rvf 0 && '%s' search l.rvf --query-file q.jsonl -k 10 --json", BIN);
+	CHECK_RUN(r, 0);
+	CHECK(strstr(r.out, "active version 0") == r.out);
+	CHECK(strcmp(r.out + strlen("active version 0\n"), plain) == 0);
+	run_free(&r);
+
+	r = sh("learn rollback l.rvf 7");
+	CHECK_RUN(r, 1);
+	CHECK_MSG(strstr(r.err, "version 7"), "%s", r.err);
+	run_free(&r);
+	r = sh("learn config l.rvf --base-rank 4");
+	CHECK_RUN(r, 2);
+	run_free(&r);
+	r = sh("learn config l.rvf --gnn gat --ewc 0.5 && '%s' learn status l.rvf --json", BIN);
+	CHECK_RUN(r, 0);
+	CHECK_MSG(strstr(r.out, "\"gnn\":\"gat\"") && strstr(r.out, "\"ewc_lambda\":0.5"), "%s", r.out);
+	run_free(&r);
+	r = sh("learn frobnicate l.rvf");
+	CHECK_RUN(r, 2);
+	run_free(&r);
+	r = sh("learn status l.rvf --candidate");
+	CHECK_RUN(r, 2);
+	run_free(&r);
+	free(plain);
+	free(base);
+	free(qs);
+}

@@ -1137,8 +1137,8 @@ static double gnn_fd_max_err(rv_gnn *m, const rv_gnn_graph *g, const float *q, c
 	return worst;
 }
 
-static void gnn_gradcheck(const rv_gnn_layer_type *types, const uint32_t *outs, const uint32_t *heads, uint32_t nl,
-			  const char *what)
+static void gnn_gradcheck_head(const rv_gnn_layer_type *types, const uint32_t *outs, const uint32_t *heads,
+			       uint32_t nl, unsigned head, const char *what)
 {
 	enum { D = 6, N = 14, NC = 6 };
 	rv_gnn_opts o = RV_GNN_OPTS_INIT;
@@ -1148,6 +1148,7 @@ static void gnn_gradcheck(const rv_gnn_layer_type *types, const uint32_t *outs, 
 	 * the deeper stacks run without it so "nonzero" counts data gradients. */
 	o.l2 = nl == 1 ? 0.01f : 0.0f;
 	o.leaky = 0.2f;
+	o.head = head;
 	for (uint32_t l = 0; l < nl; l++) {
 		o.type[l] = types[l];
 		o.out_dim[l] = outs[l];
@@ -1187,9 +1188,15 @@ static void gnn_gradcheck(const rv_gnn_layer_type *types, const uint32_t *outs, 
 	CHECK_MSG(nonzero > checked / 2, "%s: only %zu of %zu gradients nonzero", what, nonzero, checked);
 }
 
+static void gnn_gradcheck(const rv_gnn_layer_type *types, const uint32_t *outs, const uint32_t *heads, uint32_t nl,
+			  const char *what)
+{
+	gnn_gradcheck_head(types, outs, heads, nl, 0, what);
+}
+
 TEST(gnn_gradcheck_gcn)
 {
-	rv_gnn_layer_type t[] = { RV_GNN_GCN, RV_GNN_GCN };
+	rv_gnn_layer_type t[] = { RV_GNN_LAYER_GCN, RV_GNN_LAYER_GCN };
 	uint32_t out[] = { 5, 4 }, h[] = { 1, 1 };
 	gnn_gradcheck(t, out, h, 1, "GCN, 1 layer");
 	gnn_gradcheck(t, out, h, 2, "GCN, 2 layers");
@@ -1197,7 +1204,7 @@ TEST(gnn_gradcheck_gcn)
 
 TEST(gnn_gradcheck_gat_multihead)
 {
-	rv_gnn_layer_type t[] = { RV_GNN_GAT, RV_GNN_GAT };
+	rv_gnn_layer_type t[] = { RV_GNN_LAYER_GAT, RV_GNN_LAYER_GAT };
 	uint32_t out[] = { 6, 4 }, h[] = { 3, 2 };
 	gnn_gradcheck(t, out, h, 1, "GAT 3 heads, 1 layer");
 	gnn_gradcheck(t, out, h, 2, "GAT 3 + 2 heads, 2 layers");
@@ -1205,7 +1212,7 @@ TEST(gnn_gradcheck_gat_multihead)
 
 TEST(gnn_gradcheck_sage)
 {
-	rv_gnn_layer_type t[] = { RV_GNN_SAGE, RV_GNN_SAGE };
+	rv_gnn_layer_type t[] = { RV_GNN_LAYER_SAGE, RV_GNN_LAYER_SAGE };
 	uint32_t out[] = { 5, 4 }, h[] = { 1, 1 };
 	gnn_gradcheck(t, out, h, 1, "SAGE, 1 layer");
 	gnn_gradcheck(t, out, h, 2, "SAGE, 2 layers");
@@ -1213,9 +1220,207 @@ TEST(gnn_gradcheck_sage)
 
 TEST(gnn_gradcheck_mixed_stack)
 {
-	rv_gnn_layer_type t[] = { RV_GNN_GAT, RV_GNN_SAGE, RV_GNN_GCN };
+	rv_gnn_layer_type t[] = { RV_GNN_LAYER_GAT, RV_GNN_LAYER_SAGE, RV_GNN_LAYER_GCN };
 	uint32_t out[] = { 8, 5, 4 }, h[] = { 4, 1, 1 };
 	gnn_gradcheck(t, out, h, 3, "GAT(4 heads) -> SAGE -> GCN");
+}
+
+/* The optional head terms (bias u, base weight beta), alone and together,
+ * on each layer type and a stack; beta's l2 pulls towards 1, which the
+ * random start (not 1) exercises. */
+TEST(gnn_gradcheck_head_terms)
+{
+	static const rv_gnn_layer_type t[3][2] = { { RV_GNN_LAYER_GCN, RV_GNN_LAYER_GCN },
+						   { RV_GNN_LAYER_GAT, RV_GNN_LAYER_SAGE },
+						   { RV_GNN_LAYER_SAGE, RV_GNN_LAYER_GAT } };
+	static const char *names[3][3] = { { "GCN + u", "GCN + beta", "GCN + u + beta" },
+					   { "GAT + u", "GAT + beta", "GAT + u + beta" },
+					   { "SAGE + u", "SAGE + beta", "SAGE + u + beta" } };
+	uint32_t out[] = { 6, 4 }, h[] = { 3, 2 };
+	for (int k = 0; k < 3; k++)
+		for (unsigned head = 1; head <= 3; head++) {
+			int before = rv_test_failures;
+			gnn_gradcheck_head(t[k], out, h, 1, head, names[k][head - 1]);
+			if (rv_test_failures != before)
+				return;
+		}
+	gnn_gradcheck_head(t[1], out, h, 2, RV_GNN_HEAD_BIAS | RV_GNN_HEAD_BASE, "GAT -> SAGE + u + beta");
+}
+
+/* The serving path (one node, float, no workspace) against the reference
+ * forward pass: representations, attention, the head vector; explain
+ * weights sum to 1 (GAT) or in absolute value to 1 (GCN, SAGE). */
+TEST(gnn_node_path_matches_forward)
+{
+	enum { D = 24, N = 30, NC = 10 };
+	const rv_gnn_layer_type types[3] = { RV_GNN_LAYER_GCN, RV_GNN_LAYER_GAT, RV_GNN_LAYER_SAGE };
+	for (int k = 0; k < 3; k++) {
+		rv_gnn_opts o = RV_GNN_OPTS_INIT;
+		o.in_dim = D;
+		o.type[0] = types[k];
+		o.out_dim[0] = 12;
+		o.heads[0] = types[k] == RV_GNN_LAYER_GAT ? 3 : 1;
+		o.head = RV_GNN_HEAD_BIAS | RV_GNN_HEAD_BASE;
+		rv_gnn *m;
+		CHECK(rv_gnn_create(&m, &o, NULL, NULL) == RV_OK);
+		rv_rng r;
+		rv_rng_seed(&r, 40 + (uint64_t)k);
+		size_t np;
+		float *th = rv_gnn_params(m, &np);
+		for (size_t i = 0; i < np; i++)
+			th[i] = rv_rng_gauss(&r) * 0.4f + 0.05f;
+		test_graph tg;
+		graph_make(&tg, N, NC, D, 6, 0, 77 + (uint64_t)k);
+		float q[D], href[NC * 12], hn[12], w[12], attn[7 * 3], aref[7 * 3], ex[7];
+		gauss_fill(q, D, 1.0f, &r);
+		CHECK(rv_gnn_embed(href, m, &tg.g) == RV_OK);
+		float scores[NC], s2[NC];
+		CHECK(rv_gnn_score(scores, m, &tg.g, q) == RV_OK);
+		CHECK(rv_gnn_score_embedded(s2, m, href, NC, tg.items, tg.base, q) == RV_OK);
+		rv_gnn_head_vector(w, m, q);
+		float *work = malloc(sizeof(float) * rv_gnn_node_work(m, 6));
+		double worst = 0, worst_s = 0, worst_a = 0, worst_ex = 0;
+		for (size_t v = 0; v < NC; v++) {
+			size_t deg = tg.off[v + 1] - tg.off[v];
+			const float *nb[6];
+			for (size_t j = 0; j < deg; j++)
+				nb[j] = tg.x + (size_t)tg.nbrs[tg.off[v] + j] * D;
+			CHECK(rv_gnn_embed_node(hn, attn, m, tg.x + v * D, nb, deg, work) == RV_OK);
+			double s = rv_gnn_base_weight(m) * tg.base[v];
+			for (size_t i = 0; i < 12; i++) {
+				worst = fmax(worst, fabs(hn[i] - href[v * 12 + i]));
+				s += (double)w[i] * hn[i];
+			}
+			size_t npr;
+			float *pr = rv_gnn_priors(m, &npr);
+			if (tg.items[v] < npr)
+				s += pr[tg.items[v]];
+			worst_s = fmax(worst_s, fmax(fabs(s - scores[v]), fabs(s2[v] - scores[v])));
+			if (types[k] == RV_GNN_LAYER_GAT) {
+				size_t na;
+				CHECK(rv_gnn_attention(aref, 7 * 3, &na, m, 0, (uint32_t)v) == RV_OK);
+				CHECK(na == (deg + 1) * 3);
+				for (size_t i = 0; i < na; i++)
+					worst_a = fmax(worst_a, fabs(aref[i] - attn[i]));
+			}
+			CHECK(rv_gnn_explain_node(ex, m, q, tg.x + v * D, nb, deg, work) == RV_OK);
+			double sum = 0, sabs = 0;
+			for (size_t j = 0; j <= deg; j++) {
+				sum += ex[j];
+				sabs += fabs(ex[j]);
+			}
+			double target = types[k] == RV_GNN_LAYER_GAT ? sum : sabs;
+			if (sabs > 0)
+				worst_ex = fmax(worst_ex, fabs(target - 1));
+		}
+		free(work);
+		graph_free(&tg);
+		rv_gnn_free(m);
+		CHECK_MSG(worst < 1e-4, "type %d: representation differs by %g", k, worst);
+		CHECK_MSG(worst_s < 1e-3, "type %d: score differs by %g", k, worst_s);
+		CHECK_MSG(worst_a < 1e-5, "type %d: attention differs by %g", k, worst_a);
+		CHECK_MSG(worst_ex < 1e-5, "type %d: explain weights off by %g", k, worst_ex);
+	}
+}
+
+/* Head terms survive save/load (format version 2); a model without them
+ * still saves as version 1. Every flipped byte of a version-2 blob is
+ * rejected. */
+TEST(gnn_head_terms_save_load)
+{
+	rv_gnn_opts o = RV_GNN_OPTS_INIT;
+	o.in_dim = 5;
+	o.out_dim[0] = 4;
+	rv_gnn *m, *m2;
+	rv_buf b;
+	rv_buf_init(&b, NULL);
+	CHECK(rv_gnn_create(&m, &o, NULL, NULL) == RV_OK);
+	CHECK(rv_gnn_save(&b, m) == RV_OK);
+	CHECK(b.len > 6 && b.data[4] == 1 && b.data[5] == 0);
+	rv_gnn_free(m);
+	b.len = 0;
+	o.head = RV_GNN_HEAD_BIAS | RV_GNN_HEAD_BASE;
+	CHECK(rv_gnn_create(&m, &o, NULL, NULL) == RV_OK);
+	size_t np;
+	float *th = rv_gnn_params(m, &np);
+	CHECK(np == 4 * 10 + 4 + 4 * 5 + 4 + 1);
+	CHECK(th[np - 1] == 1.0f);
+	th[np - 1] = 0.75f;
+	th[np - 2] = -0.5f;
+	CHECK(rv_gnn_save(&b, m) == RV_OK);
+	CHECK(b.data[4] == 2);
+	CHECK(rv_gnn_load(&m2, b.data, b.len, NULL, NULL) == RV_OK);
+	size_t np2;
+	float *th2 = rv_gnn_params(m2, &np2);
+	CHECK(np2 == np && memcmp(th, th2, np * sizeof(float)) == 0);
+	CHECK(rv_gnn_get_opts(m2)->head == o.head);
+	CHECK(rv_gnn_base_weight(m2) == 0.75f);
+	rv_gnn_free(m2);
+	for (size_t i = 0; i < b.len; i++) {
+		b.data[i] ^= 0x10;
+		rv_err e;
+		rv_status st = rv_gnn_load(&m2, b.data, b.len, NULL, &e);
+		b.data[i] ^= 0x10;
+		CHECK_MSG(st == RV_ECORRUPT && m2 == NULL, "flip at %zu gave %d", i, (int)st);
+	}
+	rv_gnn_free(m);
+	rv_buf_free(&b);
+}
+
+/* With prior_lr the priors take a plain SGD step (the weights Adam):
+ * prior' = prior - prior_lr * gradient, exactly; the option survives
+ * save/load (format version 2 even without head terms). */
+TEST(gnn_prior_sgd_step)
+{
+	enum { D = 6, N = 12, NC = 5 };
+	rv_gnn_opts o = RV_GNN_OPTS_INIT;
+	o.in_dim = D;
+	o.out_dim[0] = 4;
+	o.prior_lr = 0.25f;
+	rv_gnn *m;
+	CHECK(rv_gnn_create(&m, &o, NULL, NULL) == RV_OK);
+	size_t np;
+	float *th = rv_gnn_params(m, &np);
+	rv_rng r;
+	rv_rng_seed(&r, 8);
+	for (size_t i = 0; i < np; i++)
+		th[i] = rv_rng_gauss(&r) * 0.3f;
+	test_graph tg;
+	graph_make(&tg, N, NC, D, 3, 0, 5);
+	float q[D];
+	gauss_fill(q, D, 1.0f, &r);
+	rv_gnn_pair pairs[] = { { 0, 2, 1.0f }, { 3, 4, 2.0f } };
+	double loss;
+	CHECK(rv_gnn_loss_grad(&loss, m, &tg.g, q, pairs, 2, true) == RV_OK);
+	size_t npr;
+	float before[NC];
+	double g[NC];
+	float *pr = rv_gnn_priors(m, &npr);
+	for (size_t v = 0; v < NC; v++) {
+		uint32_t it = tg.items[v];
+		before[v] = it < npr ? pr[it] : 0;
+		g[v] = it < npr ? rv_gnn_prior_grad(m)[it] : 0;
+	}
+	CHECK(rv_gnn_step(NULL, m, &tg.g, q, pairs, 2) == RV_OK);
+	pr = rv_gnn_priors(m, &npr);
+	bool exact = true;
+	for (size_t v = 0; v < NC; v++) {
+		uint32_t it = tg.items[v];
+		if (it < npr)
+			exact &= pr[it] == (float)(before[v] - 0.25f * g[v]);
+	}
+	rv_buf b;
+	rv_buf_init(&b, NULL);
+	CHECK(rv_gnn_save(&b, m) == RV_OK);
+	CHECK(b.data[4] == 2);
+	rv_gnn *m2;
+	CHECK(rv_gnn_load(&m2, b.data, b.len, NULL, NULL) == RV_OK);
+	CHECK(rv_gnn_get_opts(m2)->prior_lr == 0.25f && rv_gnn_get_opts(m2)->head == 0);
+	rv_gnn_free(m2);
+	rv_buf_free(&b);
+	graph_free(&tg);
+	rv_gnn_free(m);
+	CHECK(exact);
 }
 
 TEST(gnn_identity_at_init_and_attention)
@@ -1224,10 +1429,10 @@ TEST(gnn_identity_at_init_and_attention)
 	rv_gnn_opts o = RV_GNN_OPTS_INIT;
 	o.in_dim = D;
 	o.layers = 2;
-	o.type[0] = RV_GNN_GAT;
+	o.type[0] = RV_GNN_LAYER_GAT;
 	o.out_dim[0] = 8;
 	o.heads[0] = 2;
-	o.type[1] = RV_GNN_GAT;
+	o.type[1] = RV_GNN_LAYER_GAT;
 	o.out_dim[1] = 6;
 	o.heads[1] = 3;
 	rv_gnn *m;
@@ -1364,7 +1569,7 @@ TEST(gnn_sage_learns_and_generalises_to_unseen_items)
 	rv_gnn_opts o = RV_GNN_OPTS_INIT;
 	o.in_dim = GD;
 	o.layers = 1;
-	o.type[0] = RV_GNN_SAGE;
+	o.type[0] = RV_GNN_LAYER_SAGE;
 	o.out_dim[0] = 16;
 	o.lr = 0.01f;
 	rv_gnn *m;
@@ -1431,10 +1636,10 @@ static rv_gnn_opts small_stack(void)
 	rv_gnn_opts o = RV_GNN_OPTS_INIT;
 	o.in_dim = 5;
 	o.layers = 2;
-	o.type[0] = RV_GNN_GAT;
+	o.type[0] = RV_GNN_LAYER_GAT;
 	o.out_dim[0] = 4;
 	o.heads[0] = 2;
-	o.type[1] = RV_GNN_SAGE;
+	o.type[1] = RV_GNN_LAYER_SAGE;
 	o.out_dim[1] = 3;
 	return o;
 }
@@ -1618,7 +1823,7 @@ TEST(gnn_rerank_latency_100x16_d384)
 	rv_gnn_pair p[10];
 	for (int i = 0; i < 10; i++)
 		p[i] = (rv_gnn_pair){ (uint32_t)(i * 7 + 3), (uint32_t)i, 1.0f / (1 + i) };
-	const rv_gnn_layer_type types[3] = { RV_GNN_GCN, RV_GNN_GAT, RV_GNN_SAGE };
+	const rv_gnn_layer_type types[3] = { RV_GNN_LAYER_GCN, RV_GNN_LAYER_GAT, RV_GNN_LAYER_SAGE };
 	const char *names[3] = { "GCN", "GAT (4 heads)", "SAGE" };
 	for (int t = 0; t < 3; t++) {
 		rv_gnn_opts o = RV_GNN_OPTS_INIT;

@@ -1,16 +1,21 @@
 /*
- * db_learn.c - feedback and the query adapter of a collection.
+ * db_learn.c - feedback and the search path of learning: search ids,
+ * events, the MicroLoRA step per event, and what a search applies (the
+ * active version's BaseLoRA and the MicroLoRA on the query, the GNN
+ * re-ranking of a candidate pool, the interleaving with a candidate
+ * version, the region's ef).
  *
  * Search ids: a handle draws a random base at creation; search number c
  * gets id base + c, and ring entry c % cap remembers its query (as
- * searched, before the adapter) and the slots shown. An id whose entry
+ * searched, before the adapters) and the slots shown. An id whose entry
  * has been overwritten has expired.
  *
  * Events: rv_db_feedback / rv_db_feedback_vector append to the pending log
  * (a JOURNAL of kind 2 at the next commit) and to the replay ring of the
  * last RV_FB_REPLAY events. With learning on, each event then steps the
- * query adapter (the learning core's rv_lora, MicroLoRA rank 2) on
- * pairwise events built from the results shown:
+ * MicroLoRA (the learning core's rv_lora, rank 2) on pairwise events built
+ * from the results shown, with the active BaseLoRA's delta as its offset
+ * (so the micro adapter learns the residual on top of the version):
  *   reward > 0 at position p > 0:  chosen = the item, skipped = an item
  *                                  shown above it
  *   reward > 0 at position 0:      skipped = another item shown
@@ -18,20 +23,32 @@
  *                                  skipped = the item
  * weighted |reward|; the other item is drawn pseudo-randomly (a hash of
  * the event), one pair per event. An item that was not shown at all
- * (feedback by vector) counts as below everything shown.
+ * (feedback by vector) counts as below everything shown. The event also
+ * moves the live re-ranker's item priors, credits an interleaving, and
+ * may start the background consolidation.
  *
- * Locks: feedback holds the write lock (it changes the adapter, which
+ * Interleaving needs to know, at feedback time, which side placed each hit
+ * of a search. The re-ranking hook knows the sides but not the search id;
+ * the recording hook, called next on the same thread under the same read
+ * lock, knows the id. The re-ranker leaves the sides in a small table
+ * keyed by a hash of the query and the hits kept, and the recorder moves
+ * them into a ring beside the search ring. Two searches with the same key
+ * have the same query and hits, hence the same sides, so a collision is
+ * harmless.
+ *
+ * Locks: feedback holds the write lock (it changes the adapters, which
  * searches read under the read lock); the search ring has its own mutex
- * because many searches record into it at once.
+ * (fb_lock) because many searches record into it at once; the pending
+ * interleavings have ls->tdi_lock (taken after fb_lock when both are).
  */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
-#include "db_int.h"
-#include "learn/learn.h"
+#include "db_learn.h"
 
-/* Adapter settings. The temperature is about the spread of score
+/* MicroLoRA settings. The temperature is about the spread of score
  * differences among the top results of unit vectors (see
  * docs/LEARNING-CORE.md). The weight decay keeps feedback without a
  * consistent direction from moving the adapter (random rewards: +0.97%
@@ -44,7 +61,13 @@
 #define ADAPTER_L2 0.1f
 #define ADAPTER_TEMPERATURE 0.05f
 
-static const uint64_t NS_PER_S = 1000000000ull;
+uint64_t rv_learn_wall_ns(void)
+{
+	struct timespec ts;
+	if (clock_gettime(CLOCK_REALTIME, &ts) != 0 || ts.tv_sec < 0)
+		return 0;
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
 
 void rv_db_learn_init(rv_db *db)
 {
@@ -52,7 +75,7 @@ void rv_db_learn_init(rv_db *db)
 	/* Random per handle, so ids of two handles (or two runs) rarely
 	 * collide; the top bit is clear so that base + counter never wraps
 	 * to 0. */
-	uint64_t t = (uint64_t)(rv_now() * 1e9);
+	uint64_t t = (uint64_t)(rv_now() * 1e9) ^ rv_learn_wall_ns();
 	db->fb_base = rv_hash64(&db, sizeof db, t) >> 1;
 	if (db->fb_base == 0)
 		db->fb_base = 1;
@@ -60,6 +83,12 @@ void rv_db_learn_init(rv_db *db)
 
 void rv_db_learn_unload(rv_db *db)
 {
+	/* The background thread reads the collection: it goes first. */
+	if (db->ls) {
+		rv_learn_stop_thread(db);
+		rv_learn_state_free(db->ls, db->a);
+		db->ls = NULL;
+	}
 	rv_dealloc(db->a, db->fb_ring);
 	rv_dealloc(db->a, db->fb_ring_q);
 	rv_dealloc(db->a, db->fb_pending);
@@ -87,8 +116,295 @@ void rv_db_learn_unload(rv_db *db)
 }
 
 /* ======================================================================
+ * Rankers: what a ranking applies
+ * ==================================================================== */
+
+void rv_learn_active_ranker(rv_learn_ranker *r, const rv_db *db)
+{
+	const struct rv_learn_state *ls = db->ls;
+	memset(r, 0, sizeof *r);
+	if (!ls)
+		return;
+	const rv_lversion *v = rv_learn_find(ls, ls->active);
+	unsigned use = ls->cfg.learners;
+	if ((use & RV_LEARN_BASE) && v)
+		r->base = v->base;
+	/* A micro adapter that has not stepped since its reset is the
+	 * identity: skipping it keeps the plain query bit for bit. */
+	if ((use & RV_LEARN_MICRO) && db->adapter && rv_lora_steps(db->adapter) > 0)
+		r->micro = db->adapter;
+	if (use & RV_LEARN_GNN)
+		r->rerank = ls->live;
+	r->pool_mult = ls->cfg.rerank_pool;
+}
+
+bool rv_learn_adapt_with(const rv_db *db, const rv_learn_ranker *r, float *out, const float *q)
+{
+	if (!r->base && !r->micro)
+		return false;
+	memcpy(out, q, (size_t)db->dim * sizeof(float));
+	/* The adapters add up: each delta is taken at the query as searched. */
+	if (r->base)
+		rv_lora_add_delta(out, r->base, q);
+	if (r->micro)
+		rv_lora_add_delta(out, r->micro, q);
+	/* A cosine search compares with unit vectors; an adapted query that
+	 * collapsed to zero keeps the plain one. */
+	if (db->metric == RV_METRIC_COSINE && !rv_db_normalize(out, db->dim))
+		return false;
+	return true;
+}
+
+size_t rv_learn_pool_size(const rv_learn_ranker *r, size_t k)
+{
+	if (!r->rerank)
+		return k;
+	size_t pool = k * (r->pool_mult ? r->pool_mult : 1);
+	size_t cap = k > RV_LEARN_MAX_POOL ? k : RV_LEARN_MAX_POOL;
+	return pool < cap ? pool : cap;
+}
+
+rv_status rv_learn_rank(rv_hnsw_hit *hits, size_t *n, const rv_db *db, const rv_learn_ranker *r, const float *q,
+			size_t k, float *work, rv_err *e)
+{
+	const float *sq = rv_learn_adapt_with(db, r, work, q) ? work : q;
+	size_t pool = rv_learn_pool_size(r, k);
+	rv_status st = rv_db_knn_locked(db, sq, pool, hits, n, e);
+	if (st != RV_OK)
+		return st;
+	if (r->rerank && *n > 0) {
+		double t0 = rv_now();
+		/* The re-ranker works on top of the adapters: its distance term
+		 * is the adapted query's. */
+		*n = rv_reranker_apply(r->rerank, db, sq, hits, *n, k);
+		uint64_t ns = (uint64_t)((rv_now() - t0) * 1e9);
+		atomic_fetch_add_explicit(&db->ls->rerank_ns, ns, memory_order_relaxed);
+		atomic_fetch_add_explicit(&db->ls->rerank_n, 1, memory_order_relaxed);
+	} else if (*n > k)
+		*n = k;
+	return RV_OK;
+}
+
+bool rv_db_learn_adapt(const rv_db *db, float *out, const float *q)
+{
+	if (!db->learning || !db->ls)
+		return false;
+	rv_learn_ranker r;
+	rv_learn_active_ranker(&r, db);
+	return rv_learn_adapt_with(db, &r, out, q);
+}
+
+/* ======================================================================
+ * The search path: pool, re-ranking, interleaving, ef
+ * ==================================================================== */
+
+static bool applies(const rv_db *db, unsigned flags)
+{
+	return db->learning && db->ls && !(flags & RV_SEARCH_NO_LEARNING);
+}
+
+/* The candidate version searches interleave, or NULL. */
+static const rv_lversion *interleaved(const rv_db *db)
+{
+	const struct rv_learn_state *ls = db->ls;
+	return ls->candidate ? rv_learn_find(ls, ls->candidate) : NULL;
+}
+
+size_t rv_db_learn_pool(const rv_db *db, size_t k, unsigned flags)
+{
+	if (!applies(db, flags))
+		return k;
+	rv_learn_ranker r;
+	rv_learn_active_ranker(&r, db);
+	if (!r.rerank && !interleaved(db))
+		return k;
+	/* With a candidate, both sides rank the same pool: it holds the
+	 * candidate's picks that the active side ranks below k. */
+	size_t pool = k * r.pool_mult;
+	size_t cap = k > RV_LEARN_MAX_POOL ? k : RV_LEARN_MAX_POOL;
+	return pool < cap ? pool : cap;
+}
+
+static int cmp_hit(const void *a, const void *b)
+{
+	const rv_hnsw_hit *x = a, *y = b;
+	if (x->dist != y->dist)
+		return x->dist < y->dist ? -1 : 1;
+	return x->slot < y->slot ? -1 : x->slot > y->slot;
+}
+
+/* Key of an interleaved search between the re-ranking and the recording
+ * hooks: the query and the hits kept. */
+static uint64_t tdi_key(const rv_db *db, const float *q, const rv_hnsw_hit *hits, size_t n)
+{
+	uint64_t h = (uint64_t)n;
+	for (size_t i = 0; i < n; i++)
+		h = rv_hash64(&hits[i].slot, sizeof hits[i].slot, h);
+	h = rv_hash64(q, (size_t)db->dim * sizeof(float), h);
+	return h ? h : 1;
+}
+
+/* Team-draft interleaving of the active order a[0..n) and the candidate
+ * order b[0..n) (the same slots) into out[0..k); bits[i] set when out[i]
+ * was the candidate's pick. Returns the number placed. */
+static size_t team_draft(rv_hnsw_hit *out, uint64_t bits[2], const rv_hnsw_hit *a, const rv_hnsw_hit *b, size_t n,
+			 size_t k, uint64_t seed, const rv_db *db, const float *sq)
+{
+	rv_rng rng;
+	rv_rng_seed(&rng, seed);
+	size_t ia = 0, ib = 0, na = 0, nb = 0, m = 0;
+	bits[0] = bits[1] = 0;
+	while (m < k && m < n) {
+		bool cand = nb < na || (nb == na && (rv_rng_next(&rng) & 1));
+		const rv_hnsw_hit *src = cand ? b : a;
+		size_t *at = cand ? &ib : &ia;
+		/* The side's best slot not placed yet (pools are small: a scan
+		 * of what is placed is cheaper than a set). */
+		for (;;) {
+			if (*at >= n)
+				break;
+			uint32_t s = src[*at].slot;
+			bool taken = false;
+			for (size_t j = 0; j < m && !taken; j++)
+				taken = out[j].slot == s;
+			if (!taken)
+				break;
+			(*at)++;
+		}
+		if (*at >= n)
+			break; /* both orders hold the same slots: the other side is out too */
+		out[m].slot = src[*at].slot;
+		/* The score shown is the distance to the active query, whoever
+		 * placed the hit. */
+		out[m].dist = cand ? rv_hnsw_distance(db->index, sq, out[m].slot) : src[*at].dist;
+		if (cand && m < 128)
+			bits[m / 64] |= (uint64_t)1 << (m % 64);
+		(*at)++;
+		if (cand)
+			nb++;
+		else
+			na++;
+		m++;
+	}
+	return m;
+}
+
+/* Ranks the pool by the candidate version and interleaves; false when
+ * out of memory (the active order stands). */
+static bool interleave(const rv_db *db, const rv_lversion *cv, const float *q, const float *sq, rv_hnsw_hit *hits,
+		       size_t n, size_t k, size_t *kept)
+{
+	struct rv_learn_state *ls = db->ls;
+	size_t dim = db->dim;
+	rv_hnsw_hit *a = rv_malloc(db->a, 2 * n * sizeof *a);
+	float *cq = rv_malloc(db->a, dim * sizeof(float));
+	bool ok = false;
+	if (!a || !cq)
+		goto done;
+	rv_hnsw_hit *b = a + n;
+	memcpy(a, hits, n * sizeof *a);
+	rv_learn_ranker cr = { (ls->cfg.learners & RV_LEARN_BASE) ? cv->base : NULL, NULL,
+			       (ls->cfg.learners & RV_LEARN_GNN) ? cv->rerank : NULL, ls->cfg.rerank_pool };
+	const float *csq = rv_learn_adapt_with(db, &cr, cq, q) ? cq : q;
+	for (size_t i = 0; i < n; i++) {
+		b[i].slot = a[i].slot;
+		b[i].dist = csq == sq ? a[i].dist : rv_hnsw_distance(db->index, csq, a[i].slot);
+	}
+	qsort(b, n, sizeof *b, cmp_hit);
+	if (cr.rerank)
+		rv_reranker_apply(cr.rerank, db, csq, b, n, n);
+	uint64_t seed = rv_hash64(q, dim * sizeof(float), 0x7d1);
+	rv_tdi_entry t = { 0, ls->candidate, 0, { 0, 0 } };
+	size_t m = team_draft(hits, t.bits, a, b, n, k, seed, db, sq);
+	t.n = (uint32_t)m;
+	t.id = tdi_key(db, q, hits, m);
+	pthread_mutex_lock(&ls->tdi_lock);
+	ls->pending[ls->pending_next] = t;
+	ls->pending_next = (ls->pending_next + 1) % RV_TDI_PENDING;
+	pthread_mutex_unlock(&ls->tdi_lock);
+	*kept = m;
+	ok = true;
+done:
+	rv_dealloc(db->a, a);
+	rv_dealloc(db->a, cq);
+	return ok;
+}
+
+size_t rv_db_learn_rerank(const rv_db *db, const float *q, const float *sq, rv_hnsw_hit *hits, size_t n,
+			  size_t k, unsigned flags)
+{
+	size_t keep = n < k ? n : k;
+	if (!applies(db, flags) || n == 0)
+		return keep;
+	struct rv_learn_state *ls = db->ls;
+	rv_learn_ranker r;
+	rv_learn_active_ranker(&r, db);
+	const rv_lversion *cv = interleaved(db);
+	if (r.rerank) {
+		double t0 = rv_now();
+		/* Interleaving needs the whole pool in the active order. */
+		rv_reranker_apply(r.rerank, db, sq, hits, n, cv ? n : k);
+		uint64_t ns = (uint64_t)((rv_now() - t0) * 1e9);
+		atomic_fetch_add_explicit(&ls->rerank_ns, ns, memory_order_relaxed);
+		atomic_fetch_add_explicit(&ls->rerank_n, 1, memory_order_relaxed);
+	}
+	size_t kept;
+	if (cv && interleave(db, cv, q, sq, hits, n, k, &kept))
+		return kept;
+	return keep;
+}
+
+size_t rv_db_learn_ef(const rv_db *db, const float *q, unsigned flags)
+{
+	size_t ef = db->ef_search;
+	if (!applies(db, flags))
+		return ef;
+	const rv_lversion *v = rv_learn_find(db->ls, db->ls->active);
+	uint32_t c;
+	if (!v || !v->regions || rv_rbank_assign(&c, NULL, v->regions, q) != RV_OK)
+		return ef;
+	const rv_rbank_stats *s = rv_rbank_get_stats(v->regions, c);
+	return s && s->best_ef ? s->best_ef : ef;
+}
+
+/* ======================================================================
  * Search ring
  * ==================================================================== */
+
+/* Move the sides of the interleaved search just ranked (if it was) into
+ * the ring beside the search ring. Caller holds fb_lock. */
+static void record_sides(rv_db *db, size_t at, uint64_t id, const float *q, const rv_hnsw_hit *hits, size_t n)
+{
+	struct rv_learn_state *ls = db->ls;
+	if (!ls)
+		return;
+	if (ls->tdi_ring && ls->tdi_cap == db->fb_ring_cap)
+		ls->tdi_ring[at].id = 0;
+	if (!ls->candidate)
+		return;
+	uint64_t key = tdi_key(db, q, hits, n);
+	rv_tdi_entry t = { 0, 0, 0, { 0, 0 } };
+	pthread_mutex_lock(&ls->tdi_lock);
+	for (unsigned i = 0; i < RV_TDI_PENDING; i++) {
+		if (ls->pending[i].id == key && ls->pending[i].n == n) {
+			t = ls->pending[i];
+			ls->pending[i].id = 0;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&ls->tdi_lock);
+	if (!t.id)
+		return;
+	if (!ls->tdi_ring) {
+		/* Searches hold only the read lock: allocate under fb_lock. */
+		ls->tdi_ring = rv_calloc(db->a, db->fb_ring_cap, sizeof *ls->tdi_ring);
+		if (!ls->tdi_ring)
+			return; /* this search just goes uncredited */
+		ls->tdi_cap = db->fb_ring_cap;
+	}
+	t.id = id;
+	ls->tdi_ring[at] = t;
+}
 
 uint64_t rv_db_learn_record(rv_db *db, const float *q, const rv_hnsw_hit *hits, size_t n)
 {
@@ -114,27 +430,17 @@ uint64_t rv_db_learn_record(rv_db *db, const float *q, const rv_hnsw_hit *hits, 
 	}
 	uint64_t c = ++db->fb_counter;
 	id = db->fb_base + c;
-	rv_fb_search *e = &db->fb_ring[c % db->fb_ring_cap];
+	size_t at = c % db->fb_ring_cap;
+	rv_fb_search *e = &db->fb_ring[at];
 	e->id = id;
 	e->n = (uint32_t)(n < RV_FB_SHOWN ? n : RV_FB_SHOWN);
 	for (uint32_t i = 0; i < e->n; i++)
 		e->slots[i] = hits[i].slot;
-	memcpy(db->fb_ring_q + (c % db->fb_ring_cap) * db->dim, q, (size_t)db->dim * sizeof(float));
+	memcpy(db->fb_ring_q + at * db->dim, q, (size_t)db->dim * sizeof(float));
+	record_sides(db, at, id, q, hits, n);
 done:
 	pthread_mutex_unlock(&db->fb_lock);
 	return id;
-}
-
-bool rv_db_learn_adapt(const rv_db *db, float *out, const float *q)
-{
-	if (!db->learning || !db->adapter)
-		return false;
-	rv_lora_apply(out, db->adapter, q);
-	/* A cosine search compares with unit vectors; an adapted query that
-	 * collapsed to zero keeps the plain one. */
-	if (db->metric == RV_METRIC_COSINE && !rv_db_normalize(out, db->dim))
-		return false;
-	return true;
 }
 
 /* ======================================================================
@@ -205,7 +511,7 @@ static void replay_push(rv_db *db, const rv_fb_event *ev, const float *q)
 		db->fb_replay_n++;
 }
 
-/* The adapter's steps for one event (see the file comment). */
+/* The MicroLoRA's step for one event (see the file comment). */
 static void train(rv_db *db, const float *q, const uint32_t *shown, uint32_t n_shown, uint32_t pos,
 		  uint32_t slot, float reward)
 {
@@ -225,12 +531,23 @@ static void train(rv_db *db, const float *q, const uint32_t *shown, uint32_t n_s
 	}
 	if (n == 0)
 		return;
+	/* The active BaseLoRA's delta is the offset: the micro adapter
+	 * learns what the version does not already do. */
+	struct rv_learn_state *ls = db->ls;
+	rv_learn_ranker r;
+	rv_learn_active_ranker(&r, db);
+	const float *offset = NULL;
+	if (r.base && ls->scratch) {
+		memset(ls->scratch, 0, (size_t)db->dim * sizeof(float));
+		rv_lora_add_delta(ls->scratch, r.base, q);
+		offset = ls->scratch;
+	}
 	/* One pair per event, the other item drawn from the candidates: the
 	 * adapter's weight decay acts once per step, so several steps per
 	 * event would decay it faster than one event's evidence builds it. */
 	uint64_t h = rv_hash64(q, (size_t)db->dim * sizeof(float), ((uint64_t)slot << 32) ^ db->fb_total);
 	const float *other = db->vecs.ptr[others[h % n]];
-	rv_lora_event ev = { q, reward > 0 ? item : other, reward > 0 ? other : item, NULL, fabsf(reward) };
+	rv_lora_event ev = { q, reward > 0 ? item : other, reward > 0 ? other : item, offset, fabsf(reward) };
 	rv_lora_step(NULL, db->adapter, &ev);
 	db->adapter_changed = true;
 }
@@ -240,7 +557,9 @@ static void train(rv_db *db, const float *q, const uint32_t *shown, uint32_t n_s
 static rv_status add_event(rv_db *db, uint64_t search_id, const float *q, const uint32_t *shown, uint32_t n_shown,
 			   uint32_t pos, uint32_t slot, const char *item_id, float reward)
 {
-	bool learn = db->learning && learnable(db) && reward != 0;
+	struct rv_learn_state *ls = db->ls;
+	unsigned use = ls ? ls->cfg.learners : 0;
+	bool learn = db->learning && learnable(db) && reward != 0 && (use & RV_LEARN_MICRO);
 	rv_status st;
 	if (learn && (st = ensure_adapter(db)) != RV_OK)
 		return st;
@@ -249,8 +568,7 @@ static rv_status add_event(rv_db *db, uint64_t search_id, const float *q, const 
 	rv_fb_event ev;
 	memset(&ev, 0, sizeof ev);
 	ev.search_id = search_id;
-	double now = rv_now();
-	ev.time_ns = now > 0 ? (uint64_t)(now * (double)NS_PER_S) : 0;
+	ev.time_ns = rv_learn_wall_ns();
 	ev.reward = reward;
 	ev.position = pos;
 	ev.slot = slot;
@@ -264,8 +582,23 @@ static rv_status add_event(rv_db *db, uint64_t search_id, const float *q, const 
 	db->fb_total++;
 	if (learn)
 		train(db, q, shown, n_shown, pos, slot, reward);
+	if (db->learning && ls && ls->live && (use & RV_LEARN_GNN) && reward != 0) {
+		/* Item priors move at once; a failure (out of memory) only
+		 * means this event waits for the next consolidation. The
+		 * re-ranker sees queries as the adapters made them. */
+		rv_learn_ranker r;
+		rv_learn_active_ranker(&r, db);
+		float *aq = ls->scratch + db->dim;
+		const float *sq = rv_learn_adapt_with(db, &r, aq, q) ? aq : q;
+		rv_rerank_sample s = { sq, shown, n_shown, pos, slot, reward };
+		rv_err e;
+		rv_reranker_observe(ls->live, db, &s, &e);
+	}
+	if (db->learning && search_id && pos != RV_FB_NOT_SHOWN)
+		rv_learn_credit(db, search_id, pos, reward);
 	db->learn_dirty = true;
 	db->dirty = true;
+	rv_learn_maybe_start(db);
 	return RV_OK;
 }
 
@@ -397,235 +730,4 @@ rv_status rv_db_set_learning(rv_db *db, int on)
 	}
 	pthread_rwlock_unlock(&db->lock);
 	return RV_OK;
-}
-
-/* ======================================================================
- * Segments
- * ==================================================================== */
-
-static void encode_event(rv_buf *b, const rv_db *db, const rv_fb_event *ev, const float *q, uint32_t slot)
-{
-	rv_buf_u64(b, ev->search_id);
-	rv_buf_u64(b, ev->time_ns);
-	rv_buf_f32(b, ev->reward);
-	rv_buf_u32(b, ev->position);
-	rv_buf_u32(b, slot);
-	rv_buf_u8(b, ev->id_len);
-	rv_buf_put(b, ev->id, ev->id_len);
-	for (uint32_t d = 0; d < db->dim; d++)
-		rv_buf_f32(b, q[d]);
-}
-
-bool rv_db_learn_encode_events(rv_buf *b, const rv_db *db, bool replay, const uint32_t *old_to_new)
-{
-	size_t n = replay ? db->fb_replay_n : db->n_fb_pending;
-	if (n == 0)
-		return false;
-	rv_buf_u32(b, RV_JOURNAL_FEEDBACK);
-	rv_buf_u32(b, (uint32_t)n);
-	rv_buf_u32(b, db->dim);
-	rv_buf_u32(b, 0);
-	for (size_t i = 0; i < n; i++) {
-		if (!replay) {
-			const rv_fb_event *ev = &db->fb_pending[i];
-			encode_event(b, db, ev, db->fb_pending_q + i * db->dim, ev->slot);
-			continue;
-		}
-		/* Oldest first, so a reload rebuilds the ring in the same order. */
-		size_t k = (db->fb_replay_next + RV_FB_REPLAY - db->fb_replay_n + i) % RV_FB_REPLAY;
-		const rv_fb_event *ev = &db->fb_replay[k];
-		uint32_t slot = ev->slot;
-		if (old_to_new)
-			slot = slot < db->vecs.n ? old_to_new[slot] : RV_NO_SLOT;
-		encode_event(b, db, ev, db->fb_replay_q + k * db->dim, slot);
-	}
-	return true;
-}
-
-bool rv_db_learn_encode_overlay(rv_buf *b, const rv_db *db, const uint32_t *old_to_new)
-{
-	(void)old_to_new; /* the adapter holds no slots */
-	if (!db->learn_dirty && !db->adapter_changed)
-		return false;
-	rv_buf_u32(b, RV_OVERLAY_LEARNING);
-	rv_buf_u32(b, db->adapter ? 1u : 0u);
-	rv_buf_u64(b, db->adapter_version + (db->adapter_changed ? 1 : 0));
-	rv_buf_u64(b, db->fb_total);
-	rv_buf_u64(b, 0);
-	if (db->adapter) {
-		size_t at = b->len;
-		rv_buf_u64(b, 0); /* length, patched below */
-		if (rv_lora_save(b, db->adapter) == RV_OK && !b->failed)
-			rv_put_u64(b->data + at, (uint64_t)(b->len - at - 8));
-	}
-	return true;
-}
-
-/* Header of the OVERLAY before the adapter blob. */
-#define OVERLAY_HEAD 32
-
-void rv_db_learn_committed(rv_db *db, bool wrote_events, uint64_t overlay_seg_id)
-{
-	if (wrote_events) {
-		db->fb_journals++;
-		db->n_fb_pending = 0;
-	}
-	if (overlay_seg_id) {
-		db->overlay_seg_id = overlay_seg_id;
-		if (db->adapter_changed)
-			db->adapter_version++;
-		db->adapter_changed = false;
-		db->learn_dirty = false;
-	}
-}
-
-static rv_status seg_bad(rv_db *db, const rv_seg_ref *s, const char *what)
-{
-	return rv_db_fail(db, RV_ECORRUPT, "%s: segment %llu (%s) at offset %llu: %s", db->path,
-			  (unsigned long long)s->seg_id, rv_seg_type_name(s->type), (unsigned long long)s->offset,
-			  what);
-}
-
-static rv_status load_events(rv_db *db, const rv_seg_ref *s, const uint8_t *p, uint64_t *count)
-{
-	rv_reader r;
-	rv_reader_init(&r, p, s->length);
-	rv_reader_u32(&r); /* kind, checked by the caller */
-	uint32_t n = rv_reader_u32(&r), dim = rv_reader_u32(&r);
-	rv_reader_u32(&r);
-	if (r.bad || dim != db->dim)
-		return seg_bad(db, s, "feedback JOURNAL header malformed or of another dimension");
-	size_t fixed = 8 + 8 + 4 + 4 + 4 + 1 + (size_t)dim * 4;
-	if ((uint64_t)n * (fixed + 1) > rv_reader_left(&r))
-		return seg_bad(db, s, "feedback JOURNAL count does not match its length");
-	if (n && !db->fb_replay) {
-		db->fb_replay = rv_malloc(db->a, RV_FB_REPLAY * sizeof *db->fb_replay);
-		db->fb_replay_q = rv_malloc(db->a, RV_FB_REPLAY * (size_t)db->dim * sizeof(float));
-		if (!db->fb_replay || !db->fb_replay_q)
-			return rv_db_fail(db, RV_ENOMEM, "out of memory for the replay buffer");
-	}
-	for (uint32_t i = 0; i < n; i++) {
-		rv_fb_event ev;
-		memset(&ev, 0, sizeof ev);
-		ev.search_id = rv_reader_u64(&r);
-		ev.time_ns = rv_reader_u64(&r);
-		ev.reward = rv_reader_f32(&r);
-		ev.position = rv_reader_u32(&r);
-		ev.slot = rv_reader_u32(&r);
-		ev.id_len = rv_reader_u8(&r);
-		const uint8_t *id = rv_reader_bytes(&r, ev.id_len);
-		if (!id)
-			return seg_bad(db, s, "feedback JOURNAL event truncated");
-		memcpy(ev.id, id, ev.id_len);
-		size_t k = db->fb_replay_next;
-		float *q = db->fb_replay_q + k * db->dim;
-		for (uint32_t d = 0; d < dim; d++)
-			q[d] = rv_reader_f32(&r);
-		if (r.bad)
-			return seg_bad(db, s, "feedback JOURNAL event truncated");
-		if (!isfinite(ev.reward) || ev.reward < -1.0f || ev.reward > 1.0f)
-			return seg_bad(db, s, "feedback JOURNAL reward out of range");
-		if (ev.id_len == 0 || memchr(id, 0, ev.id_len))
-			return seg_bad(db, s, "feedback JOURNAL item id malformed");
-		if (ev.slot != RV_NO_SLOT && ev.slot >= db->vecs.n)
-			return seg_bad(db, s, "feedback JOURNAL names a slot that does not exist");
-		if (ev.position != RV_FB_NOT_SHOWN && ev.position >= RV_FB_SHOWN)
-			return seg_bad(db, s, "feedback JOURNAL position out of range");
-		for (uint32_t d = 0; d < dim; d++)
-			if (!isfinite(q[d]))
-				return seg_bad(db, s, "feedback JOURNAL query is not finite");
-		db->fb_replay[k] = ev;
-		db->fb_replay_next = (k + 1) % RV_FB_REPLAY;
-		if (db->fb_replay_n < RV_FB_REPLAY)
-			db->fb_replay_n++;
-	}
-	if (rv_reader_left(&r) != 0)
-		return seg_bad(db, s, "feedback JOURNAL has trailing bytes");
-	*count += n;
-	return RV_OK;
-}
-
-static rv_status load_overlay(rv_db *db, const rv_seg_ref *s, const uint8_t *p, uint64_t *total)
-{
-	rv_reader r;
-	rv_reader_init(&r, p, s->length);
-	uint32_t kind = rv_reader_u32(&r), flags = rv_reader_u32(&r);
-	uint64_t version = rv_reader_u64(&r);
-	*total = rv_reader_u64(&r);
-	rv_reader_u64(&r);
-	if (r.bad || kind != RV_OVERLAY_LEARNING || flags > 1)
-		return seg_bad(db, s, "OVERLAY header malformed");
-	if (flags & 1) {
-		uint64_t len = rv_reader_u64(&r);
-		if (r.bad || len != rv_reader_left(&r))
-			return seg_bad(db, s, "OVERLAY adapter length does not match");
-		rv_err e = { { 0 } };
-		rv_status st = rv_lora_load(&db->adapter, r.p, (size_t)len, db->a, &e);
-		if (st == RV_ENOMEM)
-			return rv_db_fail(db, st, "out of memory loading the query adapter");
-		if (st != RV_OK) {
-			rv_db_fail(db, st, "%s: segment %llu (OVERLAY) at offset %llu: query adapter: %s", db->path,
-				   (unsigned long long)s->seg_id, (unsigned long long)s->offset, e.msg);
-			return st;
-		}
-		if (rv_lora_get_opts(db->adapter)->dim != db->dim)
-			return seg_bad(db, s, "OVERLAY adapter has another dimension");
-	} else if (rv_reader_left(&r) != 0) {
-		return seg_bad(db, s, "OVERLAY has trailing bytes");
-	}
-	db->adapter_version = version;
-	db->overlay_seg_id = s->seg_id;
-	return RV_OK;
-}
-
-rv_status rv_db_learn_load(rv_db *db, const rv_manifest *m)
-{
-	rv_err e = { { 0 } };
-	uint64_t events = 0, total = 0;
-	bool overlay = false;
-	for (size_t i = 0; i < m->n_segs; i++) {
-		const rv_seg_ref *s = &m->segs[i];
-		if (s->type != RV_SEG_JOURNAL && s->type != RV_SEG_OVERLAY)
-			continue;
-		const uint8_t *p;
-		rv_status st = rv_file_segment_data(&p, db->file, s, &e);
-		if (st != RV_OK)
-			return rv_db_fail_err(db, st, &e);
-		if (s->type == RV_SEG_JOURNAL) {
-			if (s->length < 4 || rv_get_u32(p) != RV_JOURNAL_FEEDBACK)
-				continue;
-			if ((st = load_events(db, s, p, &events)) != RV_OK)
-				return st;
-			db->fb_journals++;
-			continue;
-		}
-		/* The commit that writes an OVERLAY drops the previous one. */
-		if (overlay)
-			return seg_bad(db, s, "a second OVERLAY segment in the manifest");
-		overlay = true;
-		if ((st = load_overlay(db, s, p, &total)) != RV_OK)
-			return st;
-	}
-	/* Compaction keeps only the replay buffer's events; the overlay keeps
-	 * the count of all. */
-	db->fb_total = events > total ? events : total;
-	return RV_OK;
-}
-
-/* ======================================================================
- * Re-ranking hooks of the search path
- * ==================================================================== */
-
-size_t rv_db_learn_pool(const rv_db *db, size_t k, unsigned flags)
-{
-	(void)db;
-	(void)flags;
-	return k; /* no re-ranker in this version of the learning state */
-}
-
-size_t rv_db_learn_rerank(const rv_db *db, const float *q, const float *sq, rv_hnsw_hit *hits, size_t n,
-			  size_t k, unsigned flags)
-{
-	(void)db, (void)q, (void)sq, (void)hits, (void)flags;
-	return n < k ? n : k;
 }

@@ -4,21 +4,46 @@
  * The re-ranker re-scores the candidate pool of a search: each candidate
  * gets a node representation from one GNN layer (GraphSAGE, GCN or GAT,
  * src/learn/gnn.c) over its HNSW layer-0 neighbourhood, plus a learned
- * prior per item, combined with the candidate's distance to the query.
+ * prior per item, combined with the candidate's distance to the query:
+ *
+ *   score(q, v) = -beta * dist(q, v) * base_scale + <W_q q + u, h_v> + prior[v]
+ *
  * It is trained on chosen-versus-skipped pairs from feedback, with
  * position-bias correction, by rv_reranker_train (called by a
  * consolidation, db_learn*.c); item priors also move on every event
  * (rv_reranker_observe). A re-ranker belongs to one learning version;
  * versions own their re-ranker and free it.
  *
+ * Training pairs from one sample: the item against each other live item
+ * shown (the ones above it, which the user went past, and the ones below
+ * it, nearest positions first, alternating; an item not shown ranks below
+ * all shown), at most RV_RERANK_MAX_PAIRS: the item wins when its reward
+ * is positive, loses when negative. Pairs only against the items above
+ * (skip-above) would all say "the further item wins" and teach the model
+ * to invert the distance order; the pairs below balance them, and the
+ * inverse-propensity weight removes the position bias (propensity-
+ * weighted SVM-rank, Joachims et al. 2017). Each pair weighs |reward| /
+ * propensity of the item's position, 1 / (p + 1)^RV_RERANK_ETA clipped at
+ * 1 / RV_RERANK_MAX_WEIGHT; an item not shown weighs |reward|.
+ *
  * Slots: priors and cached representations are per slot. A slot's item is
  * found again after compaction through the old_to_new map given to
  * rv_reranker_encode; an item replaced by upsert (new slot) starts from
- * its neighbours' representations (GraphSAGE is inductive).
+ * its neighbours' representations (GraphSAGE is inductive) with prior 0.
+ * Priors of dead slots are dropped by training, decoding and remapping,
+ * and never read (dead slots are never among the hits).
  *
- * Threads: apply and explain are reads (many at once, under the
- * collection's read lock); train, observe and free run under the write
- * lock.
+ * Representations do not depend on the query, so each is computed once
+ * per re-ranker, on first use, from the live layer-0 neighbours at that
+ * moment, and cached (about 130 bytes per slot of the collection, held
+ * from the first apply/observe/explain until the re-ranker is freed).
+ * Slots added after the cache was sized are computed on every use; a new
+ * version (a new re-ranker) starts a new cache.
+ *
+ * Threads: apply, explain and score are reads (many at once, under the
+ * collection's read lock; the cache fills through atomics); train,
+ * observe and free run under the write lock (train only reads db, so it
+ * may also run under the read lock while searches go on).
  */
 #ifndef RV_DB_RERANK_H
 #define RV_DB_RERANK_H
@@ -27,6 +52,10 @@
 #include "ruvector_learn.h"
 
 typedef struct rv_reranker rv_reranker;
+
+#define RV_RERANK_MAX_PAIRS 10    /* training pairs per sample, at most */
+#define RV_RERANK_ETA 1.0         /* propensity exponent: p(position) = 1 / (position + 1)^eta */
+#define RV_RERANK_MAX_WEIGHT 10.0 /* inverse-propensity clip */
 
 /* One feedback event as training data. */
 typedef struct rv_rerank_sample {
@@ -39,18 +68,36 @@ typedef struct rv_rerank_sample {
 } rv_rerank_sample;
 
 /* Train (or go on training *r, when not NULL) on samples[0..n). *r is
- * replaced only on success. */
+ * replaced only on success: then the old *r is freed and *r is the new
+ * re-ranker (so pass a re-ranker of your own, e.g. a clone of a version's,
+ * never one that a version still holds). Going on keeps *r's weights, priors and
+ * base scale when its kind and dimension match (else it starts afresh);
+ * the optimiser restarts. Samples whose item is dead, or with reward 0,
+ * give no pairs and are skipped; a position whose shown[] entry is not the
+ * item is looked up by slot. Allocates through db's allocator.
+ * Errors: RV_EINVAL (kind, a sample's query, reward, position or counts,
+ * named by index), RV_ENOMEM, RV_ERROR (training diverged: a weight left
+ * float range); *r unchanged on any error. */
 rv_status rv_reranker_train(rv_reranker **r, const rv_db *db, rv_gnn_kind kind, const rv_rerank_sample *samples,
 			    size_t n, uint64_t seed, rv_err *e);
-/* Instant update from one event (item priors). */
+/* Instant update from one event: one SGD step of the pairwise loss on the
+ * priors of the sample's items, at the current scores.
+ * Errors: RV_EINVAL (bad sample), RV_ENOMEM (r unchanged). */
 rv_status rv_reranker_observe(rv_reranker *r, const rv_db *db, const rv_rerank_sample *s, rv_err *e);
 /* Reorder hits[0..n) (ascending dist, from the graph or an exact scan)
  * by the learned score for query q; returns min(n, k), the hits to keep,
- * which are the first ones. */
+ * which are the first ones. The score's distance term is recomputed from
+ * q (the hits' dist fields are kept as they are). Never fails: without
+ * memory for its scratch it keeps the order it was given. */
 size_t rv_reranker_apply(const rv_reranker *r, const rv_db *db, const float *q, rv_hnsw_hit *hits, size_t n,
 			 size_t k);
 /* The neighbours of slot that moved its score for q, most influential
- * first: up to max (slot, weight) pairs, *n of them. */
+ * first: up to max (slot, weight) pairs, *n of them. The item itself is
+ * one of the entries (its own features count too). GAT: the attention,
+ * averaged over heads (all entries sum to 1); GCN, SAGE: each input's
+ * signed share of the representation term <W_q q + u, h> (absolute values
+ * sum to 1). q may be NULL for GAT.
+ * Errors: RV_ENOTFOUND (slot not live), RV_EINVAL. */
 rv_status rv_reranker_explain(const rv_reranker *r, const rv_db *db, const float *q, uint32_t slot,
 			      uint32_t *slots, float *weights, size_t max, size_t *n, rv_err *e);
 rv_gnn_kind rv_reranker_kind(const rv_reranker *r);
@@ -59,8 +106,23 @@ void rv_reranker_free(rv_reranker *r); /* NULL is a no-op */
 size_t rv_reranker_memory(const rv_reranker *r);
 
 /* Serialise (slots renumbered through old_to_new when not NULL; entries
- * of slots mapped to RV_NO_SLOT are dropped) / read back. */
+ * of slots mapped to RV_NO_SLOT are dropped; old_to_new must cover every
+ * slot the collection had) / read back. The representation cache is not
+ * saved. Decode checks everything against db (call it once db's slots are
+ * loaded): a malformed blob is RV_ECORRUPT, a newer format RV_EVERSION.
+ * Layout at the top of db_rerank.c. */
 rv_status rv_reranker_encode(rv_buf *b, const rv_reranker *r, const uint32_t *old_to_new);
 rv_status rv_reranker_decode(rv_reranker **out, const rv_db *db, const void *bytes, size_t n, rv_err *e);
+
+/* The learned score of each of slots[0..n) for q (what apply sorts by,
+ * higher first); for evaluation and tests. Errors: RV_EINVAL, RV_ENOMEM. */
+rv_status rv_reranker_score(float *scores, const rv_reranker *r, const rv_db *db, const float *q,
+			    const uint32_t *slots, size_t n, rv_err *e);
+/* The item prior of slot (0 when it has none). */
+float rv_reranker_prior(const rv_reranker *r, uint32_t slot);
+/* Training steps taken over all rv_reranker_train calls, and events
+ * observed since the last training. */
+uint64_t rv_reranker_steps(const rv_reranker *r);
+uint64_t rv_reranker_observed(const rv_reranker *r);
 
 #endif /* RV_DB_RERANK_H */

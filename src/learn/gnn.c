@@ -31,7 +31,8 @@
 #include "learn/learn.h"
 
 #define GNN_MAGIC "RVGN"
-#define GNN_VERSION 1
+#define GNN_VERSION 2 /* 2 adds the head terms; a model without them is still saved as 1 */
+#define NO_PARAM SIZE_MAX
 
 typedef struct layer {
 	rv_gnn_layer_type type;
@@ -53,6 +54,7 @@ struct rv_gnn {
 	rv_err err;
 	layer L[RV_GNN_MAX_LAYERS];
 	size_t nl, np, wq;     /* layers, parameter count, offset of W_q */
+	size_t hu, hb;         /* offsets of the head bias u and base weight beta, or NO_PARAM */
 	size_t maxdim;         /* largest in/out of any layer */
 	float *theta, *m, *v;  /* parameters and Adam moments (m, v NULL under SGD) */
 	double *grad;
@@ -66,7 +68,7 @@ struct rv_gnn {
 	size_t n, ncand, slots; /* graph size of the last forward; 0 = none */
 	bool have_forward;
 	double *h0;            /* n x in_dim features */
-	double *wqq;           /* W_q q (out of the last layer) */
+	double *wqq;           /* W_q q + u (out of the last layer) */
 	double *dh_a, *dh_b;   /* backward buffers (n x maxdim) */
 	double *dg;            /* GAT: d g (n x maxdim) */
 	double *dps, *dpd;     /* GAT (n x max heads) */
@@ -90,13 +92,13 @@ static rv_status check_opts(const rv_gnn_opts *o, rv_err *err)
 	if (o->layers < 1 || o->layers > RV_GNN_MAX_LAYERS)
 		return rv_err_set(err, RV_EINVAL, "gnn layers %u out of range 1..%d", o->layers, RV_GNN_MAX_LAYERS);
 	for (uint32_t l = 0; l < o->layers; l++) {
-		if (o->type[l] != RV_GNN_GCN && o->type[l] != RV_GNN_GAT && o->type[l] != RV_GNN_SAGE)
+		if (o->type[l] != RV_GNN_LAYER_GCN && o->type[l] != RV_GNN_LAYER_GAT && o->type[l] != RV_GNN_LAYER_SAGE)
 			return rv_err_set(err, RV_EINVAL, "gnn layer %u: type %d is not GCN (0), GAT (1) or SAGE (2)", l,
 					  (int)o->type[l]);
 		if (o->out_dim[l] < 1 || o->out_dim[l] > RV_LEARN_MAX_DIM)
 			return rv_err_set(err, RV_EINVAL, "gnn layer %u: out_dim %u out of range 1..%d", l, o->out_dim[l],
 					  RV_LEARN_MAX_DIM);
-		if (o->type[l] == RV_GNN_GAT &&
+		if (o->type[l] == RV_GNN_LAYER_GAT &&
 		    (o->heads[l] < 1 || o->heads[l] > RV_GNN_MAX_HEADS || o->out_dim[l] % o->heads[l] != 0))
 			return rv_err_set(err, RV_EINVAL, "gnn layer %u: %u heads (need 1..%d dividing out_dim %u)", l,
 					  o->heads[l], RV_GNN_MAX_HEADS, o->out_dim[l]);
@@ -107,6 +109,10 @@ static rv_status check_opts(const rv_gnn_opts *o, rv_err *err)
 		return rv_err_set(err, RV_EINVAL, "gnn l2 %g must be finite and >= 0", o->l2);
 	if (!(o->leaky >= 0 && o->leaky < 1))
 		return rv_err_set(err, RV_EINVAL, "gnn leaky slope %g must be in [0, 1)", o->leaky);
+	if (!(o->prior_lr >= 0) || !isfinite(o->prior_lr))
+		return rv_err_set(err, RV_EINVAL, "gnn prior_lr %g must be finite and >= 0", o->prior_lr);
+	if (o->head & ~(unsigned)(RV_GNN_HEAD_BIAS | RV_GNN_HEAD_BASE))
+		return rv_err_set(err, RV_EINVAL, "gnn head flags 0x%x name unknown terms", o->head);
 	if (o->optim != RV_LEARN_SGD && o->optim != RV_LEARN_ADAM)
 		return rv_err_set(err, RV_EINVAL, "gnn optimiser %d is neither SGD (0) nor ADAM (1)", (int)o->optim);
 	if (o->optim == RV_LEARN_ADAM &&
@@ -127,11 +133,11 @@ static size_t plan(rv_gnn *m)
 		y->type = m->o.type[l];
 		y->in = in;
 		y->out = m->o.out_dim[l];
-		y->heads = y->type == RV_GNN_GAT ? m->o.heads[l] : 1;
+		y->heads = y->type == RV_GNN_LAYER_GAT ? m->o.heads[l] : 1;
 		y->hd = y->out / y->heads;
 		y->w = off;
-		off += y->out * (y->type == RV_GNN_SAGE ? 2 * in : in);
-		if (y->type == RV_GNN_GAT) {
+		off += y->out * (y->type == RV_GNN_LAYER_SAGE ? 2 * in : in);
+		if (y->type == RV_GNN_LAYER_GAT) {
 			y->att = off;
 			off += y->heads * 2 * y->hd;
 		} else {
@@ -144,6 +150,13 @@ static size_t plan(rv_gnn *m)
 	}
 	m->wq = off;
 	off += in * m->o.in_dim;
+	m->hu = m->hb = NO_PARAM;
+	if (m->o.head & RV_GNN_HEAD_BIAS) {
+		m->hu = off;
+		off += in;
+	}
+	if (m->o.head & RV_GNN_HEAD_BASE)
+		m->hb = off++;
 	return off;
 }
 
@@ -191,16 +204,18 @@ rv_status rv_gnn_create(rv_gnn **out, const rv_gnn_opts *opts, const rv_alloc *a
 	rv_rng_seed(&rng, opts->seed);
 	for (size_t l = 0; l < m->nl; l++) {
 		layer *y = &m->L[l];
-		size_t fan_in = y->type == RV_GNN_SAGE ? 2 * y->in : y->in;
+		size_t fan_in = y->type == RV_GNN_LAYER_SAGE ? 2 * y->in : y->in;
 		float sd = sqrtf(2.0f / (float)(fan_in + y->out));
 		for (size_t i = 0; i < y->out * fan_in; i++)
 			m->theta[y->w + i] = rv_rng_gauss(&rng) * sd;
-		if (y->type == RV_GNN_GAT) {
+		if (y->type == RV_GNN_LAYER_GAT) {
 			float sa = 1.0f / sqrtf((float)y->hd);
 			for (size_t i = 0; i < y->heads * 2 * y->hd; i++)
 				m->theta[y->att + i] = rv_rng_gauss(&rng) * sa;
 		}
 	}
+	if (m->hb != NO_PARAM)
+		m->theta[m->hb] = 1.0f;
 	*out = m;
 	return RV_OK;
 }
@@ -266,10 +281,10 @@ static size_t ws_layout(rv_gnn *m, char *base, size_t n, size_t slots)
 	TAKE(m->h0, double, (uint64_t)n * m->o.in_dim);
 	for (size_t l = 0; l < m->nl; l++) {
 		layer *y = &m->L[l];
-		TAKE(y->agg, double, (uint64_t)n * (y->type == RV_GNN_GAT ? y->out : y->in));
+		TAKE(y->agg, double, (uint64_t)n * (y->type == RV_GNN_LAYER_GAT ? y->out : y->in));
 		TAKE(y->z, double, (uint64_t)n * y->out);
 		TAKE(y->h, double, (uint64_t)n * y->out);
-		if (y->type == RV_GNN_GAT) {
+		if (y->type == RV_GNN_LAYER_GAT) {
 			TAKE(y->raw, double, (uint64_t)slots * y->heads);
 			TAKE(y->alpha, double, (uint64_t)slots * y->heads);
 			TAKE(y->ps, double, (uint64_t)n * y->heads);
@@ -406,7 +421,7 @@ static void fwd_layer(rv_gnn *m, size_t l, const double *H, const rv_gnn_graph *
 	const float *W = m->theta + y->w;
 	size_t in = y->in, out = y->out, n = g->n;
 
-	if (y->type == RV_GNN_GAT) {
+	if (y->type == RV_GNN_LAYER_GAT) {
 		const float *att = m->theta + y->att;
 		size_t K = y->heads, hd = y->hd;
 		for (size_t u = 0; u < n; u++) {
@@ -464,7 +479,7 @@ static void fwd_layer(rv_gnn *m, size_t l, const double *H, const rv_gnn_graph *
 		size_t deg = off[v + 1] - off[v];
 		double *ag = y->agg + v * in;
 		double *zv = y->z + v * out;
-		if (y->type == RV_GNN_GCN) {
+		if (y->type == RV_GNN_LAYER_GCN) {
 			/* Mean over self and neighbours (self loop, row-normalised). */
 			memcpy(ag, H + v * in, in * sizeof(double));
 			for (size_t j = off[v]; j < off[v + 1]; j++)
@@ -523,13 +538,16 @@ static rv_status forward(rv_gnn *m, const rv_gnn_graph *g, const float *q)
 	}
 	const layer *last = &m->L[m->nl - 1];
 	for (size_t o = 0; q && o < last->out; o++)
-		m->wqq[o] = rv_learn_dot(m->theta + m->wq + o * d, q, d, true);
+		m->wqq[o] = rv_learn_dot(m->theta + m->wq + o * d, q, d, true) +
+			    (m->hu != NO_PARAM ? m->theta[m->hu + o] : 0.0);
 	m->n = n;
 	m->ncand = g->ncand;
 	m->slots = slots;
 	m->have_forward = true;
 	return RV_OK;
 }
+
+static inline double base_weight(const rv_gnn *m) { return m->hb != NO_PARAM ? m->theta[m->hb] : 1.0; }
 
 static double score_of(const rv_gnn *m, const rv_gnn_graph *g, size_t v)
 {
@@ -538,7 +556,7 @@ static double score_of(const rv_gnn *m, const rv_gnn_graph *g, size_t v)
 	for (size_t o = 0; o < last->out; o++)
 		s += m->wqq[o] * last->h[v * last->out + o];
 	if (g->base)
-		s += g->base[v];
+		s += base_weight(m) * g->base[v];
 	if (g->items && g->items[v] < m->nprior)
 		s += m->prior[g->items[v]];
 	return s;
@@ -582,12 +600,14 @@ rv_status rv_gnn_score_embedded(float *scores, const rv_gnn *m, const float *h, 
 		return rv_err_set((rv_err *)&m->err, RV_EINVAL, "gnn score: scores, embeddings and query are required");
 	size_t d = m->o.in_dim, out = m->L[m->nl - 1].out;
 	double wqq[RV_LEARN_MAX_DIM];
-	/* W_q q once, then one short dot per candidate. */
+	/* W_q q + u once, then one short dot per candidate. */
 	for (size_t o = 0; o < out; o++)
-		wqq[o] = rv_learn_dot(m->theta + m->wq + o * d, query, d, false);
+		wqq[o] = rv_learn_dot(m->theta + m->wq + o * d, query, d, false) +
+			 (m->hu != NO_PARAM ? m->theta[m->hu + o] : 0.0);
+	double bw = base_weight(m);
 	for (size_t v = 0; v < n; v++) {
 		const float *hv = h + v * out;
-		double s = base ? base[v] : 0;
+		double s = base ? bw * base[v] : 0;
 		for (size_t o = 0; o < out; o++)
 			s += wqq[o] * hv[o];
 		if (items && items[v] < m->nprior)
@@ -602,7 +622,7 @@ rv_status rv_gnn_attention(float *w, size_t cap, size_t *n, const rv_gnn *m, siz
 	rv_err *e = (rv_err *)&m->err;
 	if (!m->have_forward)
 		return rv_err_set(e, RV_EINVAL, "gnn attention: no forward pass yet");
-	if (layer_i >= m->nl || m->L[layer_i].type != RV_GNN_GAT)
+	if (layer_i >= m->nl || m->L[layer_i].type != RV_GNN_LAYER_GAT)
 		return rv_err_set(e, RV_EINVAL, "gnn attention: layer %zu is not a GAT layer", layer_i);
 	const uint8_t *out_need = layer_i + 1 < m->nl ? m->L[layer_i + 1].need : m->need_out;
 	if (node >= m->n || !out_need[node])
@@ -616,6 +636,216 @@ rv_status rv_gnn_attention(float *w, size_t cap, size_t *n, const rv_gnn *m, siz
 	for (size_t j = 0; j <= deg; j++)
 		for (size_t k = 0; k < y->heads; k++)
 			w[j * y->heads + k] = (float)y->alpha[slot(m->offsets, node, j) * y->heads + k];
+	return RV_OK;
+}
+
+/* ------------------------------------------------------------------------
+ * Serving one node (one-layer models)
+ *
+ * A search re-ranks candidates whose representations were cached, and
+ * computes the few missing ones on the fly, from many threads at once. So
+ * this path touches nothing of the model but its weights: the caller
+ * gives the inputs as pointers (no graph, no copies) and the scratch. It
+ * runs in float on the SIMD dot kernel; the double path above is the
+ * reference it is tested against.
+ * ---------------------------------------------------------------------- */
+
+size_t rv_gnn_node_work(const rv_gnn *m, size_t deg)
+{
+	const layer *y = &m->L[0];
+	if (deg > RV_GNN_MAX_NODES)
+		return 0;
+	/* aggregate or r1, r2 (in each), z (out), per input g (out) and e (heads). */
+	return 2 * y->in + y->out + (deg + 1) * (y->out + y->heads);
+}
+
+static rv_status check_node(const rv_gnn *m, const float *x, const float *const *nbrs, size_t deg, const float *work)
+{
+	rv_err *e = (rv_err *)&m->err;
+	if (m->nl != 1)
+		return rv_err_set(e, RV_EINVAL, "gnn node path needs a one-layer model (this one has %zu)", m->nl);
+	if (!x || !work || (deg && !nbrs))
+		return rv_err_set(e, RV_EINVAL, "gnn node path: features, neighbours and work are required");
+	if (deg > RV_GNN_MAX_NODES)
+		return rv_err_set(e, RV_EINVAL, "gnn node path: %zu neighbours (max %d)", deg, RV_GNN_MAX_NODES);
+	return RV_OK;
+}
+
+static inline const float *node_input(const float *x, const float *const *nbrs, size_t j)
+{
+	return j == 0 ? x : nbrs[j - 1];
+}
+
+/* Pre-activation z (out floats, in work) of one node; for GAT also the
+ * per-input transforms and the attention (left in work, see below). */
+static float *node_forward(const rv_gnn *m, const float *x, const float *const *nbrs, size_t deg, float *work,
+			   float **g_out, float **alpha_out)
+{
+	const layer *y = &m->L[0];
+	size_t in = y->in, out = y->out;
+	const float *W = m->theta + y->w;
+	float *agg = work, *z = work + 2 * in, *g = z + out, *al = g + (deg + 1) * out;
+	if (y->type == RV_GNN_LAYER_GAT) {
+		const float *att = m->theta + y->att;
+		size_t K = y->heads, hd = y->hd;
+		for (size_t j = 0; j <= deg; j++) {
+			const float *xj = node_input(x, nbrs, j);
+			for (size_t o = 0; o < out; o++)
+				g[j * out + o] = (float)rv_learn_dot(W + o * in, xj, in, false);
+		}
+		for (size_t k = 0; k < K; k++) {
+			const float *as = att + k * 2 * hd, *an = as + hd;
+			float ps = 0, mx = -INFINITY;
+			for (size_t t = 0; t < hd; t++)
+				ps += as[t] * g[k * hd + t];
+			for (size_t j = 0; j <= deg; j++) {
+				float r = ps;
+				for (size_t t = 0; t < hd; t++)
+					r += an[t] * g[j * out + k * hd + t];
+				float ev = r > 0 ? r : m->o.leaky * r;
+				al[j * K + k] = ev;
+				if (ev > mx)
+					mx = ev;
+			}
+			double sum = 0;
+			for (size_t j = 0; j <= deg; j++) {
+				al[j * K + k] = expf(al[j * K + k] - mx);
+				sum += al[j * K + k];
+			}
+			float inv = (float)(1.0 / sum);
+			float *zk = z + k * hd;
+			memset(zk, 0, hd * sizeof(float));
+			for (size_t j = 0; j <= deg; j++) {
+				float a = al[j * K + k] *= inv;
+				for (size_t t = 0; t < hd; t++)
+					zk[t] += a * g[j * out + k * hd + t];
+			}
+		}
+		*g_out = g;
+		*alpha_out = al;
+		return z;
+	}
+	const float *b = m->theta + y->b;
+	memset(agg, 0, in * sizeof(float));
+	for (size_t j = y->type == RV_GNN_LAYER_GCN ? 0 : 1; j <= deg; j++) {
+		const float *xj = node_input(x, nbrs, j);
+		for (size_t i = 0; i < in; i++)
+			agg[i] += xj[i];
+	}
+	size_t cnt = y->type == RV_GNN_LAYER_GCN ? deg + 1 : deg;
+	if (cnt) {
+		float inv = 1.0f / (float)cnt;
+		for (size_t i = 0; i < in; i++)
+			agg[i] *= inv;
+	}
+	for (size_t o = 0; o < out; o++) {
+		if (y->type == RV_GNN_LAYER_GCN)
+			z[o] = b[o] + (float)rv_learn_dot(W + o * in, agg, in, false);
+		else
+			z[o] = b[o] + (float)(rv_learn_dot(W + o * 2 * in, x, in, false) +
+					      rv_learn_dot(W + o * 2 * in + in, agg, in, false));
+	}
+	*g_out = *alpha_out = NULL;
+	return z;
+}
+
+rv_status rv_gnn_embed_node(float *h, float *attn, const rv_gnn *m, const float *x, const float *const *nbrs,
+			    size_t deg, float *work)
+{
+	rv_status st;
+	if ((st = check_node(m, x, nbrs, deg, work)) != RV_OK)
+		return st;
+	if (!h)
+		return rv_err_set((rv_err *)&m->err, RV_EINVAL, "gnn node path: no output array");
+	float *g, *al;
+	const float *z = node_forward(m, x, nbrs, deg, work, &g, &al);
+	const layer *y = &m->L[0];
+	for (size_t o = 0; o < y->out; o++)
+		h[o] = z[o] > 0 ? z[o] : 0;
+	if (attn && al)
+		memcpy(attn, al, (deg + 1) * y->heads * sizeof(float));
+	return RV_OK;
+}
+
+void rv_gnn_head_vector(float *w, const rv_gnn *m, const float *query)
+{
+	size_t d = m->o.in_dim, out = m->L[m->nl - 1].out;
+	for (size_t o = 0; o < out; o++)
+		w[o] = (float)(rv_learn_dot(m->theta + m->wq + o * d, query, d, false) +
+			       (m->hu != NO_PARAM ? m->theta[m->hu + o] : 0.0));
+}
+
+float rv_gnn_base_weight(const rv_gnn *m) { return (float)base_weight(m); }
+
+void rv_gnn_scale_input(rv_gnn *m, float c)
+{
+	/* Layer 0 sees the features only through W (GAT's attention reads
+	 * W h, so it follows); the head sees the query only through W_q. */
+	const layer *y = &m->L[0];
+	size_t nw = y->out * (y->type == RV_GNN_LAYER_SAGE ? 2 * y->in : y->in);
+	for (size_t i = 0; i < nw; i++)
+		m->theta[y->w + i] *= c;
+	size_t nq = m->L[m->nl - 1].out * m->o.in_dim;
+	for (size_t i = 0; i < nq; i++)
+		m->theta[m->wq + i] *= c;
+}
+
+rv_status rv_gnn_explain_node(float *w, const rv_gnn *m, const float *query, const float *x,
+			      const float *const *nbrs, size_t deg, float *work)
+{
+	rv_status st;
+	rv_err *e = (rv_err *)&m->err;
+	if ((st = check_node(m, x, nbrs, deg, work)) != RV_OK)
+		return st;
+	const layer *y = &m->L[0];
+	if (!w || (!query && y->type != RV_GNN_LAYER_GAT))
+		return rv_err_set(e, RV_EINVAL, "gnn explain: output and (for GCN and SAGE) query are required");
+	float *g, *al;
+	const float *z = node_forward(m, x, nbrs, deg, work, &g, &al);
+	if (y->type == RV_GNN_LAYER_GAT) {
+		for (size_t j = 0; j <= deg; j++) {
+			double s = 0;
+			for (size_t k = 0; k < y->heads; k++)
+				s += al[j * y->heads + k];
+			w[j] = (float)(s / (double)y->heads);
+		}
+		return RV_OK;
+	}
+	/* <w_head, h> = sum over active units o of w_o z_o, and z is linear in
+	 * each input: fold the active rows into one vector per weight block
+	 * (r1 for self, r2 for the neighbour mean), then one dot per input. */
+	size_t in = y->in, out = y->out, d = m->o.in_dim;
+	const float *W = m->theta + y->w;
+	float *r1 = work, *r2 = work + in;
+	memset(r1, 0, 2 * in * sizeof(float));
+	for (size_t o = 0; o < out; o++) {
+		if (!(z[o] > 0))
+			continue;
+		float wo = (float)(rv_learn_dot(m->theta + m->wq + o * d, query, d, false) +
+				   (m->hu != NO_PARAM ? m->theta[m->hu + o] : 0.0));
+		if (y->type == RV_GNN_LAYER_GCN) {
+			for (size_t i = 0; i < in; i++)
+				r1[i] += wo * W[o * in + i];
+		} else {
+			for (size_t i = 0; i < in; i++) {
+				r1[i] += wo * W[o * 2 * in + i];
+				r2[i] += wo * W[o * 2 * in + in + i];
+			}
+		}
+	}
+	double total = 0;
+	for (size_t j = 0; j <= deg; j++) {
+		const float *xj = node_input(x, nbrs, j);
+		double c;
+		if (y->type == RV_GNN_LAYER_GCN)
+			c = rv_learn_dot(r1, xj, in, true) / (double)(deg + 1);
+		else
+			c = j == 0 ? rv_learn_dot(r1, xj, in, true) : rv_learn_dot(r2, xj, in, true) / (double)deg;
+		w[j] = (float)c;
+		total += fabs(c);
+	}
+	for (size_t j = 0; j <= deg; j++)
+		w[j] = total > 0 ? (float)(w[j] / total) : 0.0f;
 	return RV_OK;
 }
 
@@ -640,7 +870,7 @@ static void bwd_layer(rv_gnn *m, size_t l, const double *H, const double *dHn, d
 			if (in_need[u])
 				memset(dH + u * in, 0, in * sizeof(double));
 
-	if (y->type == RV_GNN_GAT) {
+	if (y->type == RV_GNN_LAYER_GAT) {
 		const float *att = m->theta + y->att;
 		double *gatt = m->grad + y->att;
 		size_t K = y->heads, hd = y->hd;
@@ -732,7 +962,7 @@ static void bwd_layer(rv_gnn *m, size_t l, const double *H, const double *dHn, d
 			if (dz == 0)
 				continue;
 			gb[o] += dz;
-			if (y->type == RV_GNN_GCN) {
+			if (y->type == RV_GNN_LAYER_GCN) {
 				axpy_dd(gW + o * in, dz, ag, in);
 				if (want_dh)
 					axpy_df(d1, dz, W + o * in, in);
@@ -747,7 +977,7 @@ static void bwd_layer(rv_gnn *m, size_t l, const double *H, const double *dHn, d
 		}
 		if (!want_dh)
 			continue;
-		if (y->type == RV_GNN_GCN) {
+		if (y->type == RV_GNN_LAYER_GCN) {
 			/* Each of the deg + 1 summands of the mean gets 1/(deg + 1). */
 			double inv = 1.0 / (double)(deg + 1);
 			axpy_dd(dH + v * in, inv, d1, in);
@@ -799,6 +1029,20 @@ static rv_status grow_priors(rv_gnn *m, size_t need)
 	return RV_OK;
 }
 
+/* What the l2 term pulls towards zero: theta itself, except beta, which
+ * is pulled towards 1 (the plain ranking's weight). */
+static inline double reg_offset(const rv_gnn *m, size_t i)
+{
+	return i == m->hb ? (double)m->theta[i] - 1.0 : (double)m->theta[i];
+}
+
+rv_status rv_gnn_reserve_priors(rv_gnn *m, size_t n)
+{
+	if (n > RV_GNN_MAX_ITEMS)
+		return rv_err_set(&m->err, RV_EINVAL, "gnn priors: %zu items (max %u)", n, RV_GNN_MAX_ITEMS);
+	return grow_priors(m, n);
+}
+
 rv_status rv_gnn_loss_grad(double *loss, rv_gnn *m, const rv_gnn_graph *g, const float *query,
 			   const rv_gnn_pair *pairs, size_t npairs, bool want_grad)
 {
@@ -840,8 +1084,10 @@ rv_status rv_gnn_loss_grad(double *loss, rv_gnn *m, const rv_gnn_graph *g, const
 		ds[pairs[i].skipped] -= c;
 	}
 	double l2 = m->o.l2;
-	for (size_t i = 0; i < m->np; i++)
-		total += 0.5 * l2 * (double)m->theta[i] * m->theta[i];
+	for (size_t i = 0; i < m->np; i++) {
+		double t = reg_offset(m, i);
+		total += 0.5 * l2 * t * t;
+	}
 	/* Priors are regularised where they are used (once per candidate
 	 * naming them), which keeps a step O(candidates) however many items
 	 * the table holds. */
@@ -854,7 +1100,7 @@ rv_status rv_gnn_loss_grad(double *loss, rv_gnn *m, const rv_gnn_graph *g, const
 		return RV_OK;
 
 	for (size_t i = 0; i < m->np; i++)
-		m->grad[i] = l2 * (double)m->theta[i];
+		m->grad[i] = l2 * reg_offset(m, i);
 	if (g->items) {
 		for (size_t v = 0; v < nc; v++)
 			if (g->items[v] != RV_GNN_NO_ITEM)
@@ -864,8 +1110,8 @@ rv_status rv_gnn_loss_grad(double *loss, rv_gnn *m, const rv_gnn_graph *g, const
 				m->prior_grad[g->items[v]] += ds[v] + l2 * (double)m->prior[g->items[v]];
 	}
 
-	/* Head: s_v = <W_q q, h_v>: dW_q[o][:] = (sum_v ds_v h_v[o]) q,
-	 * dh_v = ds_v W_q q. */
+	/* Head: s_v = <W_q q + u, h_v>: dW_q[o][:] = (sum_v ds_v h_v[o]) q,
+	 * du[o] = sum_v ds_v h_v[o], dh_v = ds_v (W_q q + u). */
 	const layer *last = &m->L[m->nl - 1];
 	size_t outL = last->out, d = m->o.in_dim;
 	double *dh = m->dh_a;
@@ -876,7 +1122,13 @@ rv_status rv_gnn_loss_grad(double *loss, rv_gnn *m, const rv_gnn_graph *g, const
 		if (acc != 0)
 			for (size_t i = 0; i < d; i++)
 				m->grad[m->wq + o * d + i] += acc * query[i];
+		if (m->hu != NO_PARAM)
+			m->grad[m->hu + o] += acc;
 	}
+	/* s_v = beta base_v + ...: d beta = sum_v ds_v base_v. */
+	if (m->hb != NO_PARAM && g->base)
+		for (size_t v = 0; v < nc; v++)
+			m->grad[m->hb] += ds[v] * g->base[v];
 	for (size_t v = 0; v < g->n; v++)
 		if (m->need_out[v])
 			for (size_t o = 0; o < outL; o++)
@@ -912,7 +1164,12 @@ rv_status rv_gnn_step(double *loss, rv_gnn *m, const rv_gnn_graph *g, const floa
 		m->theta[i] = rv_learn_update(m->theta[i], m->grad[i], m->m ? m->m + i : NULL, m->v ? m->v + i : NULL,
 					      o->optim, o->lr, o->beta1, o->beta2, o->eps, bc1, bc2);
 	/* Priors: only the ones this graph touched move (plus their decay),
-	 * so a step costs O(candidates), not O(items). */
+	 * so a step costs O(candidates), not O(items). With prior_lr set
+	 * they step by plain SGD: each is seen a few times, and Adam would
+	 * move it a full step per sighting however weak the evidence. */
+	bool psgd = o->prior_lr > 0;
+	float plr = psgd ? o->prior_lr : o->lr;
+	rv_learn_optim popt = psgd ? RV_LEARN_SGD : o->optim;
 	if (g->items)
 		for (size_t v = 0; v < g->ncand; v++) {
 			uint32_t it = g->items[v];
@@ -920,7 +1177,7 @@ rv_status rv_gnn_step(double *loss, rv_gnn *m, const rv_gnn_graph *g, const floa
 				continue;
 			m->prior[it] = rv_learn_update(m->prior[it], m->prior_grad[it],
 						       m->prior_m ? m->prior_m + it : NULL,
-						       m->prior_v ? m->prior_v + it : NULL, o->optim, o->lr,
+						       m->prior_v ? m->prior_v + it : NULL, popt, plr,
 						       o->beta1, o->beta2, o->eps, bc1, bc2);
 			/* Zeroed so a duplicate item id in the graph is not stepped twice. */
 			m->prior_grad[it] = 0;
@@ -933,9 +1190,13 @@ rv_status rv_gnn_step(double *loss, rv_gnn *m, const rv_gnn_graph *g, const floa
  *
  *   magic "RVGN", u16 version, u16 flags (bit 0: Adam moments), u32
  *   in_dim, u32 layers, per layer u32 type, out_dim, heads; f32 lr, l2,
- *   leaky, beta1, beta2, eps; u32 optim; u64 seed, u64 steps; u64 np, f32
- *   theta[np] (+ m[np], v[np]); u64 nprior, f32 prior[nprior] (+ m, v);
- *   u64 XXH3.
+ *   leaky, beta1, beta2, eps; u32 optim; (version 2: u32 head, f32
+ *   prior_lr); u64 seed,
+ *   u64 steps; u64 np, f32 theta[np] (+ m[np], v[np]); u64 nprior, f32
+ *   prior[nprior] (+ m, v); u64 XXH3.
+ *
+ * A model without head terms and with prior_lr 0 is written as version 1,
+ * byte for byte what earlier builds wrote and read.
  * ---------------------------------------------------------------------- */
 
 static void put_floats(rv_buf *b, const float *p, size_t n)
@@ -960,7 +1221,8 @@ rv_status rv_gnn_save(rv_buf *out, const rv_gnn *m)
 	const rv_gnn_opts *o = &m->o;
 	bool adam = o->optim == RV_LEARN_ADAM;
 	rv_buf_put(out, GNN_MAGIC, 4);
-	rv_buf_u16(out, GNN_VERSION);
+	bool v2 = o->head || o->prior_lr != 0;
+	rv_buf_u16(out, v2 ? 2 : 1);
 	rv_buf_u16(out, adam ? 1 : 0);
 	rv_buf_u32(out, o->in_dim);
 	rv_buf_u32(out, o->layers);
@@ -976,6 +1238,10 @@ rv_status rv_gnn_save(rv_buf *out, const rv_gnn *m)
 	rv_buf_f32(out, o->beta2);
 	rv_buf_f32(out, o->eps);
 	rv_buf_u32(out, (uint32_t)o->optim);
+	if (v2) {
+		rv_buf_u32(out, o->head);
+		rv_buf_f32(out, o->prior_lr);
+	}
 	rv_buf_u64(out, o->seed);
 	rv_buf_u64(out, m->steps);
 	rv_buf_u64(out, m->np);
@@ -1033,6 +1299,13 @@ rv_status rv_gnn_load(rv_gnn **out, const void *bytes, size_t n, const rv_alloc 
 	o.beta2 = rv_reader_f32(&r);
 	o.eps = rv_reader_f32(&r);
 	o.optim = (rv_learn_optim)rv_reader_u32(&r);
+	if (version >= 2) {
+		o.head = rv_reader_u32(&r);
+		o.prior_lr = rv_reader_f32(&r);
+		/* Version 2 exists only for models that need its fields. */
+		if (o.head == 0 && o.prior_lr == 0)
+			return rv_err_set(err, RV_ECORRUPT, "gnn state: version 2 without head terms or prior_lr");
+	}
 	o.seed = rv_reader_u64(&r);
 	uint64_t steps = rv_reader_u64(&r);
 	uint64_t np = rv_reader_u64(&r);

@@ -507,3 +507,35 @@ done:
 	rv_lora_free(l);
 	return st;
 }
+
+/* ------------------------------------------------------------------------
+ * Versions
+ * ---------------------------------------------------------------------- */
+
+rv_status rv_lora_derive(rv_lora **out, const rv_lora *from, const rv_lora_opts *opts, const rv_alloc *a,
+			 rv_err *err)
+{
+	rv_status st;
+	*out = NULL;
+	if (!from || !opts)
+		return rv_err_set(err, RV_EINVAL, "adapter derive: %s is NULL", !from ? "from" : "opts");
+	if ((st = check_opts(opts, err)) != RV_OK)
+		return st;
+	if (opts->dim != from->o.dim || opts->rank != from->o.rank)
+		return rv_err_set(err, RV_EINVAL, "adapter derive: shape %u x %u differs from the source's %u x %u",
+				  opts->dim, opts->rank, from->o.dim, from->o.rank);
+	rv_lora *l;
+	if ((st = alloc_lora(&l, opts, a, err)) != RV_OK)
+		return st;
+	memcpy(l->theta, from->theta, l->np * sizeof(float));
+	if (l->fisher) {
+		/* The Fisher estimate says how much each weight mattered to the
+		 * data the source was trained on; the anchor pins those weights. */
+		if (from->fisher)
+			memcpy(l->fisher, from->fisher, l->np * sizeof(float));
+		memcpy(l->anchor, from->theta, l->np * sizeof(float));
+		l->anchored = true;
+	}
+	*out = l;
+	return RV_OK;
+}

@@ -413,3 +413,5 @@ done:
 	rv_rbank_free(b);
 	return st;
 }
+
+uint32_t rv_rbank_dim(const rv_rbank *b) { return b->dim; }

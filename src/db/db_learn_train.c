@@ -1,0 +1,1401 @@
+/*
+ * db_learn_train.c - consolidation: from the replay buffer to a new
+ * version (BaseLoRA with EWC++, GNN re-ranker, ReasoningBank regions with
+ * their statistics and ef), its held-out evaluation, and the background
+ * thread that consolidates every auto_consolidate events.
+ *
+ * Phases and locks (see db_learn.h for why no pointer into ls survives
+ * from one phase to the next):
+ *   1. write lock, briefly: wait until no other consolidation is between
+ *      its phases, mark ls->busy, note ls->serial;
+ *   2. read lock, for the training: searches go on; feedback and other
+ *      writes wait. Everything is trained on fresh objects (the previous
+ *      version is only read);
+ *   3. write lock, briefly: if ls->serial is unchanged (no compaction
+ *      reloaded the state meanwhile), install the version; clear busy.
+ * The background thread never blocks on the collection's lock: it waits
+ * in short timed slices and gives up when unload sets ls->stop, because
+ * unload may run under the write lock (compaction) while it waits.
+ *
+ * Training set (phase 2): the replay events since the active version was
+ * made (all of them without one), whose item still exists, oldest first;
+ * the newest tenth is held out. Each event's shown list is its search's
+ * when the search ring still has it, else the plain top 10 for its query
+ * (searched again).
+ *
+ * BaseLoRA. Pairs per event (weight |reward|), against two lists: the
+ * hits shown (what the user compared) and the top 10 under the ranking
+ * the new BaseLoRA starts from (the active version's, or the plain one):
+ *   reward > 0 at position p:  the item over each of up to BASE_PAIRS
+ *                              items just above it (p = 0: just below;
+ *                              not in the list: the last ones)
+ *   reward < 0:                up to BASE_PAIRS items around it over it
+ * The second list matters because the MicroLoRA shaped the hits shown and
+ * restarts once the version is made: the version has to learn its part
+ * again, relative to where it starts. SGD for a fixed BASE_STEPS steps
+ * over shuffled passes: the pairs among shown items say which way to move
+ * but hardly how far (they stay satisfied as the adapter overshoots), so
+ * the step budget, with weight decay, sets the strength, and it does not
+ * grow with the number of events (measured: 3 passes over 4000 events'
+ * pairs overshot to below the plain ranking).
+ *
+ * EWC++: the new adapter starts from the active version's (same rank),
+ * anchored at its weights with its Fisher estimate. Per step the penalty
+ * weight is ewc_lambda times (the previous version's pairs / this one's),
+ * so at 1 the old pairs would count like the new ones; the Fisher decay
+ * leaves about e^-1 of the old estimate after this training.
+ *
+ * GNN re-ranker: trained on an even spread of at most GNN_SAMPLES of the
+ * training events, with queries as the new BaseLoRA adapts them (it
+ * re-ranks on top of the adapter), going on from the live re-ranker.
+ *
+ * Which learners the version keeps: the combination (BaseLoRA, re-ranker,
+ * both) with the best held-out NDCG, judged by re-ranking the hits each
+ * held-out search showed. Regions: k-means over the training queries; per
+ * region the events, rewards, each learner's held-out gain, and the
+ * smallest ef on a ladder whose mean recall@10 against an exact scan, less
+ * its standard error, meets the target on up to EF_QUERIES of its queries
+ * adapted by the kept BaseLoRA.
+ */
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "db_learn.h"
+
+#define BASE_LR 5e-4f
+#define BASE_L2 0.1f
+#define BASE_TEMPERATURE 0.05f
+#define BASE_STEPS 10000
+#define BASE_PAIRS 3
+/* Lloyd rounds for the regions; queries per region and ef ladder for the
+ * recall measurement. */
+#define REGION_ITERS 25
+#define EF_QUERIES 48
+static const uint32_t EF_LADDER[] = { 10, 12, 16, 20, 24, 32, 40, 48, 64, 80, 96, 128, 160, 192, 256, 320, 384, 512,
+				      768, 1024 };
+/* Events the GNN re-ranker trains on, at most. */
+#define GNN_SAMPLES 3000
+
+/* ======================================================================
+ * Events and their shown lists
+ * ==================================================================== */
+
+typedef struct rv_learn_events {
+	uint32_t *at;   /* replay ring index, oldest first */
+	uint32_t *slot; /* the item's live slot now */
+	size_t n;
+} rv_learn_events;
+
+static void events_free(rv_learn_events *ev, const rv_alloc *a)
+{
+	rv_dealloc(a, ev->at);
+	rv_dealloc(a, ev->slot);
+	memset(ev, 0, sizeof *ev);
+}
+
+/* The item of a replay event now: its slot if still the same live point,
+ * else the live point with its id (replaced by an upsert), else none. */
+static uint32_t live_slot(const rv_db *db, const rv_fb_event *ev)
+{
+	uint32_t s = ev->slot;
+	if (s < db->vecs.n && (db->flags[s] & RV_SLOT_LIVE) && strcmp(db->ids[s], ev->id) == 0)
+		return s;
+	return rv_idmap_find(&db->idmap, ev->id, ev->id_len, db->ids);
+}
+
+/* The usable events among the newest `newest` of the replay ring. */
+static rv_status collect(rv_learn_events *out, const rv_db *db, size_t newest, rv_err *e)
+{
+	memset(out, 0, sizeof *out);
+	if (newest > db->fb_replay_n)
+		newest = db->fb_replay_n;
+	if (newest == 0)
+		return RV_OK;
+	out->at = rv_malloc(db->a, newest * sizeof *out->at);
+	out->slot = rv_malloc(db->a, newest * sizeof *out->slot);
+	if (!out->at || !out->slot) {
+		events_free(out, db->a);
+		return rv_err_nomem(e);
+	}
+	for (size_t i = 0; i < newest; i++) {
+		size_t k = (db->fb_replay_next + RV_FB_REPLAY - newest + i) % RV_FB_REPLAY;
+		uint32_t s = live_slot(db, &db->fb_replay[k]);
+		if (s == RV_NO_SLOT)
+			continue;
+		out->at[out->n] = (uint32_t)k;
+		out->slot[out->n] = s;
+		out->n++;
+	}
+	return RV_OK;
+}
+
+static const float *ev_query(const rv_db *db, const rv_learn_events *ev, size_t i)
+{
+	return db->fb_replay_q + (size_t)ev->at[i] * db->dim;
+}
+
+static const rv_fb_event *ev_at(const rv_db *db, const rv_learn_events *ev, size_t i)
+{
+	return &db->fb_replay[ev->at[i]];
+}
+
+/* Events with the hits they were shown. */
+typedef struct tset {
+	rv_learn_events ev;
+	uint32_t *shown;   /* RV_FB_SHOWN per event */
+	uint32_t *n_shown;
+	uint32_t *pos;     /* the item's position in its shown list, or RV_FB_NOT_SHOWN */
+	size_t n_train;    /* events [0, n_train) train, the rest are held out */
+} tset;
+
+static void tset_free(tset *t, const rv_alloc *a)
+{
+	events_free(&t->ev, a);
+	rv_dealloc(a, t->shown);
+	rv_dealloc(a, t->n_shown);
+	rv_dealloc(a, t->pos);
+	memset(t, 0, sizeof *t);
+}
+
+typedef struct shown_ctx {
+	const rv_db *db;
+	tset *t;
+	unsigned threads;
+	_Atomic int failed;
+} shown_ctx;
+
+/* The plain top 10 again for the events whose search expired. */
+static void rebuild_part(void *p, unsigned th)
+{
+	shown_ctx *c = p;
+	const rv_db *db = c->db;
+	tset *t = c->t;
+	rv_hnsw_hit hits[RV_LEARN_K];
+	rv_err e;
+	for (size_t i = th; i < t->ev.n; i += c->threads) {
+		if (t->n_shown[i] != UINT32_MAX)
+			continue;
+		size_t n = 0;
+		rv_status st = rv_db_knn_locked(db, ev_query(db, &t->ev, i), RV_LEARN_K, hits, &n, &e);
+		if (st != RV_OK) {
+			atomic_store(&c->failed, st);
+			return;
+		}
+		uint32_t *sh = t->shown + i * RV_FB_SHOWN;
+		t->pos[i] = RV_FB_NOT_SHOWN;
+		for (size_t h = 0; h < n; h++) {
+			sh[h] = hits[h].slot;
+			if (hits[h].slot == t->ev.slot[i])
+				t->pos[i] = (uint32_t)h;
+		}
+		t->n_shown[i] = (uint32_t)n;
+	}
+}
+
+/* The usable events among the newest `newest`, at least `min` of them
+ * (else RV_EINVAL), with their shown lists; the newest tenth held out. */
+static rv_status build_tset(tset *t, const rv_db *db, size_t newest, size_t min, rv_err *e)
+{
+	rv_status st;
+	memset(t, 0, sizeof *t);
+	if ((st = collect(&t->ev, db, newest, e)) != RV_OK)
+		return st;
+	size_t n = t->ev.n;
+	if (n < min || n == 0) {
+		st = rv_err_set(e, RV_EINVAL, "consolidation needs at least %zu events whose item still exists; the "
+				"replay buffer has %zu since the active version", min, n);
+		goto fail;
+	}
+	t->shown = rv_malloc(db->a, n * RV_FB_SHOWN * sizeof *t->shown);
+	t->n_shown = rv_malloc(db->a, n * sizeof *t->n_shown);
+	t->pos = rv_malloc(db->a, n * sizeof *t->pos);
+	if (!t->shown || !t->n_shown || !t->pos) {
+		st = rv_err_nomem(e);
+		goto fail;
+	}
+	/* The search ring where it still remembers the search. */
+	pthread_mutex_lock((pthread_mutex_t *)&db->fb_lock);
+	for (size_t i = 0; i < n; i++) {
+		const rv_fb_event *ev = ev_at(db, &t->ev, i);
+		uint64_t c = ev->search_id - db->fb_base;
+		const rv_fb_search *s = NULL;
+		t->n_shown[i] = UINT32_MAX;
+		if (ev->search_id && db->fb_ring && ev->search_id > db->fb_base && c <= db->fb_counter)
+			s = &db->fb_ring[c % db->fb_ring_cap];
+		if (!s || s->id != ev->search_id)
+			continue;
+		uint32_t *sh = t->shown + i * RV_FB_SHOWN;
+		t->pos[i] = RV_FB_NOT_SHOWN;
+		for (uint32_t h = 0; h < s->n; h++) {
+			sh[h] = s->slots[h];
+			if (s->slots[h] == t->ev.slot[i])
+				t->pos[i] = h;
+		}
+		t->n_shown[i] = s->n;
+	}
+	pthread_mutex_unlock((pthread_mutex_t *)&db->fb_lock);
+	unsigned threads = db->threads > 4 ? 4 : db->threads;
+	shown_ctx c = { db, t, threads ? threads : 1, RV_OK };
+	rv_parallel(c.threads, rebuild_part, &c);
+	if ((st = (rv_status)atomic_load(&c.failed)) != RV_OK) {
+		if (st == RV_ENOMEM)
+			rv_err_nomem(e);
+		else
+			rv_err_set(e, st, "searching a training query again failed");
+		goto fail;
+	}
+	t->n_train = n - n / RV_LEARN_HOLDOUT;
+	return RV_OK;
+fail:
+	tset_free(t, db->a);
+	return st;
+}
+
+/* ======================================================================
+ * Judging rankings on held-out events
+ *
+ * Two ways, both NDCG@10 per search with the rewards as gains:
+ *   LOGGED  re-rank the hits the search showed (each ranker orders the
+ *           same items): what offline evaluation of logged feedback can
+ *           judge without guessing about items nobody was shown;
+ *   RERUN   search again and rank the whole collection: what searches
+ *           would show now (an item the ranker brings in that was never
+ *           shown has no reward, so this one favours the ranking that
+ *           was logged).
+ * ==================================================================== */
+
+typedef enum judge_mode { JUDGE_LOGGED, JUDGE_RERUN } judge_mode;
+
+typedef struct gkey {
+	uint64_t key;
+	uint32_t i;
+} gkey;
+
+static int cmp_gkey(const void *a, const void *b)
+{
+	const gkey *x = a, *y = b;
+	if (x->key != y->key)
+		return x->key < y->key ? -1 : 1;
+	return x->i < y->i ? -1 : x->i > y->i;
+}
+
+/* One search's events: the run order[first .. first + n). */
+typedef struct rv_learn_group {
+	const float *q;         /* the query as searched */
+	uint32_t first, n;
+} rv_learn_group;
+
+/* Groups of events (one per search; an event given by vector is its own)
+ * as runs of order[]. */
+typedef struct judged {
+	uint32_t *order;         /* event indices grouped */
+	rv_learn_group *groups;  /* first/n index order[] */
+	size_t n_groups;
+	double *ndcg;            /* n_groups x n_rankers */
+} judged;
+
+static void judged_free(judged *j, const rv_alloc *a)
+{
+	rv_dealloc(a, j->order);
+	rv_dealloc(a, j->groups);
+	rv_dealloc(a, j->ndcg);
+	memset(j, 0, sizeof *j);
+}
+
+typedef struct judge_ctx {
+	const rv_db *db;
+	const tset *t;
+	judged *j;
+	const rv_learn_ranker *rankers;
+	size_t n_rankers;
+	judge_mode mode;
+	unsigned threads;
+	_Atomic int failed;      /* an rv_status */
+} judge_ctx;
+
+/* NDCG@10 of hits[0..n) with gains from the group's positive rewards. */
+static double group_ndcg(const judge_ctx *c, const rv_learn_group *g, const rv_hnsw_hit *hits, size_t n)
+{
+	const rv_learn_events *evs = &c->t->ev;
+	double gains[RV_LEARN_K], dcg = 0, idcg = 0;
+	size_t ng = 0;
+	if (n > RV_LEARN_K)
+		n = RV_LEARN_K;
+	for (uint32_t t = 0; t < g->n; t++) {
+		uint32_t i = c->j->order[g->first + t];
+		const rv_fb_event *ev = ev_at(c->db, evs, i);
+		if (ev->reward <= 0)
+			continue;
+		/* An item rewarded twice counts once, at its best reward. */
+		bool seen = false;
+		for (uint32_t u = 0; u < g->n && !seen; u++) {
+			uint32_t k = c->j->order[g->first + u];
+			float rk = ev_at(c->db, evs, k)->reward;
+			seen = u != t && evs->slot[k] == evs->slot[i] && (rk > ev->reward || (rk == ev->reward && u < t));
+		}
+		if (seen)
+			continue;
+		double gain = ev->reward;
+		for (size_t h = 0; h < n; h++)
+			if (hits[h].slot == evs->slot[i])
+				dcg += gain / log2((double)h + 2.0);
+		/* Keep the RV_LEARN_K largest gains for the ideal ordering. */
+		if (ng == RV_LEARN_K && gains[RV_LEARN_K - 1] >= gain)
+			continue;
+		size_t p = ng < RV_LEARN_K ? ng++ : RV_LEARN_K - 1;
+		while (p > 0 && gains[p - 1] < gain) {
+			gains[p] = gains[p - 1];
+			p--;
+		}
+		gains[p] = gain;
+	}
+	for (size_t h = 0; h < ng; h++)
+		idcg += gains[h] / log2((double)h + 2.0);
+	return idcg > 0 ? dcg / idcg : 0.0;
+}
+
+static int cmp_hit(const void *a, const void *b)
+{
+	const rv_hnsw_hit *x = a, *y = b;
+	if (x->dist != y->dist)
+		return x->dist < y->dist ? -1 : 1;
+	return x->slot < y->slot ? -1 : x->slot > y->slot;
+}
+
+/* The group's shown hits (the live ones) in the order ranker r gives. */
+static size_t rank_logged(rv_hnsw_hit *hits, const judge_ctx *c, const rv_learn_group *g, const rv_learn_ranker *r,
+			  float *work)
+{
+	const rv_db *db = c->db;
+	uint32_t i = c->j->order[g->first];
+	const uint32_t *sh = c->t->shown + (size_t)i * RV_FB_SHOWN;
+	const float *sq = rv_learn_adapt_with(db, r, work, g->q) ? work : g->q;
+	size_t n = 0;
+	for (uint32_t h = 0; h < c->t->n_shown[i]; h++) {
+		uint32_t s = sh[h];
+		if (s >= db->vecs.n || !(db->flags[s] & RV_SLOT_LIVE))
+			continue;
+		hits[n].slot = s;
+		hits[n].dist = rv_hnsw_distance(db->index, sq, s);
+		n++;
+	}
+	qsort(hits, n, sizeof *hits, cmp_hit);
+	if (r->rerank && n > 1)
+		rv_reranker_apply(r->rerank, db, sq, hits, n, n);
+	return n;
+}
+
+static void judge_part(void *p, unsigned t)
+{
+	judge_ctx *c = p;
+	const rv_db *db = c->db;
+	size_t pool = RV_FB_SHOWN;
+	for (size_t r = 0; r < c->n_rankers; r++) {
+		size_t ps = rv_learn_pool_size(&c->rankers[r], RV_LEARN_K);
+		if (ps > pool)
+			pool = ps;
+	}
+	rv_hnsw_hit *hits = rv_malloc(db->a, pool * sizeof *hits);
+	float *work = rv_malloc(db->a, (size_t)db->dim * sizeof(float));
+	rv_err e;
+	if (!hits || !work) {
+		atomic_store(&c->failed, RV_ENOMEM);
+		goto done;
+	}
+	for (size_t gi = t; gi < c->j->n_groups; gi += c->threads) {
+		if (atomic_load(&c->failed) != RV_OK)
+			break;
+		const rv_learn_group *g = &c->j->groups[gi];
+		for (size_t r = 0; r < c->n_rankers; r++) {
+			size_t n = 0;
+			if (c->mode == JUDGE_LOGGED) {
+				n = rank_logged(hits, c, g, &c->rankers[r], work);
+			} else {
+				rv_status st = rv_learn_rank(hits, &n, db, &c->rankers[r], g->q, RV_LEARN_K, work, &e);
+				if (st != RV_OK) {
+					atomic_store(&c->failed, st);
+					break;
+				}
+			}
+			c->j->ndcg[gi * c->n_rankers + r] = group_ndcg(c, g, hits, n);
+		}
+	}
+done:
+	rv_dealloc(db->a, hits);
+	rv_dealloc(db->a, work);
+}
+
+/* NDCG@10 of each ranker on each search among events [first, first +
+ * count) of t that has a positive reward. Caller holds the read lock. */
+static rv_status judge(judged *j, const rv_db *db, const tset *t, size_t first, size_t count,
+		       const rv_learn_ranker *rankers, size_t n_rankers, judge_mode mode, rv_err *e)
+{
+	memset(j, 0, sizeof *j);
+	if (count == 0)
+		return RV_OK;
+	gkey *keys = rv_malloc(db->a, count * sizeof *keys);
+	j->order = rv_malloc(db->a, count * sizeof *j->order);
+	j->groups = rv_malloc(db->a, count * sizeof *j->groups);
+	if (!keys || !j->order || !j->groups) {
+		rv_dealloc(db->a, keys);
+		judged_free(j, db->a);
+		return rv_err_nomem(e);
+	}
+	for (size_t i = 0; i < count; i++) {
+		uint64_t sid = ev_at(db, &t->ev, first + i)->search_id;
+		/* Search ids have the top bit clear; feedback by vector gets a
+		 * key of its own. */
+		keys[i].key = sid ? sid : ((uint64_t)1 << 63) | i;
+		keys[i].i = (uint32_t)(first + i);
+	}
+	qsort(keys, count, sizeof *keys, cmp_gkey);
+	size_t ng = 0;
+	for (size_t i = 0; i < count;) {
+		size_t k = i;
+		bool positive = false;
+		while (k < count && keys[k].key == keys[i].key) {
+			j->order[k] = keys[k].i;
+			positive |= ev_at(db, &t->ev, keys[k].i)->reward > 0;
+			k++;
+		}
+		if (positive) {
+			rv_learn_group *g = &j->groups[ng++];
+			g->q = ev_query(db, &t->ev, keys[i].i);
+			g->first = (uint32_t)i;
+			g->n = (uint32_t)(k - i);
+		}
+		i = k;
+	}
+	rv_dealloc(db->a, keys);
+	j->n_groups = ng;
+	if (ng == 0)
+		return RV_OK;
+	j->ndcg = rv_calloc(db->a, ng * n_rankers, sizeof *j->ndcg);
+	if (!j->ndcg) {
+		judged_free(j, db->a);
+		return rv_err_nomem(e);
+	}
+	unsigned threads = db->threads > 4 ? 4 : db->threads;
+	if (threads > ng)
+		threads = (unsigned)ng;
+	judge_ctx c = { db, t, j, rankers, n_rankers, mode, threads ? threads : 1, RV_OK };
+	rv_parallel(c.threads, judge_part, &c);
+	rv_status st = (rv_status)atomic_load(&c.failed);
+	if (st != RV_OK) {
+		judged_free(j, db->a);
+		return st == RV_ENOMEM ? rv_err_nomem(e) : rv_err_set(e, st, "ranking a held-out query failed");
+	}
+	return RV_OK;
+}
+
+static double mean_col(const judged *j, size_t n_rankers, size_t r)
+{
+	double s = 0;
+	for (size_t g = 0; g < j->n_groups; g++)
+		s += j->ndcg[g * n_rankers + r];
+	return j->n_groups ? s / (double)j->n_groups : 0.0;
+}
+
+/* ======================================================================
+ * rv_db_learn_eval
+ * ==================================================================== */
+
+static double micro_step_us(const rv_db *db, const rv_learn_events *ev, rv_err *e, rv_status *st)
+{
+	rv_lora *copy = NULL;
+	*st = RV_OK;
+	if (db->adapter) {
+		*st = rv_lora_derive(&copy, db->adapter, rv_lora_get_opts(db->adapter), db->a, e);
+	} else {
+		/* Time a fresh adapter of the MicroLoRA's shape. */
+		rv_lora_opts o = RV_LORA_OPTS_INIT;
+		o.dim = db->dim;
+		o.temperature = BASE_TEMPERATURE;
+		*st = rv_lora_create(&copy, &o, db->a, e);
+	}
+	if (*st != RV_OK)
+		return 0;
+	size_t steps = 0;
+	double t0 = rv_now();
+	for (size_t i = 0; i < ev->n; i++) {
+		const float *q = ev_query(db, ev, i);
+		/* Any other item will do for timing. */
+		uint32_t other = ev->slot[i == 0 ? ev->n - 1 : i - 1];
+		rv_lora_event le = { q, db->vecs.ptr[ev->slot[i]], db->vecs.ptr[other], NULL, 1.0f };
+		rv_lora_step(NULL, copy, &le);
+		steps++;
+	}
+	double us = steps ? (rv_now() - t0) * 1e6 / (double)steps : 0;
+	rv_lora_free(copy);
+	return us;
+}
+
+rv_status rv_db_learn_eval(rv_learn_eval *out, rv_db *db)
+{
+	rv_learn_eval own = RV_LEARN_EVAL_INIT;
+	if (!out)
+		return rv_db_fail(db, RV_EINVAL, "out is NULL");
+	/* The first layout ends with rerank_us. */
+	size_t v1 = offsetof(rv_learn_eval, rerank_us) + sizeof(double);
+	if (out->size < v1 || out->size > sizeof own)
+		return rv_db_fail(db, RV_EINVAL, "rv_learn_eval.size is %zu, this library knows %zu..%zu "
+				  "(use RV_LEARN_EVAL_INIT)", out->size, v1, sizeof own);
+	if (!db->file || !db->ls)
+		return rv_db_fail(db, RV_EINVAL, "handle is not open");
+	size_t user_size = out->size;
+	rv_err e = { { 0 } };
+	rv_status st = RV_OK;
+	tset t;
+	judged rerun, logged;
+	memset(&t, 0, sizeof t);
+	memset(&rerun, 0, sizeof rerun);
+	memset(&logged, 0, sizeof logged);
+	pthread_rwlock_rdlock(&db->lock);
+	size_t held = db->fb_replay_n / RV_LEARN_HOLDOUT;
+	if (held == 0)
+		held = db->fb_replay_n;
+	if (held == 0) {
+		st = rv_err_set(&e, RV_EINVAL, "no held-out event: the replay buffer is empty");
+		goto done;
+	}
+	if ((st = build_tset(&t, db, held, 1, &e)) != RV_OK) {
+		if (st == RV_EINVAL)
+			rv_err_set(&e, st, "no held-out event whose item still exists among the newest %zu", held);
+		goto done;
+	}
+	rv_learn_ranker rk[2];
+	memset(&rk[0], 0, sizeof rk[0]);
+	rv_learn_active_ranker(&rk[1], db);
+	if ((st = judge(&rerun, db, &t, 0, t.ev.n, rk, 2, JUDGE_RERUN, &e)) != RV_OK ||
+	    (st = judge(&logged, db, &t, 0, t.ev.n, rk, 2, JUDGE_LOGGED, &e)) != RV_OK)
+		goto done;
+	if (rerun.n_groups == 0) {
+		st = rv_err_set(&e, RV_EINVAL, "no held-out event with a positive reward among the newest %zu of %zu in "
+				"the replay buffer", held, db->fb_replay_n);
+		goto done;
+	}
+	own.events = t.ev.n;
+	own.searches = rerun.n_groups;
+	own.ndcg_plain = mean_col(&rerun, 2, 0);
+	own.ndcg_learned = mean_col(&rerun, 2, 1);
+	own.ndcg_shown_plain = mean_col(&logged, 2, 0);
+	own.ndcg_shown_learned = mean_col(&logged, 2, 1);
+	own.micro_us = micro_step_us(db, &t.ev, &e, &st);
+	if (st != RV_OK)
+		goto done;
+	uint64_t n = atomic_load(&db->ls->rerank_n);
+	own.rerank_us = n ? (double)atomic_load(&db->ls->rerank_ns) / (double)n / 1e3 : 0;
+done:
+	pthread_rwlock_unlock(&db->lock);
+	judged_free(&rerun, db->a);
+	judged_free(&logged, db->a);
+	tset_free(&t, db->a);
+	if (st != RV_OK)
+		return rv_db_fail_err(db, st, &e);
+	own.size = user_size;
+	memcpy(out, &own, user_size);
+	return RV_OK;
+}
+
+/* ======================================================================
+ * Consolidation, phase 2: the learners
+ * ==================================================================== */
+
+typedef struct pair {
+	uint32_t ev;
+	uint32_t chosen, skipped;
+	float w;
+} pair;
+
+/* Up to BASE_PAIRS pairs of event i against a list of hits (see the file
+ * comment) appended to p[*n], skipping any already among p[from..*n). */
+static void event_pairs(pair *p, size_t *n, size_t from, const rv_db *db, uint32_t i, float r, uint32_t slot,
+			const uint32_t *sh, uint32_t ns, uint32_t at)
+{
+	uint32_t pos = at == RV_FB_NOT_SHOWN ? ns : at, got = 0;
+	/* Others nearest to the item's position: above it first for a
+	 * positive reward (those were passed over), around it for a
+	 * negative one. */
+	for (uint32_t d = 1; got < BASE_PAIRS && d <= ns + 1; d++) {
+		int cand[2] = { (int)pos - (int)d, (int)pos + (int)d };
+		for (int s = 0; s < 2 && got < BASE_PAIRS; s++) {
+			int o = cand[s];
+			if (o < 0 || o >= (int)ns)
+				continue;
+			/* Positive rewards prefer skips above; below only when
+			 * nothing is above (position 0). */
+			if (r > 0 && o > (int)pos && pos > 0)
+				continue;
+			uint32_t other = sh[o];
+			if (other == slot || other >= db->vecs.n || !(db->flags[other] & RV_SLOT_LIVE))
+				continue;
+			pair x = { i, r > 0 ? slot : other, r > 0 ? other : slot, fabsf(r) };
+			bool dup = false;
+			for (size_t k = from; k < *n && !dup; k++)
+				dup = p[k].chosen == x.chosen && p[k].skipped == x.skipped;
+			if (!dup)
+				p[(*n)++] = x;
+			got++;
+		}
+	}
+}
+
+typedef struct base_ctx {
+	const rv_db *db;
+	const tset *t;
+	const rv_lora *from;
+	uint32_t *lists;        /* RV_LEARN_K per training event */
+	uint32_t *n_list;
+	unsigned threads;
+	_Atomic int failed;
+} base_ctx;
+
+/* Each training event's top 10 under the ranking the new BaseLoRA starts
+ * from (the previous version's, or the plain one). */
+static void baseline_part(void *p, unsigned th)
+{
+	base_ctx *c = p;
+	const rv_db *db = c->db;
+	rv_learn_ranker rk = { c->from, NULL, NULL, 1 };
+	rv_hnsw_hit hits[RV_LEARN_K];
+	float *work = rv_malloc(db->a, (size_t)db->dim * sizeof(float));
+	rv_err e;
+	if (!work) {
+		atomic_store(&c->failed, RV_ENOMEM);
+		return;
+	}
+	for (size_t i = th; i < c->t->n_train; i += c->threads) {
+		size_t n = 0;
+		rv_status st = rv_learn_rank(hits, &n, db, &rk, ev_query(db, &c->t->ev, i), RV_LEARN_K, work, &e);
+		if (st != RV_OK) {
+			atomic_store(&c->failed, st);
+			break;
+		}
+		for (size_t h = 0; h < n; h++)
+			c->lists[i * RV_LEARN_K + h] = hits[h].slot;
+		c->n_list[i] = (uint32_t)n;
+	}
+	rv_dealloc(db->a, work);
+}
+
+/* The BaseLoRA's pairs of the training events: against the hits the
+ * search showed (what the user compared) and against the top 10 of the
+ * ranking the new BaseLoRA starts from (what it has to change: the hits
+ * shown came from that ranking plus the MicroLoRA, which restarts once
+ * the version is made, so its part has to be learned again). */
+static rv_status make_pairs(pair **out, size_t *n_out, const rv_db *db, const tset *t, const rv_lora *from,
+			    rv_err *e)
+{
+	rv_status st = RV_OK;
+	size_t nt = t->n_train, n = 0;
+	pair *p = rv_malloc(db->a, (nt ? nt : 1) * 2 * BASE_PAIRS * sizeof *p);
+	base_ctx c = { db, t, from, NULL, NULL, 1, RV_OK };
+	c.lists = rv_malloc(db->a, (nt ? nt : 1) * RV_LEARN_K * sizeof *c.lists);
+	c.n_list = rv_malloc(db->a, (nt ? nt : 1) * sizeof *c.n_list);
+	*out = NULL;
+	*n_out = 0;
+	if (!p || !c.lists || !c.n_list) {
+		st = rv_err_nomem(e);
+		goto done;
+	}
+	unsigned threads = db->threads > 4 ? 4 : db->threads;
+	c.threads = threads ? threads : 1;
+	rv_parallel(c.threads, baseline_part, &c);
+	if ((st = (rv_status)atomic_load(&c.failed)) != RV_OK) {
+		st = st == RV_ENOMEM ? rv_err_nomem(e) : rv_err_set(e, st, "searching a training query again failed");
+		goto done;
+	}
+	for (size_t i = 0; i < nt; i++) {
+		float r = ev_at(db, &t->ev, i)->reward;
+		uint32_t slot = t->ev.slot[i];
+		if (r == 0)
+			continue;
+		size_t from_n = n;
+		event_pairs(p, &n, from_n, db, (uint32_t)i, r, slot, t->shown + i * RV_FB_SHOWN, t->n_shown[i],
+			    t->pos[i]);
+		const uint32_t *bl = c.lists + i * RV_LEARN_K;
+		uint32_t bpos = RV_FB_NOT_SHOWN;
+		for (uint32_t h = 0; h < c.n_list[i]; h++)
+			if (bl[h] == slot)
+				bpos = h;
+		event_pairs(p, &n, from_n, db, (uint32_t)i, r, slot, bl, c.n_list[i], bpos);
+	}
+	*out = p;
+	*n_out = n;
+	p = NULL;
+done:
+	rv_dealloc(db->a, p);
+	rv_dealloc(db->a, c.lists);
+	rv_dealloc(db->a, c.n_list);
+	return st;
+}
+
+/* Train the new BaseLoRA on pairs[0..np), starting from prev (may be
+ * NULL). *stopped is set when the background thread is told to stop. */
+static rv_status train_base(rv_lora **out, const rv_db *db, const rv_learn_config *cfg, const rv_lversion *prev,
+			    const tset *t, const pair *pairs, size_t np, const atomic_bool *stop, rv_err *e)
+{
+	rv_status st = RV_OK;
+	rv_lora *l = NULL;
+	uint32_t *order = NULL;
+	*out = NULL;
+	size_t steps = BASE_STEPS;
+	rv_lora_opts o = RV_LORA_OPTS_INIT;
+	o.dim = db->dim;
+	o.rank = cfg->base_rank;
+	o.lr = BASE_LR;
+	o.l2 = BASE_L2;
+	o.temperature = BASE_TEMPERATURE;
+	o.score = db->metric == RV_METRIC_L2 ? RV_LEARN_SCORE_L2 : RV_LEARN_SCORE_DOT;
+	o.optim = RV_LEARN_SGD;
+	o.seed = db->seed ^ 0xba5e;
+	const rv_lora *from = prev && prev->base && rv_lora_get_opts(prev->base)->rank == o.rank ? prev->base : NULL;
+	if (cfg->ewc_lambda > 0) {
+		/* Per step, the penalty stands for the previous training set
+		 * against this one: ewc_lambda = 1 weighs the old pairs like
+		 * the new ones (the Fisher estimate is per pair). */
+		double behind = from && prev->n_train && np ? (double)prev->n_train / (double)np : 1.0;
+		double lambda = cfg->ewc_lambda * behind;
+		o.ewc_lambda = lambda < 1e30 ? (float)lambda : 1e30f;
+		double g = 1.0 - 1.0 / (double)(steps ? steps : 1);
+		o.ewc_gamma = (float)(g < 0.9 ? 0.9 : g > 0.99999 ? 0.99999 : g);
+	}
+	st = from ? rv_lora_derive(&l, from, &o, db->a, e) : rv_lora_create(&l, &o, db->a, e);
+	if (st != RV_OK)
+		return st;
+	order = rv_malloc(db->a, (np ? np : 1) * sizeof *order);
+	if (!order) {
+		st = rv_err_nomem(e);
+		goto done;
+	}
+	for (size_t i = 0; i < np; i++)
+		order[i] = (uint32_t)i;
+	rv_rng rng;
+	rv_rng_seed(&rng, db->seed ^ (uint64_t)np);
+	/* Shuffled passes over the pairs until the step budget is spent (the
+	 * last pass partial): the same training strength whatever the
+	 * number of events. */
+	for (size_t done = 0; done < BASE_STEPS && np;) {
+		for (size_t i = np; i > 1; i--) {
+			size_t k = (size_t)rv_rng_below(&rng, i);
+			uint32_t x = order[i - 1];
+			order[i - 1] = order[k];
+			order[k] = x;
+		}
+		for (size_t i = 0; i < np && done < BASE_STEPS; i++, done++) {
+			if (done % 1024 == 0 && stop && atomic_load(stop)) {
+				st = rv_err_set(e, RV_ERROR, "consolidation stopped: the collection is closing");
+				goto done;
+			}
+			const pair *p = &pairs[order[i]];
+			rv_lora_event le = { ev_query(db, &t->ev, p->ev), db->vecs.ptr[p->chosen], db->vecs.ptr[p->skipped],
+					     NULL, p->w };
+			rv_lora_step(NULL, l, &le);
+		}
+	}
+	*out = l;
+	l = NULL;
+done:
+	rv_lora_free(l);
+	rv_dealloc(db->a, order);
+	return st;
+}
+
+/* Train the re-ranker on the training events, going on from the live
+ * one, on queries as the new BaseLoRA adapts them (it re-ranks on top of
+ * the adapter). An untrainable set (RV_EINVAL) gives none, not a
+ * failure. */
+static rv_status train_gnn(rv_reranker **out, const rv_db *db, const rv_learn_config *cfg, const tset *t,
+			   const rv_lora *base, rv_err *e)
+{
+	rv_status st = RV_OK;
+	rv_reranker *r = NULL;
+	size_t dim = db->dim;
+	rv_rerank_sample *s = rv_malloc(db->a, (t->n_train ? t->n_train : 1) * sizeof *s);
+	float *aq = base ? rv_malloc(db->a, (t->n_train ? t->n_train : 1) * dim * sizeof(float)) : NULL;
+	*out = NULL;
+	if (!s || (base && !aq)) {
+		st = rv_err_nomem(e);
+		goto done;
+	}
+	size_t n = 0;
+	rv_learn_ranker rk = { base, NULL, NULL, 1 };
+	/* Every stride-th event: a GNN step costs milliseconds at a few
+	 * hundred dimensions, so the re-ranker sees an even spread of at most
+	 * GNN_SAMPLES events (its own training makes enough passes over
+	 * fewer). */
+	size_t stride = (t->n_train + GNN_SAMPLES - 1) / GNN_SAMPLES;
+	if (stride < 1)
+		stride = 1;
+	for (size_t i = 0; i < t->n_train; i += stride) {
+		const rv_fb_event *ev = ev_at(db, &t->ev, i);
+		if (t->n_shown[i] == 0)
+			continue;
+		const float *q = ev_query(db, &t->ev, i);
+		if (base && rv_learn_adapt_with(db, &rk, aq + n * dim, q))
+			q = aq + n * dim;
+		s[n++] = (rv_rerank_sample){ q, t->shown + i * RV_FB_SHOWN, t->n_shown[i], t->pos[i], t->ev.slot[i],
+					     ev->reward };
+	}
+	const rv_reranker *live = db->ls->live;
+	if (live && rv_reranker_kind(live) == cfg->gnn && (st = rv_reranker_clone(&r, live, db->a, e)) != RV_OK)
+		goto done;
+	rv_err inner = { { 0 } };
+	st = rv_reranker_train(&r, db, cfg->gnn, s, n, db->seed ^ 0x6e6e, &inner);
+	if (st == RV_ENOMEM) {
+		rv_err_nomem(e);
+		goto done;
+	}
+	if (st != RV_OK) {
+		st = RV_OK; /* nothing to learn from here: the version goes without */
+		goto done;
+	}
+	*out = r;
+	r = NULL;
+done:
+	rv_reranker_free(r);
+	rv_dealloc(db->a, s);
+	rv_dealloc(db->a, aq);
+	return st;
+}
+
+static bool accept_live(void *p, uint32_t slot)
+{
+	const rv_db *db = p;
+	return (db->flags[slot] & RV_SLOT_LIVE) != 0;
+}
+
+/* Exact top RV_LEARN_K of q over the live slots, by distance. */
+static size_t exact_top(rv_hnsw_hit *top, const rv_db *db, const float *q)
+{
+	size_t n = 0;
+	for (uint32_t s = 0; s < db->vecs.n; s++) {
+		if (!(db->flags[s] & RV_SLOT_LIVE))
+			continue;
+		rv_hnsw_hit x = { s, rv_hnsw_distance(db->index, q, s) };
+		if (n == RV_LEARN_K && x.dist >= top[n - 1].dist)
+			continue;
+		size_t p = n < RV_LEARN_K ? n++ : RV_LEARN_K - 1;
+		while (p > 0 && top[p - 1].dist > x.dist) {
+			top[p] = top[p - 1];
+			p--;
+		}
+		top[p] = x;
+	}
+	return n;
+}
+
+typedef struct ef_ctx {
+	const rv_db *db;
+	rv_rbank *bank;
+	const rv_lora *base;
+	const float *queries;   /* per region: up to EF_QUERIES queries (dim floats each) */
+	const uint32_t *count;  /* per region: queries */
+	float target;
+	uint32_t k;
+	unsigned threads;
+	uint32_t *best_ef;      /* per region, 0 = none met the target */
+	float *best_recall;
+	_Atomic int failed;
+} ef_ctx;
+
+/* Per region: the smallest ef on the ladder whose mean recall@10 against
+ * the exact top 10, less its standard error, meets the target, over the
+ * region's queries adapted by the version's BaseLoRA. */
+static void ef_part(void *p, unsigned th)
+{
+	ef_ctx *c = p;
+	const rv_db *db = c->db;
+	size_t dim = db->dim;
+	float *sq = rv_malloc(db->a, EF_QUERIES * dim * sizeof(float));
+	rv_hnsw_hit *exact = rv_malloc(db->a, EF_QUERIES * RV_LEARN_K * sizeof *exact);
+	size_t *n_exact = rv_malloc(db->a, EF_QUERIES * sizeof *n_exact);
+	rv_hnsw_hit hits[RV_LEARN_K];
+	rv_err e;
+	if (!sq || !exact || !n_exact) {
+		atomic_store(&c->failed, RV_ENOMEM);
+		goto done;
+	}
+	rv_accept_fn accept = db->zombies ? accept_live : NULL;
+	for (uint32_t r = th; r < c->k; r += c->threads) {
+		uint32_t nq = c->count[r];
+		for (uint32_t i = 0; i < nq; i++) {
+			const float *q = c->queries + ((size_t)r * EF_QUERIES + i) * dim;
+			rv_learn_ranker rk = { c->base, NULL, NULL, 1 };
+			float *s = sq + (size_t)i * dim;
+			if (!rv_learn_adapt_with(db, &rk, s, q))
+				memcpy(s, q, dim * sizeof(float));
+			n_exact[i] = exact_top(exact + (size_t)i * RV_LEARN_K, db, s);
+		}
+		for (size_t l = 0; nq && l < sizeof EF_LADDER / sizeof EF_LADDER[0]; l++) {
+			double sum = 0, sum2 = 0;
+			for (uint32_t i = 0; i < nq; i++) {
+				size_t n = 0;
+				if (n_exact[i] == 0) {
+					sum += 1;
+					sum2 += 1;
+					continue;
+				}
+				rv_status st = rv_hnsw_search(hits, RV_LEARN_K, &n, db->index, sq + (size_t)i * dim,
+							      RV_LEARN_K, EF_LADDER[l], accept, (void *)db, &e);
+				if (st != RV_OK) {
+					atomic_store(&c->failed, st);
+					goto done;
+				}
+				size_t found = 0;
+				for (size_t h = 0; h < n; h++)
+					for (size_t x = 0; x < n_exact[i]; x++)
+						found += hits[h].slot == exact[(size_t)i * RV_LEARN_K + x].slot;
+				double rec = (double)found / (double)n_exact[i];
+				sum += rec;
+				sum2 += rec * rec;
+			}
+			/* The mean less its standard error must meet the target, so
+			 * that the ef holds for the region's other queries too, not
+			 * just for the sample it was picked on. */
+			double mean = sum / nq, var = nq > 1 ? (sum2 - sum * mean) / (nq - 1) : 0;
+			double se = var > 0 ? sqrt(var / nq) : 0;
+			float recall = (float)mean;
+			if (mean - se >= c->target) {
+				c->best_ef[r] = EF_LADDER[l];
+				c->best_recall[r] = recall;
+				break;
+			}
+		}
+	}
+done:
+	rv_dealloc(db->a, sq);
+	rv_dealloc(db->a, exact);
+	rv_dealloc(db->a, n_exact);
+}
+
+/* Fit the regions on the training queries and record, per region, the
+ * events and rewards of the whole set; *assign gets each event's region. */
+static rv_status fit_regions(rv_rbank **out, uint32_t **assign, const rv_db *db, const rv_learn_config *cfg,
+			     const tset *t, rv_err *e)
+{
+	rv_status st = RV_OK;
+	size_t dim = db->dim, n = t->ev.n, nt = t->n_train;
+	rv_rbank *b = NULL;
+	float *x = NULL;
+	uint32_t *asg = NULL;
+	*out = NULL;
+	*assign = NULL;
+	uint32_t k = cfg->regions;
+	if (k > nt / 2)
+		k = (uint32_t)(nt / 2);
+	if (k < 1)
+		k = 1;
+	x = rv_malloc(db->a, nt * dim * sizeof(float));
+	asg = rv_malloc(db->a, n * sizeof *asg);
+	if (!x || !asg)
+		goto nomem;
+	for (size_t i = 0; i < nt; i++)
+		memcpy(x + i * dim, ev_query(db, &t->ev, i), dim * sizeof(float));
+	rv_err inner = { { 0 } };
+	if ((st = rv_rbank_create(&b, db->dim, k, db->seed ^ 0x4e61, db->a, &inner)) != RV_OK ||
+	    (st = rv_rbank_fit(b, x, nt, REGION_ITERS)) != RV_OK) {
+		if (st == RV_ENOMEM)
+			goto nomem;
+		st = rv_err_set(e, st, "fitting the regions: %s", b ? rv_rbank_errmsg(b) : inner.msg);
+		goto done;
+	}
+	for (size_t i = 0; i < n; i++) {
+		rv_rbank_assign(&asg[i], NULL, b, ev_query(db, &t->ev, i));
+		rv_rbank_record(b, asg[i], ev_at(db, &t->ev, i)->reward);
+	}
+	*out = b;
+	b = NULL;
+	*assign = asg;
+	asg = NULL;
+	goto done;
+nomem:
+	st = rv_err_nomem(e);
+done:
+	rv_rbank_free(b);
+	rv_dealloc(db->a, x);
+	rv_dealloc(db->a, asg);
+	return st;
+}
+
+/* Per region, the ef meeting the recall target on up to EF_QUERIES of its
+ * distinct training queries, adapted by the version's BaseLoRA. */
+static rv_status region_ef(rv_rbank *b, const uint32_t *asg, const rv_db *db, const rv_learn_config *cfg,
+			   const tset *t, const rv_lora *base, rv_err *e)
+{
+	rv_status st = RV_OK;
+	size_t dim = db->dim;
+	uint32_t k = rv_rbank_k(b);
+	float *qs = rv_malloc(db->a, (size_t)k * EF_QUERIES * dim * sizeof(float));
+	float *rec = rv_calloc(db->a, k, sizeof *rec);
+	uint32_t *cnt = rv_calloc(db->a, k, sizeof *cnt);
+	uint32_t *ef = rv_calloc(db->a, k, sizeof *ef);
+	if (!qs || !cnt || !ef || !rec) {
+		st = rv_err_nomem(e);
+		goto done;
+	}
+	for (size_t i = 0; i < t->n_train; i++) {
+		uint32_t r = asg[i];
+		if (cnt[r] >= EF_QUERIES)
+			continue;
+		/* Distinct queries only: events of one search share theirs. */
+		const float *q = ev_query(db, &t->ev, i);
+		float *rq = qs + (size_t)r * EF_QUERIES * dim;
+		bool dup = false;
+		for (uint32_t j = 0; j < cnt[r] && !dup; j++)
+			dup = memcmp(rq + (size_t)j * dim, q, dim * sizeof(float)) == 0;
+		if (!dup)
+			memcpy(rq + (size_t)cnt[r]++ * dim, q, dim * sizeof(float));
+	}
+	unsigned threads = db->threads > 4 ? 4 : db->threads;
+	if (threads > k)
+		threads = k;
+	ef_ctx c = { db, b, base, qs, cnt, cfg->recall_target, k, threads ? threads : 1, ef, rec, RV_OK };
+	rv_parallel(c.threads, ef_part, &c);
+	if ((st = (rv_status)atomic_load(&c.failed)) != RV_OK) {
+		st = st == RV_ENOMEM ? rv_err_nomem(e) : rv_err_set(e, st, "measuring recall in a region failed");
+		goto done;
+	}
+	for (uint32_t r = 0; r < k; r++)
+		if (ef[r])
+			rv_rbank_record_ef(b, r, ef[r], rec[r], cfg->recall_target);
+done:
+	rv_dealloc(db->a, qs);
+	rv_dealloc(db->a, cnt);
+	rv_dealloc(db->a, ef);
+	rv_dealloc(db->a, rec);
+	return st;
+}
+
+/* ======================================================================
+ * Consolidation: the phases
+ * ==================================================================== */
+
+/* Take the collection's lock; the background thread waits in slices and
+ * gives up (false) when told to stop. */
+static bool take_lock(rv_db *db, bool write, const atomic_bool *stop)
+{
+	if (!stop) {
+		if (write)
+			pthread_rwlock_wrlock(&db->lock);
+		else
+			pthread_rwlock_rdlock(&db->lock);
+		return true;
+	}
+	for (;;) {
+		if (atomic_load(stop))
+			return false;
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 20 * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		int rc = write ? pthread_rwlock_timedwrlock(&db->lock, &ts) : pthread_rwlock_timedrdlock(&db->lock, &ts);
+		if (rc == 0)
+			return true;
+	}
+}
+
+static void pause_ms(long ms)
+{
+	struct timespec ts = { 0, ms * 1000000L };
+	nanosleep(&ts, NULL);
+}
+
+/* What phase 2 hands to phase 3. */
+typedef struct made {
+	rv_lversion *v;
+	rv_reranker *live;  /* clone of v->rerank for the live re-ranker */
+	uint64_t events;    /* fb_total the training set ends at */
+} made;
+
+static void made_free(made *m, const rv_alloc *a)
+{
+	rv_lversion_free(m->v, a);
+	rv_reranker_free(m->live);
+	memset(m, 0, sizeof *m);
+}
+
+/* Phase 2 (read lock held): train a version from the current state. */
+static rv_status train_version(made *m, rv_db *db, unsigned flags, const atomic_bool *stop, rv_err *e)
+{
+	rv_status st;
+	struct rv_learn_state *ls = db->ls;
+	const rv_learn_config cfg = ls->cfg;
+	const rv_lversion *prev = rv_learn_find(ls, ls->active);
+	tset t;
+	pair *pairs = NULL;
+	size_t np = 0;
+	uint32_t *asg = NULL;
+	judged j;
+	memset(&j, 0, sizeof j);
+	memset(m, 0, sizeof *m);
+	if (db->dim > RV_LEARN_MAX_DIM)
+		return rv_err_set(e, RV_EINVAL, "learning needs dimension <= %d, the collection has %u", RV_LEARN_MAX_DIM,
+				  db->dim);
+	uint64_t since = prev ? db->fb_total - prev->info.events : db->fb_total;
+	if ((st = build_tset(&t, db, since > RV_FB_REPLAY ? RV_FB_REPLAY : (size_t)since, RV_LEARN_MIN_EVENTS, e)) !=
+	    RV_OK)
+		return st;
+	rv_lversion *v = rv_calloc(db->a, 1, sizeof *v);
+	if (!v) {
+		st = rv_err_nomem(e);
+		goto done;
+	}
+	m->v = v;
+	m->events = db->fb_total;
+	if (cfg.learners & RV_LEARN_BASE) {
+		const rv_lora *from = prev && (ls->cfg.learners & RV_LEARN_BASE) ? prev->base : NULL;
+		if ((st = make_pairs(&pairs, &np, db, &t, from, e)) != RV_OK)
+			goto done;
+		if (np > 0) {
+			if ((st = train_base(&v->base, db, &cfg, prev, &t, pairs, np, stop, e)) != RV_OK)
+				goto done;
+			v->info.learners |= RV_LEARN_BASE;
+			v->n_train = (uint32_t)np;
+		}
+	}
+	if (cfg.learners & RV_LEARN_GNN) {
+		if ((st = train_gnn(&v->rerank, db, &cfg, &t, v->base, e)) != RV_OK)
+			goto done;
+		if (v->rerank)
+			v->info.learners |= RV_LEARN_GNN;
+	}
+	if (stop && atomic_load(stop)) {
+		st = rv_err_set(e, RV_ERROR, "consolidation stopped: the collection is closing");
+		goto done;
+	}
+	if ((st = fit_regions(&v->regions, &asg, db, &cfg, &t, e)) != RV_OK)
+		goto done;
+	/* Held out: plain, each learner alone, and the version. */
+	rv_learn_ranker rk[4];
+	memset(rk, 0, sizeof rk);
+	rk[1].base = v->base;
+	rk[2].rerank = v->rerank;
+	rk[2].pool_mult = cfg.rerank_pool;
+	rk[3] = rk[2];
+	rk[3].base = v->base;
+	size_t held = t.ev.n - t.n_train;
+	if ((st = judge(&j, db, &t, t.n_train, held, rk, 4, JUDGE_LOGGED, e)) != RV_OK)
+		goto done;
+	for (size_t g = 0; g < j.n_groups; g++) {
+		const double *s = j.ndcg + g * 4;
+		uint32_t c = asg[j.order[j.groups[g].first]];
+		if (v->base)
+			rv_rbank_record_gain(v->regions, c, RV_LEARNER_ADAPTER, (float)(s[1] - s[0]));
+		if (v->rerank)
+			rv_rbank_record_gain(v->regions, c, RV_LEARNER_RERANKER, (float)(s[2] - s[0]));
+	}
+	/* Keep the combination that does best on the held-out searches: a
+	 * learner that makes them worse stays out of the version. */
+	double m_base = mean_col(&j, 4, 1), m_gnn = mean_col(&j, 4, 2), m_both = mean_col(&j, 4, 3);
+	int pick = v->base ? 1 : 2;
+	if (v->base && v->rerank) {
+		if (m_gnn > m_base)
+			pick = 2;
+		if (m_both > (pick == 1 ? m_base : m_gnn))
+			pick = 3;
+	}
+	if (v->base && v->rerank && pick != 3) {
+		if (pick == 1) {
+			rv_reranker_free(v->rerank);
+			v->rerank = NULL;
+			v->info.learners &= ~(unsigned)RV_LEARN_GNN;
+		} else {
+			rv_lora_free(v->base);
+			v->base = NULL;
+			v->n_train = 0;
+			v->info.learners &= ~(unsigned)RV_LEARN_BASE;
+		}
+	}
+	v->info.ndcg_before = (float)mean_col(&j, 4, 0);
+	v->info.ndcg_after = (float)(!v->base && !v->rerank ? v->info.ndcg_before
+				     : pick == 1 ? m_base : pick == 2 ? m_gnn : m_both);
+	if ((st = region_ef(v->regions, asg, db, &cfg, &t, v->base, e)) != RV_OK)
+		goto done;
+	/* A version made active starts the live re-ranker from its own; the
+	 * copy is made here so that installing it cannot fail. */
+	if (v->rerank && !(flags & RV_CONSOLIDATE_CANDIDATE) &&
+	    (st = rv_reranker_clone(&m->live, v->rerank, db->a, e)) != RV_OK)
+		goto done;
+	v->info.parent = ls->active;
+	v->info.created_ns = rv_learn_wall_ns();
+	v->info.events = m->events;
+done:
+	if (st != RV_OK)
+		made_free(m, db->a);
+	judged_free(&j, db->a);
+	rv_dealloc(db->a, asg);
+	rv_dealloc(db->a, pairs);
+	tset_free(&t, db->a);
+	return st;
+}
+
+/* Phase 3 (write lock held, serial checked): install the version. */
+static void install(rv_db *db, made *m, unsigned flags, uint32_t *version)
+{
+	struct rv_learn_state *ls = db->ls;
+	rv_lversion *v = m->v;
+	rv_learn_trim(db);
+	v->info.version = ls->next_version++;
+	ls->v[ls->n_versions++] = v;
+	m->v = NULL;
+	if (flags & RV_CONSOLIDATE_CANDIDATE) {
+		ls->candidate = v->info.version;
+	} else {
+		/* As rv_learn_activate, with the live re-ranker cloned in phase
+		 * 2 so that nothing here can fail. */
+		ls->active = v->info.version;
+		if (ls->candidate == ls->active)
+			ls->candidate = 0;
+		rv_reranker_free(ls->live);
+		ls->live = m->live;
+		m->live = NULL;
+		if (db->adapter && rv_lora_steps(db->adapter) > 0) {
+			rv_lora_reset(db->adapter);
+			db->adapter_changed = true;
+		}
+	}
+	ls->last_events = m->events;
+	if (version)
+		*version = v->info.version;
+	db->learn_dirty = true;
+	db->dirty = true;
+}
+
+rv_status rv_learn_consolidate(rv_db *db, unsigned flags, uint32_t *version, bool bg, rv_err *e)
+{
+	const atomic_bool *stop = bg ? &db->ls->stop : NULL;
+	for (int attempt = 0;; attempt++) {
+		/* Phase 1. */
+		if (!take_lock(db, true, stop))
+			return rv_err_set(e, RV_ERROR, "consolidation stopped: the collection is closing");
+		if (!db->ls) {
+			pthread_rwlock_unlock(&db->lock);
+			return rv_err_set(e, RV_EINVAL, "handle is not open");
+		}
+		if (db->ls->busy) {
+			pthread_rwlock_unlock(&db->lock);
+			if (bg)
+				return rv_err_set(e, RV_ERROR, "another consolidation is running");
+			pause_ms(5);
+			attempt--;
+			continue;
+		}
+		db->ls->busy = true;
+		uint64_t serial = db->ls->serial;
+		pthread_rwlock_unlock(&db->lock);
+
+		/* Phase 2. */
+		made m;
+		memset(&m, 0, sizeof m);
+		rv_status st = RV_OK;
+		bool reloaded = false;
+		if (!take_lock(db, false, stop))
+			return rv_err_set(e, RV_ERROR, "consolidation stopped: the collection is closing");
+		if (db->ls && db->ls->serial == serial)
+			st = train_version(&m, db, flags, stop, e);
+		else
+			reloaded = true;
+		pthread_rwlock_unlock(&db->lock);
+
+		/* Phase 3. The stop request comes from unload, which frees
+		 * busy's owner anyway. */
+		if (!take_lock(db, true, stop)) {
+			made_free(&m, db->a);
+			return rv_err_set(e, RV_ERROR, "consolidation stopped: the collection is closing");
+		}
+		struct rv_learn_state *ls = db->ls;
+		if (!ls || ls->serial != serial) {
+			reloaded = true;
+		} else {
+			ls->busy = false;
+			if (st == RV_OK)
+				install(db, &m, flags, version);
+			if (bg) {
+				ls->bg_status = st;
+				if (st != RV_OK)
+					ls->bg_retry_at = db->fb_total + ls->cfg.auto_consolidate;
+			}
+		}
+		pthread_rwlock_unlock(&db->lock);
+		made_free(&m, db->a);
+		if (!reloaded)
+			return st;
+		/* A compaction reloaded the state: the slots trained on are
+		 * gone. The background thread leaves it to the next trigger. */
+		if (bg || attempt >= 2)
+			return rv_err_set(e, RV_ERROR, "the collection was compacted during consolidation%s",
+					  bg ? "" : " three times; try again");
+	}
+}
+
+rv_status rv_db_learn_consolidate(rv_db *db, unsigned flags, uint32_t *version)
+{
+	if (db->readonly)
+		return rv_db_fail(db, RV_EREADONLY, "%s is open read-only", db->path);
+	if (!db->file || !db->ls)
+		return rv_db_fail(db, RV_EINVAL, "handle is not open");
+	if (flags & ~(unsigned)RV_CONSOLIDATE_CANDIDATE)
+		return rv_db_fail(db, RV_EINVAL, "consolidate flags 0x%x: unknown bits 0x%x", flags,
+				  flags & ~(unsigned)RV_CONSOLIDATE_CANDIDATE);
+	if (db->dim > RV_LEARN_MAX_DIM)
+		return rv_db_fail(db, RV_EINVAL, "learning needs dimension <= %d, the collection has %u",
+				  RV_LEARN_MAX_DIM, db->dim);
+	rv_err e = { { 0 } };
+	rv_status st = rv_learn_consolidate(db, flags, version, false, &e);
+	if (st != RV_OK)
+		return rv_db_fail_err(db, st, &e);
+	return RV_OK;
+}
+
+/* ======================================================================
+ * The background thread
+ * ==================================================================== */
+
+static void *bg_main(void *p)
+{
+	rv_db *db = p;
+	/* db->ls is this thread's for its whole life: unload joins the
+	 * thread before it frees the state. */
+	struct rv_learn_state *ls = db->ls;
+	rv_err e = { { 0 } };
+	rv_learn_consolidate(db, 0, NULL, true, &e);
+	atomic_store(&ls->thread_done, true);
+	return NULL;
+}
+
+void rv_learn_maybe_start(rv_db *db)
+{
+	struct rv_learn_state *ls = db->ls;
+	if (!ls || db->readonly)
+		return;
+	if (ls->thread_started && atomic_load(&ls->thread_done)) {
+		/* Its work is over: the join returns at once. */
+		pthread_join(ls->thread, NULL);
+		ls->thread_started = false;
+	}
+	uint32_t every = ls->cfg.auto_consolidate;
+	if (!every || ls->thread_started || ls->busy || db->fb_total - ls->last_events < every ||
+	    db->fb_total < ls->bg_retry_at || db->dim > RV_LEARN_MAX_DIM)
+		return;
+	atomic_store(&ls->thread_done, false);
+	atomic_store(&ls->stop, false);
+	if (pthread_create(&ls->thread, NULL, bg_main, db) == 0)
+		ls->thread_started = true;
+}
+
+void rv_learn_stop_thread(rv_db *db)
+{
+	struct rv_learn_state *ls = db->ls;
+	if (!ls || !ls->thread_started)
+		return;
+	atomic_store(&ls->stop, true);
+	pthread_join(ls->thread, NULL);
+	ls->thread_started = false;
+}
