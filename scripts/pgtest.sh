@@ -3,12 +3,20 @@
 # builds and installs pg/ (make -C pg install), starts a PostgreSQL server
 # on 127.0.0.1 with its data, socket and log in a fresh temporary
 # directory, runs pg_regress over pg/test/sql against it (--use-existing),
-# stops the server, removes the directory and exits with pg_regress's
-# status. Leaves nothing behind but the installed extension.
+# stops the server and removes the directory; when pg_regress passed, runs
+# the system-level tests pg/test/tap/run.sh (crash recovery, replication,
+# concurrency, VACUUM, recall on Fashion-MNIST; each starts its own
+# clusters). Exits with the first failing status, 0 when all passed.
+# Leaves nothing behind but the installed extension.
 #
-#   scripts/pgtest.sh [TEST ...]      default: every pg/test/sql/*.sql
+#   scripts/pgtest.sh [TEST ...]      default: every pg/test/sql/*.sql, then
+#                                     the TAP tests (not run when TESTs are
+#                                     named, unless PGTEST_TAP=1)
 #
-# Environment: PG_CONFIG (default /usr/lib/postgresql/15/bin/pg_config).
+# Environment: PG_CONFIG (default /usr/lib/postgresql/15/bin/pg_config);
+# PGTEST_TAP=0|1 (skip or force the TAP tests); PGTEST_BUILD_DIR=DIR builds
+# from a copy of pg/ in DIR instead of inside pg/ (for a shared work tree);
+# RUVECTOR_TAP_ONLY=hnsw (the TAP tests leave out ruivfflat).
 # Installing needs write access to the server's directories, so CI runs
 # this as root; initdb refuses root, so then the cluster belongs to the
 # `postgres` system user. Run as another user, the cluster is that user's.
@@ -50,9 +58,19 @@ SHARE=$("$PG_CONFIG" --sharedir)
 if [ ! -w "$PKGLIB" ] || [ ! -w "$SHARE/extension" ]; then
 	die "cannot write $PKGLIB and $SHARE/extension: run as root"
 fi
-[ -w "$ROOT/pg" ] || die "cannot write the build directory $ROOT/pg"
-make -s -C "$ROOT/pg" PG_CONFIG="$PG_CONFIG" >/dev/null || die "building pg/ failed"
-make -s -C "$ROOT/pg" PG_CONFIG="$PG_CONFIG" install >/dev/null || die "make -C pg install failed"
+BUILD=$ROOT/pg
+if [ -n "${PGTEST_BUILD_DIR:-}" ]; then
+	# A copy of the sources (objects kept between runs, so make rebuilds
+	# only what changed); RV_ROOT points the copy's Makefile back here.
+	BUILD=$PGTEST_BUILD_DIR
+	mkdir -p "$BUILD" || die "cannot create $BUILD"
+	rm -rf "$BUILD"/src/*.c "$BUILD"/src/*.h "$BUILD/sql" "$BUILD/test"
+	tar -C "$ROOT/pg" --exclude='*.o' --exclude='*.so' --exclude=./simd -cf - . | tar -C "$BUILD" -xpf - ||
+		die "cannot copy pg/ to $BUILD"
+fi
+[ -w "$BUILD" ] || die "cannot write the build directory $BUILD"
+make -s -C "$BUILD" RV_ROOT="$ROOT" PG_CONFIG="$PG_CONFIG" >/dev/null || die "building pg/ failed"
+make -s -C "$BUILD" RV_ROOT="$ROOT" PG_CONFIG="$PG_CONFIG" install >/dev/null || die "make -C pg install failed"
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/ruvector-pgtest.XXXXXX")
 DATA=$TMP/data
@@ -96,7 +114,9 @@ done
 export PGHOST=127.0.0.1 PGPORT=$PORT PGUSER=$DBUSER
 as_db env PGHOST=$PGHOST PGPORT=$PGPORT PGUSER=$PGUSER "$BINDIR/createdb" ruvector_regression
 
+RUN_TAP=${PGTEST_TAP:-1}
 if [ $# -gt 0 ]; then
+	RUN_TAP=${PGTEST_TAP:-0}
 	TESTS=("$@")
 else
 	TESTS=()
@@ -122,4 +142,12 @@ if [ -n "${PGTEST_KEEP_RESULTS:-}" ] && [ -d "$TMP/out/results" ]; then
 	mkdir -p "$PGTEST_KEEP_RESULTS"
 	cp "$TMP/out/results/"*.out "$PGTEST_KEEP_RESULTS/"
 fi
-exit $STATUS
+[ $STATUS -eq 0 ] || exit $STATUS
+
+# The TAP tests start clusters of their own: this one is no longer needed.
+if [ "$RUN_TAP" = 1 ]; then
+	as_db "$BINDIR/pg_ctl" -D "$DATA" -m fast -w stop >/dev/null 2>&1 || true
+	STARTED=0
+	PG_CONFIG="$PG_CONFIG" bash "$ROOT/pg/test/tap/run.sh" || exit 1
+fi
+exit 0

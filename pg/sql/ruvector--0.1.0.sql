@@ -252,3 +252,40 @@ CREATE OPERATOR CLASS ruvector_l1_ops
 	FOR TYPE ruvector USING ruhnsw AS
 	OPERATOR 1 <+> (ruvector, ruvector) FOR ORDER BY float_ops,
 	FUNCTION 1 l1_distance(ruvector, ruvector);
+
+-- the ruivfflat index access method (pgvector's ivfflat): support function
+-- 1 is the distance rows are filed and ordered by (smaller is nearer, the
+-- operator's order); the optional function 2 is a norm the rows and
+-- queries are divided by (rows whose norm is 0 are left out); the
+-- optional function 3 is a norm the k-means centres are divided by
+-- (spherical k-means, for the inner product and cosine)
+
+CREATE FUNCTION ruivfflat_handler(internal) RETURNS index_am_handler
+	AS 'MODULE_PATHNAME' LANGUAGE C;
+
+CREATE ACCESS METHOD ruivfflat TYPE INDEX HANDLER ruivfflat_handler;
+
+COMMENT ON ACCESS METHOD ruivfflat IS 'ruvector IVFFlat index';
+
+CREATE OPERATOR CLASS ruvector_l2_ops
+	DEFAULT FOR TYPE ruvector USING ruivfflat AS
+	OPERATOR 1 <-> (ruvector, ruvector) FOR ORDER BY float_ops,
+	FUNCTION 1 ruvector_l2_squared_distance(ruvector, ruvector);
+
+CREATE OPERATOR CLASS ruvector_ip_ops
+	FOR TYPE ruvector USING ruivfflat AS
+	OPERATOR 1 <#> (ruvector, ruvector) FOR ORDER BY float_ops,
+	FUNCTION 1 ruvector_negative_inner_product(ruvector, ruvector),
+	FUNCTION 3 vector_norm(ruvector);
+
+CREATE OPERATOR CLASS ruvector_cosine_ops
+	FOR TYPE ruvector USING ruivfflat AS
+	OPERATOR 1 <=> (ruvector, ruvector) FOR ORDER BY float_ops,
+	FUNCTION 1 ruvector_negative_inner_product(ruvector, ruvector),
+	FUNCTION 2 vector_norm(ruvector),
+	FUNCTION 3 vector_norm(ruvector);
+
+CREATE OPERATOR CLASS ruvector_l1_ops
+	FOR TYPE ruvector USING ruivfflat AS
+	OPERATOR 1 <+> (ruvector, ruvector) FOR ORDER BY float_ops,
+	FUNCTION 1 l1_distance(ruvector, ruvector);

@@ -1,4 +1,4 @@
-# Shared helpers of the system-level tests in pg/test/tap/t/: throwaway
+# Shared helpers of the system-level tests pg/test/tap/NNN_*.sh: throwaway
 # PostgreSQL clusters and TAP output. A test script sources this file,
 # calls tap_setup, starts the nodes it needs and ends with tap_done.
 #
@@ -11,9 +11,10 @@
 #   node_standby PRIMARY NAME      pg_basebackup -R of PRIMARY, not started
 #
 #   ok COND_STATUS DESC / is GOT WANT DESC / num_ge GOT MIN DESC
-#   require_am AMNAME              0 when the access method exists; else
-#                                  records a failure (never a skip)
-#   ivfflat_wanted                 false only under RUVECTOR_TAP_ONLY=hnsw
+#   ivf_checks NODE                WANT_IVF=1 when the ruivfflat checks run;
+#                                  a missing ruivfflat is a failed check
+#                                  (never a skip); RUVECTOR_TAP_ONLY=hnsw
+#                                  leaves them out
 #
 # The clusters belong to the `postgres` system user when the tests run as
 # root (initdb refuses root); psql runs as the calling user and connects
@@ -66,9 +67,12 @@ TMP=
 
 tap_cleanup() {
 	local rc=$?
-	local n
+	local n i
 	set +e
-	for n in "${NODES[@]}"; do
+	# standbys first (they come later in the list): a primary going away
+	# under a running standby only fills its log with connection errors
+	for ((i = ${#NODES[@]} - 1; i >= 0; i--)); do
+		n=${NODES[$i]}
 		if [ "${NODE_RUNNING[$n]:-0}" = 1 ]; then
 			as_db "$BINDIR/pg_ctl" -D "$TMP/$n/data" -m immediate -w stop >/dev/null 2>&1
 		fi
@@ -199,6 +203,7 @@ node_init() {
 		echo "fsync = off"
 		echo "shared_buffers = 128MB"
 		echo "max_parallel_workers_per_gather = 0"
+		echo "jit = off"
 		echo "log_min_messages = warning"
 		echo "log_line_prefix = '%m [%p] '"
 		local s
@@ -210,7 +215,7 @@ node_init() {
 # node_start NAME: the first start picks a free port (a few random tries,
 # since another server may hold one); later starts keep it.
 node_start() {
-	local name=$1 p tries=1
+	local name=$1 p i tries=1
 	[ -n "${NODE_PORT[$name]:-}" ] || tries=8
 	for ((i = 0; i < tries; i++)); do
 		p=${NODE_PORT[$name]:-$((20000 + RANDOM % 30000))}
@@ -260,15 +265,33 @@ ivfflat_wanted() {
 	[ "${RUVECTOR_TAP_ONLY:-}" != hnsw ]
 }
 
-# require_am NODE AMNAME: 0 when the access method exists; otherwise one
-# failed check saying so, so that a missing method fails the test.
+# require_am NODE AMNAME: 0 when the access method exists (once the
+# extension is created); otherwise one failed check saying so, so that a
+# missing method fails the test.
 require_am() {
 	local node=$1 am=$2
-	if [ "$(node_psql "$node" -c "SELECT count(*) FROM pg_am WHERE amname = '$am'")" = 1 ]; then
+	if [ "$(node_psql "$node" <<SQL
+SET client_min_messages = warning;
+CREATE EXTENSION IF NOT EXISTS ruvector;
+SELECT count(*) FROM pg_am WHERE amname = '$am';
+SQL
+)" = 1 ]; then
 		return 0
 	fi
 	ok 1 "access method $am exists (its checks cannot run without it)"
 	return 1
+}
+
+# ivf_checks NODE: sets WANT_IVF to 1 when the ruivfflat parts of a test
+# run: not under RUVECTOR_TAP_ONLY=hnsw, and only when NODE has the access
+# method (its absence is a failed check).
+ivf_checks() {
+	WANT_IVF=0
+	if ! ivfflat_wanted; then
+		diag "ruivfflat checks left out (RUVECTOR_TAP_ONLY=hnsw)"
+		return 0
+	fi
+	if require_am "$1" ruivfflat; then WANT_IVF=1; fi
 }
 
 # ---- data ----
@@ -285,4 +308,140 @@ fashion_files() {
 
 tapdata() {
 	"$PYTHON" "$TAP_DIR/tapdata.py" "$@"
+}
+
+# ---- checks through an index ----
+
+# scan_settings NODE AM: SET commands for a wide index scan of AM: ruhnsw
+# with ef_search 200, ruivfflat with probes 20.
+scan_settings() {
+	case "$2" in
+	ruhnsw) echo "SET enable_seqscan = off; SET enable_sort = off; SET ruhnsw.ef_search = 200;" ;;
+	ruivfflat) echo "SET enable_seqscan = off; SET enable_sort = off; SET ruivfflat.probes = 20;" ;;
+	*) tap_bail "scan_settings: unknown access method $2" ;;
+	esac
+}
+
+# uses_index NODE INDEX SETTINGS QUERY DESC: one check that QUERY's plan
+# scans INDEX (EXPLAIN shows "Index Scan using INDEX").
+uses_index() {
+	local node=$1 index=$2 settings=$3 query=$4 desc=$5 plan
+	plan=$(node_psql "$node" <<SQL
+$settings
+EXPLAIN (COSTS OFF) $query
+SQL
+)
+	if grep -q "Index Scan using $index " <<<"$plan"; then
+		ok 0 "$desc"
+	else
+		ok 1 "$desc"
+		diag "plan: $plan"
+	fi
+}
+
+# self_lookup NODE TABLE INDEX AM [WHERE]: checks that every row of TABLE
+# (id, v) matching WHERE comes back as one of the 5 nearest of its own
+# vector, at distance 0, through INDEX (the vectors are distinct).
+self_lookup() {
+	local node=$1 table=$2 index=$3 am=$4 where=${5:-true} settings n misses
+	settings=$(scan_settings "$node" "$am")
+	uses_index "$node" "$index" "$settings" \
+		"SELECT c.id FROM $table c WHERE NOT EXISTS (SELECT 1 FROM (SELECT id, v <-> c.v AS d FROM $table c2 ORDER BY c2.v <-> c.v LIMIT 5) r WHERE r.id = c.id AND r.d = 0)" \
+		"$table: the self-lookup runs through $index"
+	n=$(node_psql "$node" -c "SELECT count(*) FROM $table WHERE $where")
+	misses=$(node_psql "$node" <<SQL
+$settings
+SELECT count(*) FROM $table c
+WHERE $where AND NOT EXISTS (
+	SELECT 1 FROM (SELECT id, v <-> c.v AS d FROM $table c2 ORDER BY c2.v <-> c.v LIMIT 5) r
+	WHERE r.id = c.id AND r.d = 0);
+SQL
+)
+	local which="each of the $n rows"
+	[ "$where" = true ] || which="$which with $where"
+	is "$misses" 0 "$table: $which is found by its own vector through $index"
+}
+
+# setting_exists NODE NAME: the extension defines the setting NAME.
+setting_exists() {
+	[ "$(node_psql "$1" <<SQL
+LOAD 'ruvector';
+SELECT count(*) FROM pg_settings WHERE name = '$2';
+SQL
+)" = 1 ]
+}
+
+# full_scan_count NODE TABLE INDEX AM: sets FULL_COUNT to "ROWS|DISTINCT",
+# the rows and distinct ids that an index scan of INDEX ordered by the
+# distance to the table's first vector returns under settings that let it
+# return every row (ruivfflat: every list probed; ruhnsw: an iterative scan
+# up to the whole table), after checking that the plan scans INDEX.
+# FULL_COUNT stays empty when ruhnsw has no iterative scan (then no setting
+# makes its scan return more than ruhnsw.ef_search rows).
+full_scan_count() {
+	local node=$1 table=$2 index=$3 am=$4 settings
+	FULL_COUNT=
+	case "$am" in
+	ruivfflat)
+		# the setting's upper bound: at least the number of lists
+		settings="LOAD 'ruvector'; SET enable_seqscan = off; SET enable_sort = off; SELECT set_config('ruivfflat.probes', max_val, false) FROM pg_settings WHERE name = 'ruivfflat.probes';"
+		;;
+	ruhnsw)
+		setting_exists "$node" ruhnsw.iterative_scan || return 0
+		settings="LOAD 'ruvector'; SET enable_seqscan = off; SET enable_sort = off;
+SELECT set_config('ruhnsw.iterative_scan', coalesce((SELECT e FROM unnest(enumvals) e WHERE e <> 'off' ORDER BY e = 'relaxed_order' DESC LIMIT 1), 'on'), false) FROM pg_settings WHERE name = 'ruhnsw.iterative_scan';
+SELECT set_config('ruhnsw.max_scan_tuples', max_val, false) FROM pg_settings WHERE name = 'ruhnsw.max_scan_tuples';
+SELECT set_config('ruhnsw.ef_search', max_val, false) FROM pg_settings WHERE name = 'ruhnsw.ef_search';"
+		;;
+	esac
+	local q="SELECT count(*) || '|' || count(DISTINCT id) FROM (SELECT id FROM $table ORDER BY v <-> (SELECT v FROM $table ORDER BY id LIMIT 1) LIMIT 100000000) s"
+	uses_index "$node" "$index" "$settings" "$q" "$table: the full scan runs through $index"
+	FULL_COUNT=$(node_psql "$node" <<SQL | tail -n 1
+$settings
+$q;
+SQL
+)
+}
+
+# recall_of NODE TABLE QTABLE SETTINGS: recall@10 of the index scans of
+# TABLE (id, v) for the queries of QTABLE (id, v) under SETTINGS, against
+# the exact order of a sequential scan, as a decimal. A row counts as a hit
+# when its distance is no larger than the exact 10th distance (rows at
+# equal distance are equally right); a query's rows must be distinct.
+recall_of() {
+	local node=$1 table=$2 qtable=$3 settings=$4
+	node_psql "$node" <<SQL | tail -n 1
+CREATE TEMP TABLE recall_kth AS
+SELECT q.id AS qid, max(r.d) AS d
+FROM $qtable q, LATERAL (SELECT v <-> q.v AS d FROM $table ORDER BY l2_distance(v, q.v) LIMIT 10) r
+GROUP BY q.id;
+$settings
+CREATE TEMP TABLE recall_got AS
+SELECT q.id AS qid, r.id, r.d
+FROM $qtable q, LATERAL (SELECT id, v <-> q.v AS d FROM $table ORDER BY v <-> q.v LIMIT 10) r;
+SELECT round(count(DISTINCT (g.qid, g.id)) FILTER (WHERE g.d <= k.d * (1 + 1e-6))::numeric
+             / (10 * (SELECT count(*) FROM $qtable)), 4)
+FROM recall_got g JOIN recall_kth k USING (qid);
+SQL
+}
+
+# check_full_scan NODE TABLE INDEX AM N: one check that an index scan able
+# to return everything (see full_scan_count) returns each of TABLE's N rows
+# once. Without an iterative ruhnsw scan, a scan at the largest ef_search
+# must return that many distinct rows (or all N when fewer).
+check_full_scan() {
+	local node=$1 table=$2 index=$3 am=$4 n=$5 got
+	full_scan_count "$node" "$table" "$index" "$am"
+	if [ -n "$FULL_COUNT" ]; then
+		is "$FULL_COUNT" "$n|$n" "$table: a $am scan that may return every row returns each of the $n rows once"
+		return 0
+	fi
+	got=$(node_psql "$node" <<SQL | tail -n 1
+SET enable_seqscan = off; SET enable_sort = off; SET ruhnsw.ef_search = 1000;
+SELECT count(*) || '|' || count(DISTINCT id) FROM (SELECT id FROM $table ORDER BY v <-> (SELECT v FROM $table ORDER BY id LIMIT 1) LIMIT 100000000) s;
+SQL
+)
+	local want=$((n < 1000 ? n : 1000))
+	is "$got" "$want|$want" \
+		"$table: a ruhnsw scan at ef_search 1000 returns that many distinct rows (this version has no ruhnsw.iterative_scan)"
 }

@@ -4,8 +4,9 @@
       rows FIRST .. FIRST+COUNT-1 of a .fvecs file (ids from N, default 1)
   tapdata.py synth COUNT DIM SEED [--id-start N] [--centers C]
       seeded clustered vectors: C gaussian clusters (default 40) with unit
-      spread around centres drawn in [-10, 10)^DIM, rounded to 4 decimals
-      so that the text is the exact value the database stores up to float32
+      spread around centres drawn in [-3, 3)^DIM (clusters that touch),
+      rounded to 4 decimals so that the text is the value the database
+      stores, up to float32 rounding
   tapdata.py knn BASE_ROWS QUERY_ROWS K
       the exact K smallest L2 distances of every query among the base rows
       (both in the COPY text form above), computed in float64: one line
@@ -63,7 +64,7 @@ def synth(count, dim, seed, centers):
     rng = np.random.default_rng(seed)
     # The centres depend on the dimension and the number of clusters only,
     # so base rows and queries drawn with other seeds share them.
-    c = np.random.default_rng(1000 + dim * 7 + centers).uniform(-10, 10, size=(centers, dim))
+    c = np.random.default_rng(1000 + dim * 7 + centers).uniform(-3, 3, size=(centers, dim))
     which = rng.integers(0, centers, size=count)
     m = c[which] + rng.normal(0.0, 1.0, size=(count, dim))
     return np.round(m, 4)
