@@ -9,6 +9,8 @@
  *                [--base B.fvecs --query Q.fvecs --gt GT.ivecs]
  *                [--metric l2|cosine|ip] [--name NAME] [--json FILE]
  *                [--efs 10,20,40,80,120,200,400,800]
+ *                [--quant none|sq8|binary|pq] [--rerank R] [--pq-subspaces M]
+ *                [--engine NAME]
  *
  * Reads DIR/fashion-mnist-{train,test}.fvecs and DIR/fashion-mnist-gt100.ivecs
  * (scripts/data.sh fashion) unless --base, --query and --gt name the files
@@ -20,8 +22,12 @@
  *     the exact ground truth (first 10 of the 100 stored per query), queries
  *     per second on one thread, p50 and p99 latency;
  *   - the exact scan (RV_SEARCH_EXACT) on a subset, as the baseline;
- *   - memory: rv_stats.memory_bytes and the peak RSS of the process.
- * Recall is always measured from the results, never assumed. --out also
+ *   - memory: rv_stats.memory_bytes (the handle's heap), rv_stats.index_bytes
+ *     (graph + codes; the mapped vectors excluded) and the peak RSS.
+ * --quant creates a quantized collection (traversal on codes, rerank * k
+ * exact re-ranks; the engine is then named ruvector-<quant> unless
+ * --engine names it). Recall is always measured from the results, never
+ * assumed. --out also
  * writes the tables as Markdown; --json writes one JSON object per line (a
  * "build" record, then one "search" record per ef) for scripts/bench.sh,
  * tagged with --name as the data set.
@@ -61,12 +67,22 @@ typedef struct row {
 	uint32_t ef;
 	size_t queries;
 	double recall, qps, p50_us, p99_us;
+	double qps_cpu; /* queries per second of the thread's CPU time */
 } row;
 
 static double now_sec(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* CPU time of this thread: on a shared machine, time slices lost to
+ * other processes stretch the wall time of a query but not its CPU time. */
+static double cpu_sec(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
@@ -137,7 +153,7 @@ static int run_queries(row *r, rv_db *db, const vecs *test, const vecs *gt, size
 {
 	const int32_t *truth = gt->v;
 	size_t found = 0;
-	double total = 0;
+	double total = 0, cpu0 = cpu_sec();
 	for (size_t q = 0; q < nq; q++) {
 		rv_search_opts so = RV_SEARCH_OPTS_INIT;
 		so.k = RECALL_K;
@@ -170,7 +186,11 @@ static int run_queries(row *r, rv_db *db, const vecs *test, const vecs *gt, size
 					break;
 				}
 	}
+	/* The whole loop's CPU time, recall counting included: a little
+	 * more than the searches alone, never less. */
+	double cpu = cpu_sec() - cpu0;
 	qsort(lat, nq, sizeof *lat, cmp_double);
+	r->qps_cpu = cpu > 0 ? (double)nq / cpu : 0;
 	r->ef = ef;
 	r->queries = nq;
 	r->recall = (double)found / (double)(nq * RECALL_K);
@@ -251,7 +271,10 @@ static int parse_uint(const char *s, const char *name, unsigned long lo, unsigne
 int main(int argc, char **argv)
 {
 	int rc = 1;
-	unsigned long m = 16, efc = 200, threads = 2, nq_opt = 10000;
+	unsigned long m = 16, efc = 200, threads = 2, nq_opt = 10000, rerank = 0, pq_m = 0;
+	rv_quant quant = RV_QUANT_NONE;
+	const char *engine = NULL;
+	char engine_buf[64];
 	const char *dir = RV_DATA_DIR, *out_md = NULL, *out_json = NULL;
 	const char *base_path = NULL, *query_path = NULL, *gt_path = NULL;
 	const char *name = "fashion-mnist-784-euclidean", *metric_name = "l2";
@@ -289,6 +312,27 @@ int main(int argc, char **argv)
 			out_json = val;
 		else if (strcmp(arg, "--efs") == 0)
 			bad = parse_efs(val);
+		else if (strcmp(arg, "--rerank") == 0)
+			bad = parse_uint(val, "--rerank", 0, RV_RERANK_MAX, &rerank);
+		else if (strcmp(arg, "--pq-subspaces") == 0)
+			bad = parse_uint(val, "--pq-subspaces", 0, RV_MAX_DIM, &pq_m);
+		else if (strcmp(arg, "--engine") == 0)
+			engine = val;
+		else if (strcmp(arg, "--quant") == 0) {
+			if (strcmp(val, "none") == 0)
+				quant = RV_QUANT_NONE;
+			else if (strcmp(val, "sq8") == 0)
+				quant = RV_QUANT_SQ8;
+			else if (strcmp(val, "binary") == 0)
+				quant = RV_QUANT_BINARY;
+			else if (strcmp(val, "pq") == 0)
+				quant = RV_QUANT_PQ;
+			else {
+				fprintf(stderr, "bench_search: --quant must be none, sq8, binary or pq, got \"%s\"\n",
+					val);
+				bad = 1;
+			}
+		}
 		else if (strcmp(arg, "--base") == 0)
 			base_path = val;
 		else if (strcmp(arg, "--query") == 0)
@@ -318,7 +362,9 @@ int main(int argc, char **argv)
 			fprintf(stderr, "usage: bench_search [--m 16] [--efc 200] [--threads 2] "
 				"[--queries 10000] [--data DIR] [--db FILE.rvf] [--out FILE.md]\n"
 				"       [--base B.fvecs --query Q.fvecs --gt GT.ivecs] "
-				"[--metric l2|cosine|ip] [--name NAME] [--json FILE] [--efs 10,20,...]\n");
+				"[--metric l2|cosine|ip] [--name NAME] [--json FILE] [--efs 10,20,...]\n"
+				"       [--quant none|sq8|binary|pq] [--rerank R] [--pq-subspaces M] "
+				"[--engine NAME]\n");
 			return 2;
 		}
 	}
@@ -380,13 +426,21 @@ int main(int argc, char **argv)
 	oo.m = (uint32_t)m;
 	oo.ef_construction = (uint32_t)efc;
 	oo.threads = (unsigned)threads;
+	oo.quant = quant;
+	oo.rerank = (uint32_t)rerank;
+	oo.pq_subspaces = (uint32_t)pq_m;
+	if (!engine) {
+		snprintf(engine_buf, sizeof engine_buf, "ruvector%s%s", quant ? "-" : "",
+			 quant ? rv_quant_name(quant) : "");
+		engine = engine_buf;
+	}
 
 	long cores = sysconf(_SC_NPROCESSORS_ONLN);
 	double load0 = load_average();
-	printf("ruvector %s, %s (%s, dim %zu): %zu vectors, %zu queries, kernels %s\n"
+	printf("%s %s, %s (%s, dim %zu): %zu vectors, %zu queries, kernels %s, quantizer %s\n"
 	       "%ld cores, load average %.2f at the start\n",
-	       RV_VERSION_STRING, name, metric_name, train.dim, train.n, nq, rv_simd_name(), cores,
-	       load0);
+	       engine, RV_VERSION_STRING, name, metric_name, train.dim, train.n, nq, rv_simd_name(),
+	       rv_quant_name(quant), cores, load0);
 	if (md)
 		fprintf(md, "# ruvector %s on %s\n\n"
 			"%zu train vectors, %zu test queries, distance kernels `%s`, "
@@ -454,7 +508,7 @@ int main(int argc, char **argv)
 	/* ---- search ---- */
 	row rows[MAX_EF + 1];
 	printf("\n  search, one thread, k=%d, %zu queries\n", RECALL_K, nq);
-	printf("  %-10s %10s %12s %12s %12s\n", "ef", "recall@10", "QPS", "p50 us", "p99 us");
+	printf("  %-10s %10s %12s %12s %12s %12s\n", "ef", "recall@10", "QPS", "QPS (CPU)", "p50 us", "p99 us");
 	if (md)
 		fprintf(md, "\n## Search, one thread, k = %d\n\n"
 			"| ef | recall@10 | QPS | p50 (us) | p99 (us) | queries |\n"
@@ -465,17 +519,17 @@ int main(int argc, char **argv)
 	for (size_t e = 0; e < N_EF; e++) {
 		if (run_queries(&rows[e], db, &test, &gt, nq, ef_list[e], 0, lat) != 0)
 			goto done;
-		printf("  %-10u %10.4f %12.0f %12.1f %12.1f\n", ef_list[e], rows[e].recall,
-		       rows[e].qps, rows[e].p50_us, rows[e].p99_us);
+		printf("  %-10u %10.4f %12.0f %12.0f %12.1f %12.1f\n", ef_list[e], rows[e].recall,
+		       rows[e].qps, rows[e].qps_cpu, rows[e].p50_us, rows[e].p99_us);
 		fflush(stdout);
 		if (md)
 			fprintf(md, "| %u | %.4f | %.0f | %.1f | %.1f | %zu |\n", ef_list[e],
 				rows[e].recall, rows[e].qps, rows[e].p50_us, rows[e].p99_us, nq);
 		if (js)
-			fprintf(js, "{\"dataset\":\"%s\",\"engine\":\"ruvector\",\"kind\":\"search\","
-				"\"ef\":%u,\"recall\":%.4f,\"qps\":%.1f,\"p50_us\":%.1f,"
-				"\"p99_us\":%.1f,\"queries\":%zu}\n", name, ef_list[e],
-				rows[e].recall, rows[e].qps, rows[e].p50_us, rows[e].p99_us, nq);
+			fprintf(js, "{\"dataset\":\"%s\",\"engine\":\"%s\",\"kind\":\"search\","
+				"\"ef\":%u,\"recall\":%.4f,\"qps\":%.1f,\"qps_cpu\":%.1f,\"p50_us\":%.1f,"
+				"\"p99_us\":%.1f,\"queries\":%zu}\n", name, engine, ef_list[e],
+				rows[e].recall, rows[e].qps, rows[e].qps_cpu, rows[e].p50_us, rows[e].p99_us, nq);
 	}
 	size_t ne = nq < EXACT_QUERIES ? nq : EXACT_QUERIES;
 	if (run_queries(&rows[N_EF], db, &test, &gt, ne, 0, RV_SEARCH_EXACT, lat) != 0)
@@ -495,6 +549,9 @@ int main(int argc, char **argv)
 	printf("\n  %-32s %10.1f MiB (%.0f bytes/vector; the mapped file excluded)\n",
 	       "memory held by the handle", (double)s.memory_bytes / (1 << 20),
 	       (double)s.memory_bytes / (double)train.n);
+	printf("  %-32s %10.1f MiB (%.0f bytes/vector: graph + codes of %u bytes; quantizer %s)\n",
+	       "of which the index", (double)s.index_bytes / (1 << 20),
+	       (double)s.index_bytes / (double)train.n, s.code_bytes, s.quant);
 	printf("  %-32s %10.1f MiB (%.1f MiB of it the benchmark's own copy of the data)\n",
 	       "peak RSS of the process", (double)rss_end / 1024, (double)rss_data / 1024);
 	if (md)
@@ -505,17 +562,23 @@ int main(int argc, char **argv)
 			(double)s.memory_bytes / (1 << 20), (double)rss_end / 1024,
 			(double)rss_data / 1024);
 	printf("  %-32s %10.2f\n", "load average at the end", load_average());
+	char settings[128] = "";
+	if (quant)
+		snprintf(settings, sizeof settings, "%s codes of %u bytes per vector in memory, rerank %u",
+			 rv_quant_name(quant), s.code_bytes, s.rerank);
 	if (js)
-		fprintf(js, "{\"dataset\":\"%s\",\"engine\":\"ruvector\",\"kind\":\"build\","
+		fprintf(js, "{\"dataset\":\"%s\",\"engine\":\"%s\",\"kind\":\"build\","
 			"\"version\":\"%s\",\"n\":%zu,\"dim\":%zu,\"metric\":\"%s\","
 			"\"m\":%lu,\"ef_construction\":%lu,\"threads\":%lu,\"build_s\":%.3f,"
 			"\"commit_s\":%.3f,\"index_bytes\":%llu,\"index_what\":\"file\","
 			"\"open_ms\":%.2f,\"memory_bytes\":%llu,\"memory_what\":"
 			"\"rv_stats.memory_bytes (vectors in the mapped file)\","
-			"\"load_start\":%.2f,\"load_end\":%.2f}\n",
-			name, RV_VERSION_STRING, train.n, train.dim, metric_name, m, efc, threads,
+			"\"quant\":\"%s\",\"code_bytes\":%u,\"rerank\":%u,\"index_mem_bytes\":%llu,"
+			"\"settings\":\"%s\",\"load_start\":%.2f,\"load_end\":%.2f}\n",
+			name, engine, RV_VERSION_STRING, train.n, train.dim, metric_name, m, efc, threads,
 			t_build, t_commit, (unsigned long long)s.file_bytes, t_open * 1e3,
-			(unsigned long long)s.memory_bytes, load0, load_average());
+			(unsigned long long)s.memory_bytes, s.quant, s.code_bytes, s.rerank,
+			(unsigned long long)s.index_bytes, settings, load0, load_average());
 	if (js && fclose(js) != 0) {
 		js = NULL;
 		fprintf(stderr, "bench_search: write %s: %s\n", out_json, strerror(errno));

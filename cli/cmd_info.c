@@ -1,6 +1,8 @@
 /*
  * cmd_info.c - `ruvector info FILE`: settings and statistics (everything in
- * rv_stats) and the distance kernels of this machine.
+ * rv_stats) and the distance kernels of this machine. For quantization it
+ * also shows memory per vector: the codes' bytes and the whole index's
+ * (graph and codes; the vectors stay in the mapped file).
  */
 #include "cli.h"
 
@@ -56,6 +58,11 @@ int rv_cmd_info(int argc, char **argv)
 		{ "graph_levels", s.graph_levels },
 		{ "unsaved_graph_ops", s.unsaved_graph_ops },
 		{ "memory_bytes", s.memory_bytes },
+		{ "rerank", s.rerank },
+		{ "pq_subspaces", s.pq_subspaces },
+		{ "code_bytes", s.code_bytes },
+		{ "index_bytes", s.index_bytes },
+		{ "index_per_vector", s.count ? (s.index_bytes + s.count / 2) / s.count : 0 },
 	};
 	/* The kernels this process dispatches to (RUVECTOR_SIMD can force
 	 * them), as the library reports them. */
@@ -63,7 +70,8 @@ int rv_cmd_info(int argc, char **argv)
 	if (json) {
 		fputs("{\"file\":", stdout);
 		rv_json_string(stdout, pos[0]);
-		printf(",\"metric\":\"%s\"", rv_metric_name(s.metric));
+		printf(",\"metric\":\"%s\",\"quant\":\"%s\",\"quant_trained\":%s", rv_metric_name(s.metric), s.quant,
+		       s.quant_trained ? "true" : "false");
 		for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++)
 			printf(",\"%s\":%llu", nums[i].key, nums[i].v);
 		printf(",\"dirty\":%s,\"simd\":\"%s\",\"simd_features\":\"%s\",\"version\":\"%s\"}\n",
@@ -71,6 +79,8 @@ int rv_cmd_info(int argc, char **argv)
 	} else {
 		printf("%-19s %s\n", "file:", pos[0]);
 		printf("%-19s %s\n", "metric:", rv_metric_name(s.metric));
+		printf("%-19s %s%s\n", "quant:", s.quant,
+		       strcmp(s.quant, "none") == 0 ? "" : s.quant_trained ? " (trained)" : " (not trained yet)");
 		for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++) {
 			char key[32];
 			snprintf(key, sizeof key, "%s:", nums[i].key);

@@ -49,7 +49,10 @@
  * with a size field set by their _INIT macro. A program built against an
  * older header passes the smaller size of its day and gets defaults for the
  * fields added since (rv_stats: only its known prefix is filled); a size
- * the library does not know is RV_EINVAL with a message.
+ * the library does not know is RV_EINVAL with a message. The sizes this
+ * library knows: rv_open_opts up to progress_ctx (0.1.0) or up to rerank
+ * (0.2.0); rv_search_opts up to flags (0.1.0) or up to rerank (0.2.0);
+ * rv_stats any size from one size_t up to sizeof(rv_stats).
  *
  * First version of everything here: 0.1.0.
  */
@@ -134,6 +137,40 @@ enum {
 	RV_OPEN_READONLY = 1u << 0 /* no writes; shared lock; a torn tail is ignored, not truncated */
 };
 
+/* Quantization of a collection (first version: 0.2.0). The graph search
+ * then ranks candidates by compact codes of the vectors instead of the
+ * float vectors, which cuts the bytes read per query, and re-ranks the
+ * best max(rerank * k, ef / 2) of them with exact float distances, so the
+ * hits and their scores are always exact:
+ *
+ *   kind    bytes per vector (codes)   traversal distance     default rerank
+ *   SQ8     dim (+ 4 for L2)           int8 dot product       2
+ *   BINARY  dim / 8, in 8-byte words   Hamming                16
+ *   PQ      pq_subspaces               table lookups          10
+ *
+ * The quantizer is trained from a sample of the collection once it holds
+ * RV_QUANT_TRAIN_MIN points (RV_QUANT_TRAIN_MIN_PQ for PQ): by the upsert
+ * that reaches that count (before its points enter the graph, so a first
+ * batch upsert is encoded as it is inserted), or else by the next commit;
+ * until then searches use the float vectors. The trained quantizer is
+ * saved in the file at the next commit and kept by compaction; new points
+ * are encoded as they are inserted. docs/QUANT.md has the recall and
+ * speed measured on real data. */
+typedef enum rv_quant {
+	RV_QUANT_NONE = 0,   /* float vectors only */
+	RV_QUANT_SQ8 = 1,    /* 8-bit scalar, per-dimension range */
+	RV_QUANT_BINARY = 2, /* 1 bit per dimension, around the per-dimension mean */
+	RV_QUANT_PQ = 3      /* product quantization, 256 centroids per sub-space */
+} rv_quant;
+
+#define RV_QUANT_TRAIN_MIN 1000
+#define RV_QUANT_TRAIN_MIN_PQ 2560 /* ten points per centroid */
+#define RV_RERANK_MAX 1000
+
+/* "none", "sq8", "binary", "pq"; "unknown" for other values. First
+ * version: 0.2.0. */
+RV_API const char *rv_quant_name(rv_quant q);
+
 typedef struct rv_open_opts {
 	size_t size;              /* sizeof(rv_open_opts), set by RV_OPEN_OPTS_INIT */
 	unsigned flags;           /* RV_OPEN_* */
@@ -148,9 +185,18 @@ typedef struct rv_open_opts {
 	const rv_allocator *allocator; /* NULL = C library */
 	rv_progress_fn progress;  /* NULL = silent */
 	void *progress_ctx;
+	/* Since 0.2.0; collection settings, used by rv_db_create only (the
+	 * file keeps them; rv_db_open uses the file's): */
+	rv_quant quant;           /* RV_QUANT_NONE (default), _SQ8, _BINARY, _PQ */
+	uint32_t pq_subspaces;    /* PQ: sub-spaces = code bytes per vector, 1..dim, and
+				   * ceil(dim / pq_subspaces) * (pq_subspaces - 1) < dim;
+				   * 0 = dim / 8 (lowered to the nearest valid value) */
+	uint32_t rerank;          /* candidates re-ranked with exact distances, as a multiple
+				   * of k, 1..RV_RERANK_MAX; 0 = the kind's default (above) */
 } rv_open_opts;
 
-#define RV_OPEN_OPTS_INIT { sizeof(rv_open_opts), 0, 0, RV_METRIC_L2, 16, 200, 64, 0, NULL, NULL, NULL }
+#define RV_OPEN_OPTS_INIT                                                                          \
+	{ sizeof(rv_open_opts), 0, 0, RV_METRIC_L2, 16, 200, 64, 0, NULL, NULL, NULL, RV_QUANT_NONE, 0, 0 }
 
 #define RV_MAX_DIM 16000
 #define RV_MAX_ID_LEN 255
@@ -263,9 +309,14 @@ typedef struct rv_search_opts {
 	uint32_t ef;        /* candidate list; 0 = the collection's ef_search; raised to k */
 	const char *filter; /* JSON filter on payloads, or NULL; see below */
 	unsigned flags;     /* RV_SEARCH_* */
+	/* Since 0.2.0: */
+	uint32_t rerank;    /* quantized collections: re-rank at least rerank * k
+			     * candidates exactly (0..RV_RERANK_MAX; 0 = the collection's) */
+	uint32_t reserved;  /* 0. rerank fills what was padding in 0.1.0's layout;
+			     * this keeps the sizes of the two apart */
 } rv_search_opts;
 
-#define RV_SEARCH_OPTS_INIT { sizeof(rv_search_opts), 10, 0, NULL, 0 }
+#define RV_SEARCH_OPTS_INIT { sizeof(rv_search_opts), 10, 0, NULL, 0, 0, 0 }
 
 typedef struct rv_hit {
 	const char *id;       /* NUL-terminated */
@@ -380,9 +431,18 @@ typedef struct rv_stats {
 	uint64_t adapter_version;   /* saves of a changed query adapter; 0 = none yet */
 	uint64_t adapter_steps;     /* training steps the query adapter has taken */
 	int learning;               /* learning on for the collection */
+	/* Since 0.2.0 (quantization): */
+	const char *quant;          /* the collection's quantizer: "none", "sq8", "binary", "pq" */
+	int quant_trained;          /* the quantizer is trained and searches traverse on codes */
+	uint32_t rerank;            /* default re-rank multiple of k (0 without quantization) */
+	uint32_t pq_subspaces;      /* PQ sub-spaces (0 for the other quantizers) */
+	uint32_t code_bytes;        /* bytes per vector the codes take in memory (0 until trained) */
+	uint64_t index_bytes;       /* heap of the index: graph, codes, quantizer, search
+				     * scratch (part of memory_bytes; the mapped vectors excluded) */
 } rv_stats;
 
-#define RV_STATS_INIT { sizeof(rv_stats), 0, RV_METRIC_L2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, NULL, 0, 0, 0, 0, 0 }
+#define RV_STATS_INIT                                                                              \
+	{ sizeof(rv_stats), 0, RV_METRIC_L2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, NULL, 0, 0, 0, 0, 0, NULL, 0, 0, 0, 0, 0 }
 
 RV_API rv_status rv_db_stats(rv_stats *out, rv_db *db);
 

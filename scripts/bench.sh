@@ -6,7 +6,9 @@
 #
 #   scripts/bench.sh [BUILD_DIR]
 #
-# Engines: ruvector (bench/bench_search), hnswlib (Debian's python3-hnswlib,
+# Engines: ruvector (bench/bench_search), ruvector-sq8, ruvector-pq and
+# ruvector-binary (the same on a quantized collection: traversal on codes,
+# exact re-rank), hnswlib (Debian's python3-hnswlib,
 # bench/hnswlib_bench.py), and from the npm registry, installed into
 # data/peers: hnswlib-node, usearch and @ruvector/core (bench/peers.mjs).
 # An engine that cannot be installed or fails gets a row saying so.
@@ -24,6 +26,12 @@
 # data sets by name (e.g. BENCH_SETS="text rand-10k"); BENCH_ENGINES picks
 # engines; BENCH_REPORT_ONLY=1 measures nothing and rewrites the report from
 # the last run's results (data/bench-results.jsonl, data/bench-sets.tsv).
+# A run with BENCH_SETS or BENCH_ENGINES measures only those and keeps the
+# last run's results for every other (data set, engine) pair, so the report
+# stays whole (BENCH_MERGE=0 reports only this run); BENCH_SERVER=0 skips
+# the HTTP server load. The quick subset for quantization:
+#   BENCH_SETS="fashion text" BENCH_ENGINES="ruvector ruvector-sq8 hnswlib" \
+#   BENCH_SERVER=0 scripts/bench.sh build
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-build}
@@ -32,8 +40,12 @@ cd "$root"
 
 PEERS_DIR=data/peers
 NPM_PEERS=(hnswlib-node usearch @ruvector/core)
-ENGINES=${BENCH_ENGINES:-"ruvector hnswlib hnswlib-node usearch ruvector-core"}
+ENGINES=${BENCH_ENGINES:-"ruvector ruvector-sq8 ruvector-pq ruvector-binary hnswlib hnswlib-node usearch ruvector-core"}
 SETS=${BENCH_SETS:-"fashion text rand-10k rand-100k"}
+MERGE=0
+if [ -n "${BENCH_SETS:-}${BENCH_ENGINES:-}" ] && [ "${BENCH_MERGE:-1}" = 1 ] && [ -f data/bench-results.jsonl ]; then
+	MERGE=1
+fi
 if [ "${BENCH_1M:-0}" = 1 ] && [ -z "${BENCH_SETS:-}" ]; then SETS="$SETS rand-1m"; fi
 
 say() { echo "bench.sh: $*" >&2; }
@@ -120,11 +132,13 @@ fi
 			continue
 		fi
 		case $e in
-		ruvector)
+		ruvector | ruvector-sq8 | ruvector-pq | ruvector-binary)
+			quant=none
+			case $e in ruvector-*) quant=${e#ruvector-} ;; esac
 			"$build/bench/bench_search" --threads 2 --base "$base" --query "$query" --gt "$gt" \
 				--metric "$metric" --name "$name" --queries "$nq" --efs "$efs" --db "$tmp/$name.rvf" \
-				--json "$tmp/rv.jsonl" >&2 && cat "$tmp/rv.jsonl" >>"$results" ||
-				printf '{"dataset":"%s","engine":"ruvector","kind":"error","error":"bench_search failed (exit status %s)"}\n' "$name" "$?" >>"$results"
+				--quant "$quant" --engine "$e" --json "$tmp/rv.jsonl" >&2 && cat "$tmp/rv.jsonl" >>"$results" ||
+				printf '{"dataset":"%s","engine":"%s","kind":"error","error":"bench_search failed (exit status %s)"}\n' "$name" "$e" "$?" >>"$results"
 			rm -f "$tmp/$name.rvf" "$tmp/rv.jsonl"
 			;;
 		hnswlib)
@@ -141,12 +155,23 @@ fi
 		tail -n 1 "$results" | cut -c1-160 >&2
 	done
 done <"$sets_tsv"
+if [ $MERGE = 1 ]; then
+	# Keep the last run's records of every (data set, engine) pair this run
+	# did not measure, and its data sets in their order.
+	/usr/bin/python3 bench/report.py --merge "$results" data/bench-results.jsonl "$sets_tsv" data/bench-sets.tsv
+fi
 cut -f1,8 "$sets_tsv" >"$tmp/desc.tsv"
 /usr/bin/python3 bench/report.py "$results" "$tmp/desc.tsv" >"$tmp/tables.md"
 cp "$results" data/bench-results.jsonl
 cp "$sets_tsv" data/bench-sets.tsv
 
 out=docs/BENCHMARKS.md
+# Without a server run, keep the last one's section (a partial run must
+# not drop what it did not measure).
+: >"$tmp/server_prev.md"
+if [ "${BENCH_SERVER:-1}" != 1 ] && [ -f "$out" ]; then
+	sed -n '/^## HTTP server (wrk)$/,$p' "$out" >"$tmp/server_prev.md"
+fi
 {
 	echo "# Benchmarks"
 	echo
@@ -170,6 +195,11 @@ out=docs/BENCHMARKS.md
 	echo "  C API, on the collection closed and reopened from its .rvf file (open is that"
 	echo "  reopen); index size is the file; memory is \`rv_stats.memory_bytes\` (the handle's"
 	echo "  heap; vectors stay in the mapped file)."
+	echo "- **ruvector-sq8**, **ruvector-pq**, **ruvector-binary**: the same on a collection"
+	echo "  created with \`rv_open_opts.quant\` (docs/QUANT.md): the graph walk ranks nodes by"
+	echo "  their codes and the best max(rerank x k, ef / 2) are re-ranked with the float vectors,"
+	echo "  at the collection's default rerank (the note column says). Open includes"
+	echo "  copying the stored codes into the graph's rows; index size is the file, codes included."
 	echo "- **hnswlib**: Debian's python3-hnswlib (bench/hnswlib_bench.py). QPS comes from one"
 	echo "  \`knn_query\` call holding all queries on one thread (its loop runs in C++, so Python's"
 	echo "  per-call overhead is not counted); p50 / p99 come from single-query calls on the first"
@@ -191,6 +221,10 @@ out=docs/BENCHMARKS.md
 	echo "by hnswlib's figure on the same data set."
 	echo
 	cat "$tmp/tables.md"
+	if [ -s "$tmp/server_prev.md" ]; then
+		echo
+		cat "$tmp/server_prev.md"
+	fi
 } >"$out"
 # The HTTP server under wrk (issue: requests per second and p99 of search
 # and upsert through `ruvector serve`).

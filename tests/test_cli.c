@@ -771,6 +771,7 @@ TEST(feedback_and_no_learning)
 		}
 	fclose(f);
 	size_t n_events = 60 * nl * 2;
+	run_free(&r);
 
 	/* A bad line anywhere: nothing is applied, the line is named. */
 	f = fopen(in_dir("bad.jsonl"), "w");

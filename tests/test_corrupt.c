@@ -5,6 +5,8 @@
  * either fail to open with RV_ECORRUPT (or RV_EVERSION for a damaged
  * version field) or open as exactly one of the committed states: never a
  * crash, never a wrong answer. A copy that lost data must not verify.
+ * The same for a PQ-quantized collection, whose QUANT segments (the
+ * quantizer, and runs of codes) are among the damaged ones.
  */
 #include <fcntl.h>
 #include <unistd.h>
@@ -264,5 +266,171 @@ TEST(flipped_bytes_are_caught)
 	fprintf(stderr, "   %d flips: %d refused (RV_ECORRUPT), %d recovered to an earlier commit, %d harmless\n",
 		cases, refused, recovered, unharmed);
 	CHECK(refused > cases / 2);
+	free(copy);
+}
+
+/* ---- a quantized collection (QUANT segments of both kinds) ------------- */
+
+#define QN 2650 /* points: PQ trains at RV_QUANT_TRAIN_MIN_PQ */
+#define QSTATES 4
+
+static uint64_t qcounts[QSTATES];
+static bool qdeleted[QN]; /* by the last commit */
+static uint8_t *qbytes;
+static size_t n_qbytes;
+
+static int qput(rv_db *db, int from, int to)
+{
+	for (int i = from; i < to; i += 50) {
+		rv_point p[50];
+		char ids[50][16];
+		float v[50][DIM];
+		int n = to - i < 50 ? to - i : 50;
+		for (int j = 0; j < n; j++) {
+			snprintf(ids[j], 16, "%d", i + j);
+			vec_for(i + j, 1, v[j]);
+			p[j] = (rv_point){ .id = ids[j], .vector = v[j] };
+		}
+		if (rv_db_upsert(db, p, (size_t)n) != RV_OK)
+			return -1;
+	}
+	return 0;
+}
+
+/* Four commits: empty, 2000 points (untrained), 2600 (PQ trained: the
+ * quantizer and the codes of every slot), 2650 with 20 deleted (more
+ * codes). */
+static bool qbuild(void)
+{
+	if (qbytes)
+		return true;
+	char path[1024];
+	snprintf(path, sizeof path, "%s", rv_test_path("corrupt-quant.rvf"));
+	rv_open_opts o = RV_OPEN_OPTS_INIT;
+	o.dim = DIM;
+	o.threads = 1;
+	o.quant = RV_QUANT_PQ;
+	o.pq_subspaces = 4;
+	rv_db *db = NULL;
+	if (rv_db_create(&db, path, &o) != RV_OK)
+		return false;
+	qcounts[0] = 0;
+	bool ok = qput(db, 0, 2000) == 0 && rv_db_commit(db) == RV_OK;
+	qcounts[1] = 2000;
+	ok = ok && qput(db, 2000, 2600) == 0 && rv_db_commit(db) == RV_OK;
+	qcounts[2] = 2600;
+	ok = ok && qput(db, 2600, QN) == 0;
+	for (int i = 0; ok && i < 20; i++) {
+		char id[16];
+		snprintf(id, sizeof id, "%d", i * 97);
+		const char *ids[1] = { id };
+		ok = rv_db_delete(db, ids, 1, NULL) == RV_OK;
+		qdeleted[i * 97] = true;
+	}
+	ok = ok && rv_db_commit(db) == RV_OK;
+	qcounts[3] = QN - 20;
+	rv_stats s = RV_STATS_INIT;
+	ok = ok && rv_db_stats(&s, db) == RV_OK && s.quant_trained;
+	rv_db_close(db);
+	if (!ok)
+		return false;
+	FILE *f = fopen(path, "rb");
+	fseek(f, 0, SEEK_END);
+	n_qbytes = (size_t)ftell(f);
+	fseek(f, 0, SEEK_SET);
+	qbytes = malloc(n_qbytes);
+	ok = fread(qbytes, 1, n_qbytes, f) == n_qbytes;
+	fclose(f);
+	return ok;
+}
+
+/* Open a damaged copy of the quantized file: -1 refused cleanly, the
+ * state index when it opened as one of the commits (count, sampled
+ * vectors, and a search that finds each sampled point itself at
+ * distance 0), -2 otherwise. */
+static int qtry(const uint8_t *b, size_t n, bool readonly)
+{
+	char path[1024];
+	snprintf(path, sizeof path, "%s", write_copy(b, n));
+	rv_open_opts o = RV_OPEN_OPTS_INIT;
+	o.threads = 1;
+	o.flags = readonly ? RV_OPEN_READONLY : 0;
+	rv_db *db = NULL;
+	rv_status st = rv_db_open(&db, path, &o);
+	int res = st == RV_ECORRUPT || st == RV_EVERSION ? -1 : -2;
+	if (st == RV_OK) {
+		uint64_t count = rv_db_count(db);
+		for (int s = 0; s < QSTATES && res == -2; s++)
+			if (qcounts[s] == count)
+				res = s;
+		for (int i = 0; res >= 0 && i < (int)count; i += 131) {
+			char id[16];
+			float got[DIM], want[DIM];
+			snprintf(id, sizeof id, "%d", i);
+			vec_for(i, 1, want);
+			if (res == 3 && qdeleted[i])
+				continue;
+			rv_results *r = NULL;
+			rv_search_opts so = RV_SEARCH_OPTS_INIT;
+			so.k = 1;
+			if (rv_db_get(db, id, got, NULL) != RV_OK || memcmp(got, want, sizeof got) != 0 ||
+			    rv_db_search(&r, db, want, &so) != RV_OK || rv_results_count(r) != 1 ||
+			    rv_results_hits(r)[0].score != 0)
+				res = -2;
+			rv_results_free(r);
+		}
+	}
+	rv_db_close(db);
+	return res;
+}
+
+TEST(quantized_file_flips_and_truncations)
+{
+	CHECK(qbuild());
+	/* Segment starts of the pristine file, QUANT ones counted. */
+	size_t b[512], nb = 0, nquant = 0;
+	for (size_t off = 64; off + 64 <= n_qbytes && nb < 511;) {
+		b[nb++] = off;
+		nquant += qbytes[off + 5] == 0x06;
+		off += 64 + ((rv_get_u64(qbytes + off + 16) + 63) & ~(uint64_t)63);
+	}
+	b[nb++] = n_qbytes;
+	CHECK_MSG(nquant == 3, "%zu QUANT segments", nquant);
+	uint8_t *copy = malloc(n_qbytes);
+	int cases = 0, refused = 0, opened = 0;
+	size_t offs[] = { 5, 8, 16, 40, 60, 64, 65, 68, 72, 76, 80, 96, 100 };
+	for (size_t i = 0; i + 1 < nb; i++) {
+		for (size_t k = 0; k < sizeof offs / sizeof offs[0]; k++) {
+			size_t at = b[i] + offs[k];
+			if (at >= b[i + 1])
+				continue;
+			memcpy(copy, qbytes, n_qbytes);
+			copy[at] ^= (uint8_t)(1u << (k % 8));
+			int res = qtry(copy, n_qbytes, k % 2);
+			CHECK_MSG(res >= -1, "flip at %zu (segment type %u at %zu): result %d", at, qbytes[b[i] + 5], b[i],
+				  res);
+			cases++;
+			refused += res == -1;
+			opened += res >= 0;
+		}
+		/* Cut right after the segment's header and in its payload. */
+		for (size_t cut = b[i] + 64; cut < b[i + 1]; cut += (b[i + 1] - b[i]) / 2 + 1) {
+			int res = qtry(qbytes, cut, false);
+			CHECK_MSG(res >= -1, "cut at %zu: result %d", cut, res);
+			cases++;
+		}
+	}
+	for (size_t at = 11; at < n_qbytes; at += 1499) {
+		memcpy(copy, qbytes, n_qbytes);
+		copy[at] ^= 0x20;
+		int res = qtry(copy, n_qbytes, false);
+		CHECK_MSG(res >= -1, "flip at %zu: result %d", at, res);
+		cases++;
+		refused += res == -1;
+	}
+	CHECK(qtry(qbytes, n_qbytes, true) == QSTATES - 1);
+	fprintf(stderr, "   quantized file: %d damaged copies, %d refused, %d opened as a commit\n", cases, refused,
+		opened);
+	CHECK(refused > 0 && opened > 0);
 	free(copy);
 }

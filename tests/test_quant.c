@@ -736,3 +736,78 @@ TEST(allocation_failure_gives_enomem_without_leaks)
 	}
 	free(v);
 }
+
+/* ------------------------------------------------------------------------
+ * SQ8 as levels: the u8i8dot kernels and the levels distance
+ * ---------------------------------------------------------------------- */
+
+TEST(u8i8dot_kernels_match_scalar)
+{
+	/* Every kernel set this CPU has, at every length up to 1100 and at
+	 * doubling lengths up to what the int8 kernels promise, three
+	 * alignments, random bytes and the extremes (255 against -128, 127). */
+	const rv_simd_ops *sets[] = { rv_simd_scalar(), rv_simd_avx2(), rv_simd_avx512(), rv_simd_neon() };
+	size_t cap = RV_SIMD_I8_MAX + 8;
+	uint8_t *u = malloc(cap);
+	int8_t *s = malloc(cap);
+	rv_rng r;
+	rv_rng_seed(&r, 77);
+	int checked = 0;
+	for (size_t k = 0; k < sizeof sets / sizeof sets[0]; k++) {
+		if (!sets[k])
+			continue;
+		for (int pass = 0; pass < 2; pass++) {
+			for (size_t i = 0; i < cap; i++) {
+				u[i] = pass ? 255 : (uint8_t)rv_rng_below(&r, 256);
+				s[i] = pass ? (int8_t)(i % 2 ? -128 : 127) : (int8_t)((int)rv_rng_below(&r, 256) - 128);
+			}
+			for (size_t n = 1; n <= RV_SIMD_I8_MAX; n = n < 1100 ? n + 1 : n * 2) {
+				for (size_t off = 0; off < 3; off++) {
+					int32_t want = rv_u8i8dot_scalar(u + off, s + off, n);
+					int32_t got = sets[k]->u8i8dot(u + off, s + off, n);
+					CHECK_MSG(got == want, "%s: n %zu offset %zu: %d, scalar %d", sets[k]->name, n, off, got,
+						  want);
+					checked++;
+				}
+			}
+		}
+	}
+	fprintf(stderr, "   %d comparisons\n", checked);
+	CHECK(checked > 6000);
+	free(u);
+	free(s);
+}
+
+TEST(sq8_levels_distance_matches_int8_form)
+{
+	/* The levels form (code + 128) gives the int8 form's distance, for
+	 * every metric, within float rounding of the larger terms. */
+	size_t n = 300, dim = 37;
+	float *v = rv_test_random_vectors(n + 4, dim, 91);
+	rv_sq8 *q;
+	rv_err e;
+	CHECK_OK(rv_sq8_train(&q, v, n, dim, NULL, &e), NULL);
+	rv_sq8_query *qq;
+	CHECK_OK(rv_sq8_query_new(&qq, q, &e), NULL);
+	uint8_t *code = malloc(dim + 4), *lev = malloc(dim + 4);
+	static const rv_metric ms[] = { RV_METRIC_L2, RV_METRIC_IP, RV_METRIC_COSINE };
+	for (size_t mi = 0; mi < 3; mi++) {
+		CHECK_OK(rv_sq8_query_set(qq, v + (n + mi) * dim, ms[mi], &e), NULL);
+		for (size_t i = 0; i < n; i++) {
+			rv_sq8_encode(q, v + i * dim, code);
+			float norm = rv_sq8_encode_levels(q, v + i * dim, lev);
+			memcpy(lev + dim, &norm, 4);
+			for (size_t d = 0; d < dim; d++)
+				CHECK(lev[d] == (uint8_t)(code[d] ^ 0x80));
+			CHECK(memcmp(lev + dim, code + dim, 4) == 0);
+			float a = rv_sq8_distance(qq, code), b = rv_sq8_distance_levels(qq, lev);
+			CHECK_MSG(fabsf(a - b) <= 1e-4f * (1 + fabsf(a)), "metric %d vector %zu: %g vs %g", (int)ms[mi], i,
+				  (double)a, (double)b);
+		}
+	}
+	free(code);
+	free(lev);
+	rv_sq8_query_free(qq);
+	rv_sq8_free(q);
+	free(v);
+}

@@ -11,10 +11,13 @@
  *            read by db_learn.c)
  *   OVERLAY  the learned query adapter (db_learn.c)
  *   INDEX    the graph checkpoint (only the one the state names)
- * then loads the checkpoint and replays: live slots not in the graph are
- * inserted (those committed after the checkpoint), dead slots still in it
- * are deleted. Everything read is validated; a mismatch is RV_ECORRUPT
- * naming the segment and offset.
+ *   QUANT    the trained quantizer (kind 1, at most one), and the codes of
+ *            runs of slots (kind 2, continuing each other)
+ * then loads the checkpoint, gives the graph its codes (copied from the
+ * file: cheaper at open than encoding every vector again) and replays:
+ * live slots not in the graph are inserted (those committed after
+ * the checkpoint), dead slots still in it are deleted. Everything read is
+ * validated; a mismatch is RV_ECORRUPT naming the segment and offset.
  */
 #include <math.h>
 #include <stddef.h>
@@ -134,6 +137,32 @@ static rv_status new_handle(rv_db **out, const char *path, const rv_open_opts *o
 	return RV_OK;
 }
 
+/* The 0.1.0 layout of rv_open_opts ends at progress_ctx: a caller of that
+ * day gets no quantization (the defaults of the later fields). */
+static rv_status check_quant_settings(rv_db *db, const rv_open_opts *o)
+{
+	if (o->quant != RV_QUANT_NONE && o->quant != RV_QUANT_SQ8 && o->quant != RV_QUANT_BINARY &&
+	    o->quant != RV_QUANT_PQ)
+		return rv_db_fail(db, RV_EINVAL, "unknown quant %d (none = 0, sq8 = 1, binary = 2, pq = 3)",
+				  (int)o->quant);
+	if (o->quant != RV_QUANT_PQ && o->pq_subspaces)
+		return rv_db_fail(db, RV_EINVAL, "pq_subspaces %u given, but quant is %s, not pq", o->pq_subspaces,
+				  rv_quant_name(o->quant));
+	if (o->quant == RV_QUANT_PQ && o->pq_subspaces) {
+		uint32_t m = o->pq_subspaces;
+		if (m > o->dim || m > UINT16_MAX || rv_db_pq_subspaces(o->dim, m) != m)
+			return rv_db_fail(db, RV_EINVAL,
+					  "pq_subspaces %u does not fit dim %u: it must be 1..dim and leave no "
+					  "sub-space empty (ceil(dim / m) * (m - 1) < dim; %u would)",
+					  m, o->dim, rv_db_pq_subspaces(o->dim, m < o->dim ? m : o->dim));
+	}
+	if (o->quant == RV_QUANT_NONE && o->rerank)
+		return rv_db_fail(db, RV_EINVAL, "rerank %u given, but there is no quantizer (quant none)", o->rerank);
+	if (o->rerank > RV_RERANK_MAX)
+		return rv_db_fail(db, RV_EINVAL, "rerank %u out of range 0..%d", o->rerank, RV_RERANK_MAX);
+	return RV_OK;
+}
+
 static rv_status check_settings(rv_db *db, const rv_open_opts *o)
 {
 	if (o->dim < 1 || o->dim > RV_MAX_DIM)
@@ -168,7 +197,7 @@ rv_status rv_db_create(rv_db **out, const char *path, const rv_open_opts *user_o
 	if (st != RV_OK)
 		return st;
 	const rv_open_opts *opts = &o;
-	if ((st = check_settings(db, opts)) != RV_OK)
+	if ((st = check_settings(db, opts)) != RV_OK || (st = check_quant_settings(db, opts)) != RV_OK)
 		return st;
 	if (db->readonly)
 		return rv_db_fail(db, RV_EINVAL, "cannot create %s read-only", path);
@@ -177,6 +206,11 @@ rv_status rv_db_create(rv_db **out, const char *path, const rv_open_opts *user_o
 	db->m = opts->m;
 	db->ef_construction = opts->ef_construction;
 	db->ef_search = opts->ef_search;
+	/* The defaults are resolved now and stored, so the file says what
+	 * its searches do. */
+	db->quant = opts->quant;
+	db->pq_m = opts->quant == RV_QUANT_PQ ? rv_db_pq_subspaces(opts->dim, opts->pq_subspaces) : 0;
+	db->rerank = opts->quant == RV_QUANT_NONE ? 0 : opts->rerank ? opts->rerank : rv_db_default_rerank(opts->quant);
 	/* Graph level draws are seeded per file, so a rebuild of the same file
 	 * in the same order gives the same graph. */
 	db->seed = rv_hash64(path, strlen(path), (uint64_t)(rv_now() * 1e9));
@@ -191,7 +225,7 @@ rv_status rv_db_create(rv_db **out, const char *path, const rv_open_opts *user_o
 	rv_manifest m = { .generation = 1, .state = state.data, .state_len = state.len };
 	rv_err e = { { 0 } };
 	rv_file *f = NULL;
-	st = rv_file_create(&f, path, &m, db->a, &e);
+	st = rv_file_create_v2(&f, path, &m, db->quant != RV_QUANT_NONE ? RV_FEATURE_QUANT : 0, db->a, &e);
 	rv_buf_free(&state);
 	if (st != RV_OK)
 		return rv_db_fail_err(db, st, &e);
@@ -267,6 +301,9 @@ void rv_db_unload(rv_db *db)
 	db->n_segs = db->segs_cap = 0;
 	db->live = db->zombies = 0;
 	db->graph_ops = 0;
+	db->qz_sample = 0;
+	db->quant_seg_id = 0;
+	db->codes_committed = 0;
 	db->dirty = false;
 }
 
@@ -288,22 +325,34 @@ static rv_status decode_state(rv_db *db, const rv_manifest *m, uint32_t *slots, 
 	rv_open_opts o = RV_OPEN_OPTS_INIT;
 	o.dim = rv_reader_u32(&r);
 	o.metric = (rv_metric)rv_reader_u8(&r);
-	rv_reader_bytes(&r, 3);
+	/* Zero in files without quantization (version 1 wrote them so). */
+	o.quant = (rv_quant)rv_reader_u8(&r);
+	o.pq_subspaces = rv_reader_u16(&r);
 	o.m = rv_reader_u32(&r);
 	o.ef_construction = rv_reader_u32(&r);
 	o.ef_search = rv_reader_u32(&r);
 	db->seed = rv_reader_u64(&r);
 	*slots = rv_reader_u32(&r);
-	rv_reader_u32(&r);
+	o.rerank = rv_reader_u32(&r);
 	*live = rv_reader_u64(&r);
 	db->index_seg_id = rv_reader_u64(&r);
 	db->index_covered = rv_reader_u32(&r);
 	uint32_t state_flags = rv_reader_u32(&r);
 	rv_status st = check_settings(db, &o);
+	if (st == RV_OK)
+		st = check_quant_settings(db, &o);
+	if (st == RV_OK && o.quant != RV_QUANT_NONE && (o.rerank == 0 || (o.quant == RV_QUANT_PQ && !o.pq_subspaces)))
+		st = rv_db_fail(db, RV_ECORRUPT, "quantizer %s without its rerank (%u) or sub-spaces (%u)",
+				rv_quant_name(o.quant), o.rerank, o.pq_subspaces);
 	if (st != RV_OK) {
 		rv_err_prefix(&db->err, "%s: manifest state", db->path);
 		return RV_ECORRUPT;
 	}
+	bool flagged = (rv_file_features(db->file) & RV_FEATURE_QUANT) != 0;
+	if (flagged != (o.quant != RV_QUANT_NONE))
+		return rv_db_fail(db, RV_ECORRUPT,
+				  "%s: manifest state: quantizer %s, but the file header %s the quantization feature bit",
+				  db->path, rv_quant_name(o.quant), flagged ? "sets" : "lacks");
 	if (db->index_covered > *slots || *live > *slots)
 		return rv_db_fail(db, RV_ECORRUPT, "%s: manifest state: counts out of range", db->path);
 	db->dim = o.dim;
@@ -311,6 +360,9 @@ static rv_status decode_state(rv_db *db, const rv_manifest *m, uint32_t *slots, 
 	db->m = o.m;
 	db->ef_construction = o.ef_construction;
 	db->ef_search = o.ef_search;
+	db->quant = o.quant;
+	db->pq_m = o.pq_subspaces;
+	db->rerank = o.rerank;
 	/* Version 1 wrote 0 there: learning off. */
 	db->learning = (state_flags & RV_STATE_LEARNING) != 0;
 	return RV_OK;
@@ -392,6 +444,116 @@ static rv_status load_journal(rv_db *db, const rv_seg_ref *s, const uint8_t *p)
 	return RV_OK;
 }
 
+/* What the QUANT segments of the manifest hold, gathered while walking
+ * them: the quantizer (kind 1) and the runs of stored codes (kind 2). */
+typedef struct code_run {
+	uint32_t first, count;
+	const uint8_t *codes;
+} code_run;
+
+typedef struct quant_load {
+	const rv_seg_ref *ref;  /* the kind-1 segment, or NULL */
+	rv_qseg qseg;           /* its parse */
+	code_run *runs;         /* kind 2, in slot order */
+	size_t n_runs, cap_runs;
+	uint32_t next_code;     /* slots covered by the runs so far */
+	uint32_t code_bytes;    /* of the runs */
+	const rv_seg_ref *first_run; /* for messages */
+} quant_load;
+
+static rv_status load_quant_seg(rv_db *db, const rv_seg_ref *s, const uint8_t *p, quant_load *ql)
+{
+	rv_err e = { { 0 } };
+	rv_qseg q;
+	if (rv_qseg_parse(&q, p, s->length, &e) != RV_OK)
+		return seg_fail(db, s, e.msg);
+	if (q.kind == RV_QSEG_QUANTIZER) {
+		if (ql->ref)
+			return seg_fail(db, s, "a second QUANT quantizer (the manifest may name one)");
+		if (q.quant != db->quant)
+			return rv_db_fail(db, RV_ECORRUPT,
+					  "%s: segment %llu (QUANT) at offset %llu: a %s quantizer, the collection is %s",
+					  db->path, (unsigned long long)s->seg_id, (unsigned long long)s->offset,
+					  rv_quant_name(q.quant), rv_quant_name(db->quant));
+		if (q.dim != db->dim)
+			return seg_fail(db, s, "QUANT quantizer dimension differs from the collection's");
+		ql->ref = s;
+		ql->qseg = q;
+		return RV_OK;
+	}
+	if (db->quant == RV_QUANT_NONE)
+		return seg_fail(db, s, "QUANT codes in a collection without a quantizer");
+	if (q.first != ql->next_code)
+		return seg_fail(db, s, "QUANT codes do not continue the previous segment's slots");
+	if ((uint64_t)q.count > db->vecs.n - q.first)
+		return seg_fail(db, s, "QUANT codes run past the collection's slots");
+	if (ql->n_runs && q.code_bytes != ql->code_bytes)
+		return seg_fail(db, s, "QUANT code size differs from the previous segment's");
+	if (!rv_grow(db->a, (void **)&ql->runs, &ql->cap_runs, ql->n_runs + 1, sizeof *ql->runs))
+		return rv_db_fail(db, RV_ENOMEM, "out of memory");
+	if (!ql->n_runs)
+		ql->first_run = s;
+	ql->runs[ql->n_runs++] = (code_run){ q.first, q.count, q.codes };
+	ql->code_bytes = q.code_bytes;
+	ql->next_code = q.first + q.count;
+	return RV_OK;
+}
+
+/* The stored code of slot (rv_hnsw_code_fn): the run holding it, by
+ * binary search over the runs (in slot order). */
+static const uint8_t *stored_code(void *ctx, uint32_t slot)
+{
+	const quant_load *ql = ctx;
+	size_t lo = 0, hi = ql->n_runs;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (ql->runs[mid].first + ql->runs[mid].count <= slot)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo == ql->n_runs || slot < ql->runs[lo].first)
+		return NULL;
+	return ql->runs[lo].codes + (size_t)(slot - ql->runs[lo].first) * ql->code_bytes;
+}
+
+/* Decode the quantizer the QUANT segments hold, check the codes cover
+ * every slot, and give the graph its codes. Untrained: nothing. */
+static rv_status apply_quant(rv_db *db, quant_load *ql, uint32_t slots)
+{
+	if (!ql->ref) {
+		if (ql->n_runs)
+			return seg_fail(db, ql->first_run, "QUANT codes without a quantizer");
+		return RV_OK;
+	}
+	rv_err e = { { 0 } };
+	rv_quantizer qz;
+	rv_status st = rv_qseg_load(&qz, &ql->qseg, db->a, &e);
+	if (st == RV_ECORRUPT)
+		return seg_fail(db, ql->ref, e.msg);
+	if (st != RV_OK)
+		return rv_db_fail_err(db, st, &e);
+	if (qz.kind == RV_QUANT_PQ && rv_pq_m(qz.pq) != db->pq_m)
+		st = seg_fail(db, ql->ref, "QUANT quantizer's sub-spaces differ from the collection's");
+	else if (ql->next_code != slots || (ql->n_runs && ql->code_bytes != ql->qseg.code_bytes))
+		st = rv_db_fail(db, RV_ECORRUPT,
+				"%s: QUANT codes cover %u slots of %u bytes, the collection has %u slots and its "
+				"quantizer %u-byte codes",
+				db->path, ql->next_code, ql->code_bytes, slots, ql->qseg.code_bytes);
+	if (st == RV_OK) {
+		st = rv_hnsw_enable_codes(db->index, &qz, stored_code, ql, db->threads, &e);
+		if (st != RV_OK)
+			rv_db_fail_err(db, st, &e);
+	}
+	rv_quantizer_free(&qz);
+	if (st != RV_OK)
+		return st;
+	db->qz_sample = ql->qseg.sample;
+	db->quant_seg_id = ql->ref->seg_id;
+	db->codes_committed = slots;
+	return RV_OK;
+}
+
 static void replay_progress(void *ctx, uint64_t done, uint64_t total)
 {
 	rv_db *db = ctx;
@@ -427,15 +589,20 @@ rv_status rv_db_load(rv_db *db)
 
 	uint32_t next_vec = 0, next_meta = 0;
 	const rv_seg_ref *index_ref = NULL;
+	quant_load ql;
+	memset(&ql, 0, sizeof ql);
 	for (size_t i = 0; i < m->n_segs; i++) {
 		const rv_seg_ref *s = &m->segs[i];
 		const uint8_t *p;
-		if ((st = rv_file_segment_data(&p, db->file, s, &e)) != RV_OK)
-			return rv_db_fail_err(db, st, &e);
+		if ((st = rv_file_segment_data(&p, db->file, s, &e)) != RV_OK) {
+			rv_db_fail_err(db, st, &e);
+			goto done;
+		}
 		switch (s->type) {
 		case RV_SEG_VEC: st = load_vec(db, s, p, &next_vec); break;
 		case RV_SEG_META: st = load_meta(db, s, p, &next_meta); break;
 		case RV_SEG_JOURNAL: break; /* after all slots exist */
+		case RV_SEG_QUANT: st = load_quant_seg(db, s, p, &ql); break;
 		case RV_SEG_INDEX:
 			if (s->seg_id == db->index_seg_id)
 				index_ref = s;
@@ -443,67 +610,86 @@ rv_status rv_db_load(rv_db *db)
 		default: break; /* segments of later features: skipped */
 		}
 		if (st != RV_OK)
-			return st;
+			goto done;
 	}
-	if (next_vec != slots || next_meta != slots)
-		return rv_db_fail(db, RV_ECORRUPT, "%s: segments hold %u vectors and %u ids, manifest says %u slots",
-				  db->path, next_vec, next_meta, slots);
+	if (next_vec != slots || next_meta != slots) {
+		st = rv_db_fail(db, RV_ECORRUPT, "%s: segments hold %u vectors and %u ids, manifest says %u slots",
+				db->path, next_vec, next_meta, slots);
+		goto done;
+	}
 	for (size_t i = 0; i < m->n_segs; i++) {
 		const uint8_t *p;
 		if (m->segs[i].type != RV_SEG_JOURNAL)
 			continue;
 		rv_file_segment_data(&p, db->file, &m->segs[i], &e);
 		if ((st = load_journal(db, &m->segs[i], p)) != RV_OK)
-			return st;
+			goto done;
 	}
 	if ((st = rv_db_learn_load(db, m)) != RV_OK)
-		return st;
-	if (db->index_seg_id && !index_ref)
-		return rv_db_fail(db, RV_ECORRUPT, "%s: graph checkpoint segment %llu is not in the manifest",
-				  db->path, (unsigned long long)db->index_seg_id);
+		goto done;
+	if (db->index_seg_id && !index_ref) {
+		st = rv_db_fail(db, RV_ECORRUPT, "%s: graph checkpoint segment %llu is not in the manifest", db->path,
+				(unsigned long long)db->index_seg_id);
+		goto done;
+	}
 
 	/* Ids of live slots, checked unique; dead slots lose their payload. */
-	if (!rv_idmap_reserve(&db->idmap, live_expected, db->ids, db->a))
-		return rv_db_fail(db, RV_ENOMEM, "out of memory");
+	if (!rv_idmap_reserve(&db->idmap, live_expected, db->ids, db->a)) {
+		st = rv_db_fail(db, RV_ENOMEM, "out of memory");
+		goto done;
+	}
 	for (uint32_t s = 0; s < slots; s++) {
 		if (!(db->flags[s] & RV_SLOT_LIVE)) {
 			rv_db_forget_slot(db, s);
 			continue;
 		}
 		if (db->ids[s][0] == 0 || db->live == live_expected ||
-		    rv_idmap_find(&db->idmap, db->ids[s], strlen(db->ids[s]), db->ids) != RV_NO_SLOT)
-			return rv_db_fail(db, RV_ECORRUPT, "%s: id \"%s\" of slot %u is empty or not unique",
-					  db->path, db->ids[s], s);
+		    rv_idmap_find(&db->idmap, db->ids[s], strlen(db->ids[s]), db->ids) != RV_NO_SLOT) {
+			st = rv_db_fail(db, RV_ECORRUPT, "%s: id \"%s\" of slot %u is empty or not unique", db->path,
+					db->ids[s], s);
+			goto done;
+		}
 		rv_idmap_insert(&db->idmap, s, db->ids);
 		db->live++;
 	}
-	if (db->live != live_expected)
-		return rv_db_fail(db, RV_ECORRUPT, "%s: %llu live points, manifest says %llu", db->path,
-				  (unsigned long long)db->live, (unsigned long long)live_expected);
+	if (db->live != live_expected) {
+		st = rv_db_fail(db, RV_ECORRUPT, "%s: %llu live points, manifest says %llu", db->path,
+				(unsigned long long)db->live, (unsigned long long)live_expected);
+		goto done;
+	}
 
-	/* The graph: checkpoint, then replay what came after it. */
+	/* The graph: checkpoint, codes, then replay what came after it (the
+	 * replayed nodes are encoded as they are linked). */
 	rv_hnsw_params hp;
 	rv_db_hnsw_params(db, &hp);
 	if (index_ref) {
 		const uint8_t *p;
 		rv_file_segment_data(&p, db->file, index_ref, &e);
 		st = rv_hnsw_load(&db->index, &hp, &db->vecs, p, index_ref->length, db->a, &e);
-		if (st == RV_ECORRUPT)
-			return rv_db_fail(db, st, "%s: segment %llu (INDEX) at offset %llu: %s", db->path,
-					  (unsigned long long)index_ref->seg_id,
-					  (unsigned long long)index_ref->offset, e.msg);
+		if (st == RV_ECORRUPT) {
+			st = rv_db_fail(db, st, "%s: segment %llu (INDEX) at offset %llu: %s", db->path,
+					(unsigned long long)index_ref->seg_id, (unsigned long long)index_ref->offset,
+					e.msg);
+			goto done;
+		}
 	} else {
 		st = rv_hnsw_new(&db->index, &hp, &db->vecs, db->a, &e);
 	}
-	if (st != RV_OK)
-		return rv_db_fail_err(db, st, &e);
+	if (st != RV_OK) {
+		rv_db_fail_err(db, st, &e);
+		goto done;
+	}
+	if ((st = apply_quant(db, &ql, slots)) != RV_OK)
+		goto done;
 
 	uint32_t *missing = NULL;
 	size_t n_missing = 0;
 	if (slots) {
 		missing = rv_malloc(db->a, (size_t)slots * sizeof *missing);
-		if (!missing)
-			return rv_db_fail(db, RV_ENOMEM, "out of memory");
+		if (!missing) {
+			st = rv_db_fail(db, RV_ENOMEM, "out of memory");
+			goto done;
+		}
 	}
 	for (uint32_t s = 0; s < slots; s++) {
 		bool in_graph = rv_hnsw_contains(db->index, s);
@@ -519,9 +705,19 @@ rv_status rv_db_load(rv_db *db)
 		db->graph_ops += n_missing;
 	}
 	rv_dealloc(db->a, missing);
-	if (st != RV_OK)
-		return rv_db_fail_err(db, st, &e);
-	return RV_OK;
+	if (st != RV_OK) {
+		rv_db_fail_err(db, st, &e);
+		goto done;
+	}
+	/* A file that holds enough points but no quantizer (its training was
+	 * never committed): train now, so searches use codes; the next commit
+	 * saves it. */
+	bool trained;
+	if ((st = rv_db_quant_train(db, &trained, &e)) != RV_OK)
+		rv_db_fail_err(db, st, &e);
+done:
+	rv_dealloc(db->a, ql.runs);
+	return st;
 }
 
 /* ======================================================================
@@ -604,10 +800,37 @@ rv_status rv_db_stats(rv_stats *out, rv_db *db)
 	s.adapter_version = db->adapter_version;
 	s.adapter_steps = db->adapter ? rv_lora_steps(db->adapter) : 0;
 	s.learning = db->learning;
+	s.quant = rv_quant_name(db->quant);
+	s.quant_trained = rv_db_quant_trained(db);
+	s.rerank = db->rerank;
+	s.pq_subspaces = db->pq_m;
+	s.code_bytes = (uint32_t)rv_hnsw_code_bytes(db->index);
+	s.index_bytes = rv_hnsw_memory(db->index);
 	pthread_rwlock_unlock(&db->lock);
 	size_t n = out->size < sizeof s ? out->size : sizeof s;
 	memcpy(out, &s, n);
 	return RV_OK;
+}
+
+/* Verify's check of QUANT payloads: the layout, and for the quantizer
+ * its parameters, decoded as open would. */
+static bool check_quant_payload(void *ctx, uint8_t type, const uint8_t *payload, uint64_t len, char *why,
+				size_t why_len)
+{
+	rv_err e = { { 0 } };
+	rv_qseg q;
+	rv_status st = rv_qseg_parse(&q, payload, (size_t)len, &e);
+	if (st == RV_OK && q.kind == RV_QSEG_QUANTIZER) {
+		rv_quantizer qz;
+		st = rv_qseg_load(&qz, &q, NULL, &e);
+		rv_quantizer_free(&qz);
+		/* Out of memory says nothing about the file. */
+		if (st == RV_ENOMEM)
+			st = RV_OK;
+	}
+	if (st != RV_OK)
+		snprintf(why, why_len, "%s", e.msg);
+	return st == RV_OK;
 }
 
 rv_status rv_verify_file(const char *path, rv_verify_fn fn, void *ctx)
@@ -615,7 +838,8 @@ rv_status rv_verify_file(const char *path, rv_verify_fn fn, void *ctx)
 	rv_err e = { { 0 } };
 	if (!path)
 		return RV_EINVAL;
-	return rv_file_verify(path, fn, ctx, &e);
+	rv_payload_check check = { (uint64_t)1 << RV_SEG_QUANT, check_quant_payload, NULL };
+	return rv_file_verify_v2(path, fn, ctx, &check, &e);
 }
 
 bool rv_db_normalize(float *v, size_t dim)

@@ -6,10 +6,13 @@
  * A commit appends, for the slots added since the last one, VEC segments
  * (vectors, at most ~64 MiB each so a writer never needs one huge buffer)
  * and META segments (ids + payload texts), then one JOURNAL segment listing
- * the slots that died, then - when enough has changed that replaying it on
- * the next open would be slow - an INDEX segment with the whole graph, and
- * finally the manifest. Nothing in memory changes until the store reports
- * the manifest durable, so a failed commit can simply be retried.
+ * the slots that died, then the quantizer (a QUANT segment, once, by the
+ * first commit after it was trained) and the codes of the new slots (QUANT
+ * segments of kind 2), then - when enough has changed that
+ * replaying it on the next open would be slow - an INDEX segment with the
+ * whole graph, and finally the manifest. Nothing in memory changes until
+ * the store reports the manifest durable, so a failed commit can simply be
+ * retried.
  */
 #include <stdio.h>
 #include <unistd.h>
@@ -29,13 +32,17 @@ void rv_db_encode_state(const rv_db *db, rv_buf *b, uint32_t n_slots, uint64_t l
 	rv_buf_u32(b, feedback ? RV_STATE_VERSION : 1);
 	rv_buf_u32(b, db->dim);
 	rv_buf_u8(b, (uint8_t)db->metric);
-	rv_buf_zero(b, 3);
+	/* Quantization lives in bytes that version 1 wrote as zero (no
+	 * quantizer); the file header's RV_FEATURE_QUANT keeps older readers
+	 * out of quantized files. */
+	rv_buf_u8(b, (uint8_t)db->quant);
+	rv_buf_u16(b, (uint16_t)db->pq_m);
 	rv_buf_u32(b, db->m);
 	rv_buf_u32(b, db->ef_construction);
 	rv_buf_u32(b, db->ef_search);
 	rv_buf_u64(b, db->seed);
 	rv_buf_u32(b, n_slots);
-	rv_buf_u32(b, 0);
+	rv_buf_u32(b, db->rerank);
 	rv_buf_u64(b, live);
 	rv_buf_u64(b, index_seg_id);
 	rv_buf_u32(b, index_covered);
@@ -186,6 +193,55 @@ done:
 	return st;
 }
 
+/* The quantizer as a QUANT segment of kind 1 (when write_qz), and the
+ * codes of slots [first, end) of src as QUANT segments of kind 2 (at most
+ * ~64 MiB each), in the quantizer's own layout: the graph's row when it is
+ * that (PQ, binary, SQ8 of L2), else encoded again from the vector (SQ8
+ * without the norm in its row; cheap). A dead slot's code is written as
+ * zeros: its row may never have been filled. *qz_id gets the kind-1
+ * segment's id (0 when not written). */
+static rv_status write_quant(rv_file *f, const slot_src *src, bool write_qz, uint32_t first, uint32_t end,
+			     seg_list *out, uint64_t *qz_id, rv_err *e)
+{
+	const rv_db *db = src->db;
+	const rv_quantizer *qz = rv_hnsw_quantizer(db->index);
+	*qz_id = 0;
+	if (!qz)
+		return RV_OK;
+	rv_status st = RV_OK;
+	rv_buf b;
+	rv_buf_init(&b, db->a);
+	if (write_qz) {
+		rv_qseg_put_quantizer(&b, qz, db->qz_sample);
+		if ((st = append_buf(f, RV_SEG_QUANT, &b, out, e)) != RV_OK)
+			goto done;
+		*qz_id = out->v[out->n - 1].seg_id;
+	}
+	size_t cb = rv_quantizer_code_size(qz);
+	size_t per_seg = VEC_SEG_BYTES / cb;
+	for (uint32_t s = first; s < end && st == RV_OK;) {
+		uint32_t count = (uint32_t)((end - s) < per_seg ? (end - s) : per_seg);
+		b.len = 0;
+		rv_qseg_put_codes_header(&b, s, count, (uint32_t)cb);
+		if (rv_buf_reserve(&b, (size_t)count * cb)) {
+			for (uint32_t i = 0; i < count; i++) {
+				uint32_t o = src_slot(src, s + i);
+				uint8_t *c = b.data + b.len;
+				if (!(db->flags[o] & RV_SLOT_LIVE))
+					memset(c, 0, cb);
+				else if (rv_hnsw_code_of(db->index, o, c) != cb)
+					rv_quantizer_encode(qz, db->vecs.ptr[o], c);
+				b.len += cb;
+			}
+		}
+		st = append_buf(f, RV_SEG_QUANT, &b, out, e);
+		s += count;
+	}
+done:
+	rv_buf_free(&b);
+	return st;
+}
+
 static rv_status write_index(rv_file *f, const rv_hnsw *index, const rv_alloc *a, seg_list *out,
 			     rv_err *e)
 {
@@ -215,9 +271,16 @@ static void report(const rv_db *db, const char *what, uint64_t done, uint64_t to
 		db->progress(db->progress_ctx, what, done, total);
 }
 
+/* A trained quantizer that is not in the file yet (trained by an upsert,
+ * or at open for a file whose training was never committed). */
+static bool quant_unsaved(const rv_db *db)
+{
+	return rv_db_quant_trained(db) && db->quant_seg_id == 0;
+}
+
 static rv_status commit_locked(rv_db *db)
 {
-	if (!db->dirty)
+	if (!db->dirty && !quant_unsaved(db))
 		return RV_OK;
 	rv_err e = { { 0 } };
 	seg_list added = { .a = db->a };
@@ -235,6 +298,10 @@ static rv_status commit_locked(rv_db *db)
 	if ((st = write_learning(db->file, db, false, NULL, &added, &wrote_events, &wrote_overlay, &e)) != RV_OK)
 		goto done;
 	uint64_t overlay_id = wrote_overlay ? added.v[added.n - 1].seg_id : 0;
+	uint64_t qz_id;
+	if ((st = write_quant(db->file, &(slot_src){ db, NULL }, quant_unsaved(db), db->codes_committed, db->vecs.n,
+			      &added, &qz_id, &e)) != RV_OK)
+		goto done;
 	bool ckpt = want_checkpoint(db);
 	if (ckpt) {
 		report(db, "checkpoint", 0, 1);
@@ -282,6 +349,10 @@ static rv_status commit_locked(rv_db *db)
 	db->n_pending_deletes = 0;
 	db->index_seg_id = index_id;
 	db->index_covered = covered;
+	if (qz_id)
+		db->quant_seg_id = qz_id;
+	if (rv_db_quant_trained(db))
+		db->codes_committed = db->vecs.n;
 	if (ckpt)
 		db->graph_ops = 0;
 	rv_db_learn_committed(db, wrote_events, overlay_id);
@@ -390,7 +461,7 @@ static rv_status write_compacted(rv_db *db, const char *tmp, rv_err *e)
 	if (state.failed)
 		goto nomem;
 	rv_manifest m0 = { .generation = db->generation + 1, .state = state.data, .state_len = state.len };
-	if ((st = rv_file_create(&f, tmp, &m0, db->a, e)) != RV_OK)
+	if ((st = rv_file_create_v2(&f, tmp, &m0, rv_file_features(db->file), db->a, e)) != RV_OK)
 		goto done;
 	/* Feedback survives compaction as one JOURNAL holding the replay
 	 * buffer (slots renumbered; items gone since have no slot) and a
@@ -402,6 +473,12 @@ static rv_status write_compacted(rv_db *db, const char *tmp, rv_err *e)
 	if (st == RV_OK)
 		st = write_learning(f, db, true, old_to_new, &segs, &wrote_events, &wrote_overlay, e);
 	db->learn_dirty = dirty_before;
+	/* The quantizer carries over unchanged (no retraining: the codes of
+	 * the points stay what they were), the codes renumbered with the
+	 * slots. The checkpoint stays the last segment: the state names it. */
+	uint64_t qz_id;
+	if (st == RV_OK)
+		st = write_quant(f, &(slot_src){ db, map }, true, 0, n, &segs, &qz_id, e);
 	if (st != RV_OK || (st = append_buf(f, RV_SEG_INDEX, &graph, &segs, e)) != RV_OK)
 		goto done;
 	state.len = 0;

@@ -13,10 +13,19 @@
  * that died in this session are in `pending_deletes` until the next commit
  * writes them into a JOURNAL segment.
  *
+ * Quantization: a collection created with a quantizer (rv_open_opts.quant)
+ * trains it once it holds enough points (rv_db_quant_train), the graph
+ * then keeps a code per node (rv_hnsw_enable_codes) and searches traverse
+ * on codes; the trained quantizer lives in the index (rv_hnsw_quantizer)
+ * and in a QUANT segment from the next commit on, with the codes (QUANT
+ * segments of kind 2, covering slots [0, codes_committed)), which open
+ * copies into the graph instead of encoding every vector again.
+ *
  * Files: db.c (handle, open/load, close, get, stats), db_write.c (upsert,
- * delete), db_commit.c (segment encoding, commit, checkpoints, compaction),
- * db_search.c (search, filters, exact scan, results), idmap.c (id -> slot),
- * db_learn.c (search ids, feedback, the query adapter).
+ * delete, quantizer training), db_commit.c (segment encoding, commit,
+ * checkpoints, compaction), db_search.c (search, filters, exact scan,
+ * results), idmap.c (id -> slot), db_learn.c (search ids, feedback, the
+ * query adapter).
  */
 #ifndef RV_DB_INT_H
 #define RV_DB_INT_H
@@ -92,6 +101,14 @@ struct rv_db {
 	rv_metric metric;
 	uint32_t m, ef_construction, ef_search;
 	uint64_t seed;
+	rv_quant quant;             /* RV_QUANT_NONE: not quantized */
+	uint32_t pq_m;              /* PQ sub-spaces (0 for the other kinds) */
+	uint32_t rerank;            /* default re-rank multiple of k (0 when not quantized) */
+
+	/* quantization state (the quantizer itself is the index's) */
+	uint64_t qz_sample;         /* vectors the quantizer was trained on; 0 = untrained */
+	uint64_t quant_seg_id;      /* its QUANT segment among segs; 0 = not written yet */
+	uint32_t codes_committed;   /* slots whose codes are in QUANT segments */
 
 	/* slots */
 	rv_vecs vecs;               /* vecs.n = number of slots */
@@ -237,8 +254,35 @@ void rv_db_learn_committed(rv_db *db, bool wrote_events, uint64_t overlay_seg_id
  * for the query q (as searched) / sq (adapted) and returns how many of
  * them to keep (at most k). Caller holds the read lock. */
 size_t rv_db_learn_pool(const rv_db *db, size_t k, unsigned flags);
+/* The ef a search of q (as searched) uses when its opts.ef is 0: the
+ * region's ef in the active version when one was measured, else the
+ * collection's ef_search. Caller holds the read lock. */
+size_t rv_db_learn_ef(const rv_db *db, const float *q, unsigned flags);
 size_t rv_db_learn_rerank(const rv_db *db, const float *q, const float *sq, rv_hnsw_hit *hits, size_t n,
 			  size_t k, unsigned flags);
+
+/* ---- quantization (db_write.c) ---- */
+
+#define RV_RERANK_SQ8 2
+#define RV_RERANK_BINARY 16
+#define RV_RERANK_PQ 10
+#define RV_QUANT_SAMPLE_PQ 8192 /* PQ trains on at most this many (k-means costs
+				   iters * n * 256 * dim); SQ8 and binary on every point */
+
+/* Points a quantizer of kind q needs before it is trained. */
+size_t rv_db_train_min(rv_quant q);
+/* The default re-rank multiple of a kind; the default (and nearest valid)
+ * PQ sub-space count for dim at or below want (0: dim / 8). */
+uint32_t rv_db_default_rerank(rv_quant q);
+uint32_t rv_db_pq_subspaces(uint32_t dim, uint32_t want);
+/* Whether the collection's quantizer is trained (its codes in the graph). */
+bool rv_db_quant_trained(const rv_db *db);
+/* Train the quantizer from the live slots when it is due (quantized,
+ * untrained, at least rv_db_train_min live slots) and give the graph its
+ * codes; *trained says whether it did. RV_ENOMEM leaves it untrained. */
+rv_status rv_db_quant_train(rv_db *db, bool *trained, rv_err *e);
+/* Undo a training (an upsert that failed after it). */
+void rv_db_quant_untrain(rv_db *db);
 
 /* Nearest neighbours of q without a filter (caller holds the lock). */
 rv_status rv_db_knn_locked(const rv_db *db, const float *q, size_t k, rv_hnsw_hit *hits, size_t *n, rv_err *e);

@@ -141,10 +141,6 @@ size_t rv_learn_pool_size(const rv_learn_ranker *r, size_t k);
  * floats; *n gets the count. Caller holds the lock. */
 rv_status rv_learn_rank(rv_hnsw_hit *hits, size_t *n, const rv_db *db, const rv_learn_ranker *r, const float *q,
 			size_t k, float *work, rv_err *e);
-/* The ef a search of q (as searched) uses when its opts.ef is 0: the
- * region's ef in the active version when one was measured, else the
- * collection's ef_search. Caller holds the read lock. */
-size_t rv_db_learn_ef(const rv_db *db, const float *q, unsigned flags);
 /* Wall clock, ns since 1970. */
 uint64_t rv_learn_wall_ns(void);
 

@@ -11,6 +11,11 @@
  *   - whenever the graph returns fewer than k hits, widen ef four-fold once
  *     and then fall back to the exact scan, so a search returns
  *     min(k, matching points) hits, always.
+ * A quantized collection whose quantizer is trained traverses the graph on
+ * codes and re-ranks the best max(rerank * k, ef / 2) of them exactly
+ * (rerank: rv_search_opts.rerank, else the collection's), filtered or not;
+ * the exact scans stay on the float vectors, so RV_SEARCH_EXACT is exact
+ * whatever the quantizer.
  * Results are copied out (ids, payloads, vectors) into one block owned by
  * the rv_results, so they outlive later writes to the collection.
  */
@@ -198,6 +203,19 @@ static rv_status make_results(rv_results **out, const rv_db *db, const rv_hnsw_h
 	return RV_OK;
 }
 
+/* The graph search with the collection's traversal: on codes once the
+ * quantizer is trained (the index re-ranks exactly, see rv_hnsw_search_v2). */
+static rv_status graph_search(rv_hnsw_hit *hits, size_t k, size_t *n, const rv_db *db, const float *q, size_t ef,
+			      unsigned rerank, rv_accept_fn accept, void *ctx, rv_err *e)
+{
+	rv_hnsw_search_opts o = RV_HNSW_SEARCH_OPTS_INIT;
+	o.ef = ef;
+	o.accept = accept;
+	o.ctx = ctx;
+	o.rerank = rerank;
+	return rv_hnsw_search_v2(hits, k, n, db->index, q, k, &o, e);
+}
+
 rv_status rv_db_knn_locked(const rv_db *db, const float *q, size_t k, rv_hnsw_hit *hits, size_t *n, rv_err *e)
 {
 	accept_ctx ac = { db, NULL };
@@ -207,11 +225,16 @@ rv_status rv_db_knn_locked(const rv_db *db, const float *q, size_t k, rv_hnsw_hi
 	*n = 0;
 	if (want == 0)
 		return RV_OK;
-	rv_status st = rv_hnsw_search(hits, k, n, db->index, q, k, ef, accept, &ac, e);
+	rv_status st = graph_search(hits, k, n, db, q, ef, db->rerank, accept, &ac, e);
 	if (st == RV_OK && *n < want)
 		*n = exact_scan(hits, k, db, q, &ac);
 	return st;
 }
+
+/* Searches of small queries keep their buffers on the stack: no heap
+ * allocation on the search path but the results handed out. */
+#define STACK_QUERY_FLOATS 2048 /* the query and its adapted copy, dim <= 1024 */
+#define STACK_HITS 512          /* a candidate pool of k <= 128 */
 
 rv_status rv_db_search(rv_results **out, rv_db *db, const float *query, const rv_search_opts *opts)
 {
@@ -224,9 +247,16 @@ rv_status rv_db_search(rv_results **out, rv_db *db, const float *query, const rv
 		return rv_db_fail(db, RV_EINVAL,
 				  "rv_search_opts.size is %zu, this library knows up to %zu (use RV_SEARCH_OPTS_INIT)",
 				  opts->size, sizeof own);
+	/* rerank sits where the 0.1.0 layout had padding, which an older
+	 * caller may have left uninitialised: only the whole 0.2.0 struct
+	 * (it grew by `reserved`) sets it. */
+	if (opts && opts->size < sizeof own)
+		own.rerank = 0;
 	opts = &own;
 	if (opts->k < 1 || opts->k > 100000)
 		return rv_db_fail(db, RV_EINVAL, "k %u out of range 1..100000", opts->k);
+	if (opts->rerank > RV_RERANK_MAX)
+		return rv_db_fail(db, RV_EINVAL, "rerank %u out of range 0..%d", opts->rerank, RV_RERANK_MAX);
 	if (!query)
 		return rv_db_fail(db, RV_EINVAL, "query is NULL");
 	if (!db->file)
@@ -238,17 +268,18 @@ rv_status rv_db_search(rv_results **out, rv_db *db, const float *query, const rv
 	rv_status st = RV_OK;
 	rv_err e = { { 0 } };
 	rv_filter *filter = NULL;
-	float *q = NULL;
-	rv_hnsw_hit *hits = NULL;
+	float *q = NULL, q_stack[STACK_QUERY_FLOATS];
+	rv_hnsw_hit *hits = NULL, hits_stack[STACK_HITS];
 	if (opts->filter) {
 		st = rv_filter_compile(&filter, opts->filter, strlen(opts->filter), db->a, &e);
 		if (st != RV_OK)
 			return rv_db_fail_err(db, st, &e);
 	}
 	size_t k = opts->k;
-	size_t ef = opts->ef ? opts->ef : db->ef_search;
+	size_t ef = opts->ef; /* 0: the region's or the collection's, below */
+	unsigned rerank = opts->rerank ? opts->rerank : db->rerank;
 	/* q: the query as searched (normalised); q + dim: the adapted one. */
-	q = rv_malloc(db->a, (size_t)db->dim * sizeof(float) * 2);
+	q = 2 * (size_t)db->dim <= STACK_QUERY_FLOATS ? q_stack : rv_malloc(db->a, (size_t)db->dim * sizeof(float) * 2);
 	if (!q) {
 		st = rv_db_fail(db, RV_ENOMEM, "out of memory");
 		goto done;
@@ -263,13 +294,16 @@ rv_status rv_db_search(rv_results **out, rv_db *db, const float *query, const rv
 	const float *sq = q; /* the query the ranking uses */
 	if (!(opts->flags & RV_SEARCH_NO_LEARNING) && rv_db_learn_adapt(db, q + db->dim, q))
 		sq = q + db->dim;
+	if (!ef)
+		ef = rv_db_learn_ef(db, q, opts->flags);
 	/* The graph gathers `pool` candidates; a learned re-ranker then picks
 	 * k of them. */
 	size_t final_k = k;
 	k = rv_db_learn_pool(db, k, opts->flags);
 	if (ef < k)
 		ef = k;
-	if (!(hits = rv_malloc(db->a, k * 4 * sizeof *hits))) {
+	hits = k * 4 <= STACK_HITS ? hits_stack : rv_malloc(db->a, k * 4 * sizeof *hits);
+	if (!hits) {
 		pthread_rwlock_unlock(&db->lock);
 		st = rv_db_fail(db, RV_ENOMEM, "out of memory for %zu candidates", k);
 		goto done;
@@ -285,9 +319,9 @@ rv_status rv_db_search(rv_results **out, rv_db *db, const float *query, const rv
 	}
 	if (!exact) {
 		size_t want = k < db->live ? k : (size_t)db->live;
-		st = rv_hnsw_search(hits, k, &n, db->index, sq, k, ef, accept, &ac, &e);
+		st = graph_search(hits, k, &n, db, sq, ef, rerank, accept, &ac, &e);
 		if (st == RV_OK && n < want)
-			st = rv_hnsw_search(hits, k, &n, db->index, sq, k, ef * 4, accept, &ac, &e);
+			st = graph_search(hits, k, &n, db, sq, ef * 4, rerank, accept, &ac, &e);
 		if (st == RV_OK && n < want)
 			exact = true;
 	}
@@ -309,7 +343,9 @@ rv_status rv_db_search(rv_results **out, rv_db *db, const float *query, const rv
 		rv_db_fail_err(db, st, &e);
 done:
 	rv_filter_free(filter);
-	rv_dealloc(db->a, q);
-	rv_dealloc(db->a, hits);
+	if (q != q_stack)
+		rv_dealloc(db->a, q);
+	if (hits != hits_stack)
+		rv_dealloc(db->a, hits);
 	return st;
 }

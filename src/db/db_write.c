@@ -12,6 +12,13 @@
  * runs out of memory the node stays in the graph as a "zombie": searches
  * then skip dead slots through the accept callback until a later write
  * manages to unlink it.
+ *
+ * Quantization: the upsert that brings a quantized collection to
+ * rv_db_train_min points trains its quantizer, after the batch's vectors
+ * are in their slots and before they enter the graph, so the graph
+ * encodes them as it links them (a first batch upsert is never encoded
+ * twice). If the graph insert then fails, the training is undone with the
+ * rest of the batch.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -134,6 +141,92 @@ static float *arena_take(rv_db *db)
 		db->chunk_used = 0;
 	}
 	return db->chunks[db->cur_chunk] + db->chunk_used++ * db->dim;
+}
+
+/* ======================================================================
+ * Quantizer training
+ * ==================================================================== */
+
+size_t rv_db_train_min(rv_quant q)
+{
+	return q == RV_QUANT_PQ ? RV_QUANT_TRAIN_MIN_PQ : RV_QUANT_TRAIN_MIN;
+}
+
+uint32_t rv_db_default_rerank(rv_quant q)
+{
+	switch (q) {
+	case RV_QUANT_SQ8: return RV_RERANK_SQ8;
+	case RV_QUANT_BINARY: return RV_RERANK_BINARY;
+	case RV_QUANT_PQ: return RV_RERANK_PQ;
+	default: return 0;
+	}
+}
+
+uint32_t rv_db_pq_subspaces(uint32_t dim, uint32_t want)
+{
+	uint32_t m = want ? want : dim / 8;
+	if (m < 1)
+		m = 1;
+	if (m > dim)
+		m = dim;
+	/* ceil(dim / m) * (m - 1) < dim: no sub-space may be left empty. */
+	while (m > 1 && (uint64_t)((dim + m - 1) / m) * (m - 1) >= dim)
+		m--;
+	return m;
+}
+
+bool rv_db_quant_trained(const rv_db *db) { return rv_hnsw_codes_kind(db->index) != RV_QUANT_NONE; }
+
+rv_status rv_db_quant_train(rv_db *db, bool *trained, rv_err *e)
+{
+	*trained = false;
+	if (db->quant == RV_QUANT_NONE || rv_db_quant_trained(db) || db->vecs.n < rv_db_train_min(db->quant))
+		return RV_OK;
+	uint64_t live = 0;
+	for (uint32_t s = 0; s < db->vecs.n; s++)
+		live += (db->flags[s] & RV_SLOT_LIVE) != 0;
+	if (live < rv_db_train_min(db->quant))
+		return RV_OK;
+	/* SQ8 ranges and binary means come from every point (one cheap pass;
+	 * a sample would miss extremes that later clamp); PQ's k-means from
+	 * an evenly spread sample of the live slots. */
+	size_t n = db->quant == RV_QUANT_PQ && live > RV_QUANT_SAMPLE_PQ ? RV_QUANT_SAMPLE_PQ : (size_t)live;
+	const float **rows = rv_malloc(db->a, n * sizeof *rows);
+	if (!rows)
+		return rv_err_set(e, RV_ENOMEM, "out of memory training the %s quantizer", rv_quant_name(db->quant));
+	/* Systematic sample: the i-th pick is live slot number
+	 * floor(i * live / n), so picks spread over the whole slot range. */
+	size_t got = 0;
+	uint64_t seen = 0;
+	for (uint32_t s = 0; s < db->vecs.n && got < n; s++) {
+		if (!(db->flags[s] & RV_SLOT_LIVE))
+			continue;
+		if (seen == (uint64_t)got * live / n)
+			rows[got++] = db->vecs.ptr[s];
+		seen++;
+	}
+	rv_quantizer qz;
+	rv_status st = rv_quantizer_train_rows(&qz, db->quant, rows, got, db->dim, db->pq_m, db->threads, db->a, e);
+	rv_dealloc(db->a, rows);
+	if (st != RV_OK)
+		return st;
+	st = rv_hnsw_enable_codes(db->index, &qz, NULL, NULL, db->threads, e);
+	rv_quantizer_free(&qz);
+	if (st != RV_OK)
+		return st;
+	db->qz_sample = got;
+	db->quant_seg_id = 0;
+	db->codes_committed = 0;
+	*trained = true;
+	return RV_OK;
+}
+
+void rv_db_quant_untrain(rv_db *db)
+{
+	rv_hnsw_disable_codes(db->index);
+	db->qz_sample = 0;
+	db->quant_seg_id = 0;
+	db->codes_committed = 0;
 }
 
 /* ======================================================================
@@ -298,10 +391,15 @@ rv_status rv_db_upsert(rv_db *db, const rv_point *points, size_t n)
 	db->vecs.n = first + (uint32_t)n;
 
 	rv_err e;
-	st = n == 1 ? rv_hnsw_insert(db->index, new_slots[0], &e)
-		    : rv_hnsw_insert_batch(db->index, new_slots, n, n >= 64 ? db->threads : 1,
-					   NULL, NULL, &e);
+	bool trained = false;
+	st = rv_db_quant_train(db, &trained, &e);
+	if (st == RV_OK)
+		st = n == 1 ? rv_hnsw_insert(db->index, new_slots[0], &e)
+			    : rv_hnsw_insert_batch(db->index, new_slots, n, n >= 64 ? db->threads : 1,
+						   NULL, NULL, &e);
 	if (st != RV_OK) {
+		if (trained)
+			rv_db_quant_untrain(db);
 		/* Roll back: the batch's slots leave the graph and the table. */
 		for (size_t i = n; i-- > 0;) {
 			uint32_t s = new_slots[i];

@@ -17,7 +17,7 @@
  *
  * Files: hnsw_int.h (private), hnsw_build.c (create, free, level draw,
  * batch build, save/load), hnsw_insert.c, hnsw_search.c, hnsw_delete.c,
- * hnsw_sq8.c (traversal on SQ8 codes).
+ * hnsw_codes.c (traversal on quantized codes).
  */
 #ifndef RV_HNSW_H
 #define RV_HNSW_H
@@ -93,12 +93,12 @@ bool rv_hnsw_contains(const rv_hnsw *h, uint32_t slot);
 /* Number of nodes; number of levels (0 for an empty graph). */
 uint64_t rv_hnsw_count(const rv_hnsw *h);
 uint32_t rv_hnsw_levels(const rv_hnsw *h);
-/* Heap bytes held by the index. */
+/* Heap bytes held by the index: graph, codes, quantizer, search scratch. */
 uint64_t rv_hnsw_memory(const rv_hnsw *h);
 
 /* The k nearest accepted nodes to query (dim floats, already normalised
  * for cosine), nearest first, with a candidate list of max(ef, k). With
- * SQ8 enabled the traversal runs on codes (see rv_hnsw_search_v2).
+ * codes enabled the traversal runs on codes (see rv_hnsw_search_v2).
  * accept may be NULL (everything accepted).
  * [out] hits  caller array of cap >= k entries; *n = hits filled (< k only
  *             when fewer than k accepted nodes were reached).
@@ -108,23 +108,29 @@ rv_status rv_hnsw_search(rv_hnsw_hit *hits, size_t cap, size_t *n, const rv_hnsw
 			 const float *query, size_t k, size_t ef, rv_accept_fn accept, void *ctx,
 			 rv_err *err);
 
-/* ---- SQ8 traversal (hnsw_sq8.c; first version 0.2.0) ------------------
+/* ---- traversal on codes (hnsw_codes.c; first version 0.2.0) ----------
  *
- * With SQ8 on, the index keeps one SQ8 code per node (rv_sq8_code_size()
- * rounded up to 64 bytes: a quarter of the float vector's bytes, plus 4)
- * and a search walks the graph on approximate distances from the codes,
- * then re-ranks the candidates it kept with exact float distances. The
- * graph itself is still built from exact distances, and the saved form
- * (rv_hnsw_save) is unchanged: codes are derived data, rebuilt by calling
- * rv_hnsw_enable_sq8 again after rv_hnsw_load. */
+ * With codes on, the index keeps one code per node in rows of its own (the
+ * quantizer's code, SQ8 without the norm for IP and cosine, which do not
+ * use it) and a search walks the graph on approximate distances from the
+ * codes, then re-ranks the candidates it kept with exact float distances:
+ *
+ *   SQ8     int8 dot product against the query folded into int8 weights
+ *   BINARY  Hamming distance to the query's own code
+ *   PQ      sum of table lookups (the query's 256-entry table per sub-space)
+ *
+ * The graph itself is still built from exact distances, and the saved form
+ * (rv_hnsw_save) is unchanged: codes are derived data, set again by
+ * calling rv_hnsw_enable_codes after rv_hnsw_load. */
 
 /* How rv_hnsw_search_v2 ranks nodes during the traversal. */
 typedef enum rv_hnsw_traverse {
-	RV_HNSW_TRAVERSE_AUTO = 0, /* SQ8 codes when enabled, else floats */
+	RV_HNSW_TRAVERSE_AUTO = 0,  /* codes when enabled, else floats */
 	RV_HNSW_TRAVERSE_FLOAT = 1,
-	RV_HNSW_TRAVERSE_SQ8 = 2   /* RV_EINVAL when SQ8 is not enabled */
+	RV_HNSW_TRAVERSE_CODES = 2  /* RV_EINVAL when no codes are enabled */
 } rv_hnsw_traverse;
 
+#define RV_HNSW_TRAVERSE_SQ8 RV_HNSW_TRAVERSE_CODES /* the name of 0.2.0's first cut */
 #define RV_HNSW_RERANK_DEFAULT 4
 #define RV_HNSW_RERANK_MAX 1000
 
@@ -134,34 +140,63 @@ typedef struct rv_hnsw_search_opts {
 	rv_accept_fn accept;       /* NULL: everything accepted */
 	void *ctx;                 /* for accept */
 	rv_hnsw_traverse traverse;
-	unsigned rerank;           /* SQ8 traversal keeps max(ef, k * rerank) candidates and
-				    * re-ranks the k * rerank best (by code) exactly;
+	unsigned rerank;           /* code traversal re-ranks the best max(k * rerank, ef / 2)
+				    * nodes it scored (by code) exactly, from a pool beyond the
+				    * beam when that is more than max(ef, k);
 				    * 0 = RV_HNSW_RERANK_DEFAULT */
 } rv_hnsw_search_opts;
 
 #define RV_HNSW_SEARCH_OPTS_INIT { sizeof(rv_hnsw_search_opts), 0, NULL, NULL, RV_HNSW_TRAVERSE_AUTO, 0 }
 
-/* Encode every node with q (trained on this collection's vectors; dim
- * must match) and keep codes for every later insert. The index keeps its
- * own copy of q's parameters, so q may be freed afterwards. Enabling again
- * re-encodes with the new quantizer. Not thread-safe with any other call
- * on h (take the collection's write lock). O(nodes * dim).
- * Errors: RV_EINVAL (NULL, dimension mismatch), RV_ENOMEM (then h is as
- * before the call: still on with the old codes, or off, and usable). */
-rv_status rv_hnsw_enable_sq8(rv_hnsw *h, const rv_sq8 *q, rv_err *err);
+/* A stored code for slot in the quantizer's own layout (what
+ * rv_quantizer_encode writes), or NULL to have the index encode slot's
+ * vector. Called from several threads at once. */
+typedef const uint8_t *(*rv_hnsw_code_fn)(void *ctx, uint32_t slot);
+
+/* Give every node a code from q (trained on this collection's vectors;
+ * dim must match): from stored(ctx, slot) when that is not NULL, else by
+ * encoding the node's vector; on `threads` threads for a large graph.
+ * Every later insert encodes its node. The index keeps its own copy of q,
+ * so q may be freed afterwards. Enabling again replaces the codes. Not
+ * thread-safe with any other call on h (take the collection's write
+ * lock). Errors: RV_EINVAL (NULL, empty quantizer, dimension mismatch),
+ * RV_ENOMEM (then h is as before the call: still on with the old codes,
+ * or off, and usable). */
+rv_status rv_hnsw_enable_codes(rv_hnsw *h, const rv_quantizer *q, rv_hnsw_code_fn stored, void *ctx,
+			       unsigned threads, rv_err *err);
 /* Drop the codes; searches go back to floats. NULL or off: no-op. Not
  * thread-safe with any other call on h. */
+void rv_hnsw_disable_codes(rv_hnsw *h);
+/* The kind of the codes (RV_QUANT_NONE while off). */
+rv_quant rv_hnsw_codes_kind(const rv_hnsw *h);
+/* The index's copy of the quantizer, NULL while off. Valid until the next
+ * enable or disable. */
+const rv_quantizer *rv_hnsw_quantizer(const rv_hnsw *h);
+/* Bytes one node's code takes in memory (its row, padding included; 0
+ * while off): compare with dim * 4 for the float vector. */
+size_t rv_hnsw_code_bytes(const rv_hnsw *h);
+/* The code of node slot: PQ and binary codes are the quantizer's; SQ8
+ * codes are its dim int8 values, followed by the norm only for L2 (the
+ * first bytes of rv_sq8_encode's code). Copies that many bytes into out
+ * and returns how many (0 when codes are off or slot is not a node). */
+size_t rv_hnsw_code_of(const rv_hnsw *h, uint32_t slot, uint8_t *out);
+/* Heap bytes of the codes and the quantizer copy (0 while off); part of
+ * rv_hnsw_memory. */
+uint64_t rv_hnsw_codes_memory(const rv_hnsw *h);
+
+/* The first cut's SQ8-only names: enable_codes with an SQ8 quantizer on
+ * one thread, disable_codes, whether SQ8 codes are on, and their row
+ * bytes (0 unless SQ8). */
+rv_status rv_hnsw_enable_sq8(rv_hnsw *h, const rv_sq8 *q, rv_err *err);
 void rv_hnsw_disable_sq8(rv_hnsw *h);
 bool rv_hnsw_sq8_enabled(const rv_hnsw *h);
-/* Bytes of one node's code row while on (0 when off): compare with
- * dim * 4 for the float vector. Also counted in rv_hnsw_memory. */
 size_t rv_hnsw_sq8_code_bytes(const rv_hnsw *h);
 
 /* rv_hnsw_search with options (opts NULL = defaults: ef 0, no filter,
  * AUTO traversal). Hits are nearest first with exact distances in the
  * index's form, whatever the traversal. Same thread-safety, scratch reuse
  * and errors as rv_hnsw_search, plus RV_EINVAL for a bad option and, with
- * SQ8 traversal, a non-finite query. rv_hnsw_search(.., ef, accept, ctx,
+ * code traversal, a non-finite query. rv_hnsw_search(.., ef, accept, ctx,
  * ..) is this with AUTO traversal. */
 rv_status rv_hnsw_search_v2(rv_hnsw_hit *hits, size_t cap, size_t *n, const rv_hnsw *h,
 			    const float *query, size_t k, const rv_hnsw_search_opts *opts, rv_err *err);

@@ -110,11 +110,12 @@ static void scratch_free(const rv_hnsw *h, rv_hnsw_scratch *s)
 	const rv_alloc *a = h->a;
 	if (!s)
 		return;
-	rv_hnsw_sq8_scratch_clear(h, s);
+	rv_hnsw_codes_scratch_clear(h, s);
 	rv_dealloc(a, s->mark);
 	rv_dealloc(a, s->cand);
 	rv_dealloc(a, s->res);
 	rv_dealloc(a, s->sel);
+	rv_dealloc(a, s->pool);
 	rv_dealloc(a, s->kept);
 	rv_dealloc(a, s->nbuf);
 	rv_dealloc(a, s->dbuf);
@@ -127,13 +128,13 @@ void rv_hnsw_free(rv_hnsw *h)
 	if (!h)
 		return;
 	const rv_alloc *a = h->a;
-	/* Scratches first: their SQ8 query objects use the quantizer. */
+	/* Scratches first: their query forms use the quantizer. */
 	for (size_t i = 0; i < h->pool_n; i++)
 		scratch_free(h, h->pool[i]);
 	rv_dealloc(a, h->pool);
 	h->pool = NULL;
 	h->pool_n = 0;
-	rv_hnsw_disable_sq8(h);
+	rv_hnsw_disable_codes(h);
 	if (h->upper)
 		for (uint32_t s = 0; s < h->cap; s++)
 			rv_dealloc(a, h->upper[s]);
@@ -179,7 +180,7 @@ bool rv_hnsw_reserve(rv_hnsw *h, uint32_t need)
 	if (!rv_mul_ok((size_t)ncap, h->l0_stride * sizeof *h->l0, &l0_bytes) ||
 	    !rv_mul_ok((size_t)ncap, sizeof *h->upper, &up_bytes))
 		return false;
-	if (!rv_hnsw_sq8_reserve(h, (uint32_t)ncap))
+	if (!rv_hnsw_codes_reserve(h, (uint32_t)ncap))
 		return false;
 	/* Each array is replaced as soon as it has grown, so a later failure
 	 * leaves larger but still valid arrays and an unchanged cap. */
@@ -283,6 +284,12 @@ rv_hnsw_scratch *rv_hnsw_acquire(const rv_hnsw *h, size_t ef)
 	return s;
 }
 
+bool rv_hnsw_scratch_pool(const rv_hnsw *h, rv_hnsw_scratch *s, size_t n)
+{
+	return grow_exact(h->a, (void **)&s->pool, &s->pool_cap, n + 1, sizeof *s->pool, &s->bytes) &&
+	       grow_exact(h->a, (void **)&s->sel, &s->sel_cap, n + 1, sizeof *s->sel, &s->bytes);
+}
+
 void rv_hnsw_release(const rv_hnsw *h, rv_hnsw_scratch *s)
 {
 	rv_hnsw *hm = (rv_hnsw *)h;
@@ -311,7 +318,7 @@ uint64_t rv_hnsw_memory(const rv_hnsw *h)
 	uint64_t bytes = sizeof *h + RV_HNSW_STRIPES * sizeof *h->stripes;
 	bytes += (uint64_t)h->cap * (h->l0_stride * sizeof *h->l0 + 1 + sizeof *h->upper);
 	bytes += h->upper_bytes;
-	bytes += rv_hnsw_sq8_memory(h);
+	bytes += rv_hnsw_codes_memory(h);
 	rv_hnsw *hm = (rv_hnsw *)h;
 	pthread_mutex_lock(&hm->pool_mu);
 	bytes += hm->pool_cap * sizeof *hm->pool;

@@ -254,7 +254,7 @@ void rv_hnsw_link(rv_hnsw *h, rv_hnsw_scratch *s, uint32_t slot, unsigned level,
 	uint64_t ticket = locked ? recent_ticket(h) : 0;
 
 	/* The code must be in place before lv publishes the node. */
-	rv_hnsw_sq8_encode_slot(h, slot);
+	rv_hnsw_codes_encode_slot(h, slot);
 
 	if (locked)
 		pthread_mutex_lock(&h->global);

@@ -11,9 +11,8 @@
  *          L * up_stride u32 (count + m slots per level 1..L), allocated
  *          before the node is linked and freed when it is deleted. NULL for
  *          level-0 nodes and absent slots.
- *   codes  while SQ8 is on: cap rows of code_stride bytes, 64-byte aligned
- *          (hnsw_sq8.c), written by rv_hnsw_link before the node is
- *          published.
+ *   codes  while codes are on: cap rows of code_stride bytes (hnsw_codes.c),
+ *          written by rv_hnsw_link before the node is published.
  *   lv     cap bytes: 0 for an absent slot, else level + 1. One comparison
  *          "lv[n] > l" tells both that n is a node and that it has a list at
  *          level l, which is what makes edges to deleted (or deleted and
@@ -79,22 +78,29 @@ typedef struct rv_hnsw_cand {
  * the index's pool and given back, so a warm index searches without
  * allocating. */
 typedef struct rv_hnsw_scratch {
-	uint32_t *mark;    /* visited stamps, one per slot; == epoch means visited */
+	uint8_t *mark;     /* visited stamps, one byte per slot; == epoch means visited */
 	size_t mark_cap;
-	uint32_t epoch;    /* 0 only before the first traversal: zeroed stamps are unvisited */
+	uint8_t epoch;     /* 0 only before the first traversal: zeroed stamps are unvisited */
 	rv_hnsw_cand *cand; /* min-heap of nodes to expand */
 	size_t cand_n, cand_cap;
 	rv_hnsw_cand *res; /* max-heap of the best ef results, worst at [0] */
 	size_t res_n, res_cap;
-	rv_hnsw_cand *sel; /* sorted candidates: >= ef + 1 and >= 4 (1 + m0) */
+	rv_hnsw_cand *sel; /* sorted candidates: >= ef + 1, >= 4 (1 + m0), >= pool_max */
 	size_t sel_cap;
+	rv_hnsw_cand *pool; /* code traversal: max-heap of the best pool_max accepted nodes
+			     * the results let go, worst at [0] (0 = off; rv_hnsw_search_v2) */
+	size_t pool_n, pool_cap, pool_max;
 	uint32_t *kept;    /* selection output: m0 slots */
 	uint32_t *nbuf;    /* copy of one list: count + m0 slots */
 	uint32_t *dbuf;    /* delete: the removed node's list at one level */
 	uint32_t *picks;   /* insert: m chosen neighbours per level 0..RV_HNSW_MAX_LEVEL */
 	uint32_t picks_n[RV_HNSW_MAX_LEVEL + 1]; /* how many of each level's m are used */
-	rv_sq8_query *sq;  /* the query in SQ8 form, made on the first SQ8 search */
-	bool approx;       /* this traversal ranks by sq (SQ8 codes), not floats */
+	/* The query in code form, made on the first code search of the
+	 * scratch (one of the three, by the index's code kind): */
+	rv_sq8_query *sq;  /* SQ8: int8 weights */
+	uint8_t *qcode;    /* binary: the query's own code */
+	float *tables;     /* PQ: m tables of 256 */
+	bool approx;       /* this traversal ranks by code, not floats */
 	size_t bytes;      /* heap held, for rv_hnsw_memory */
 } rv_hnsw_scratch;
 
@@ -128,15 +134,18 @@ struct rv_hnsw {
 	uint64_t recent_n;
 	uint32_t recent[RV_HNSW_RECENT];
 
-	/* SQ8 traversal (hnsw_sq8.c), NULL/0 while off: the index's own copy
-	 * of the quantizer and one code per slot, row `slot` at codes +
-	 * slot * code_stride (64-byte aligned rows inside codes_raw). Rows of
-	 * absent slots are stale and never read (lv says absent). */
-	rv_sq8 *sq8;
+	/* Codes (hnsw_codes.c), kind RV_QUANT_NONE while off: the index's own
+	 * copy of the quantizer and one code per slot, row `slot` at codes +
+	 * slot * code_stride inside codes_raw (64-byte aligned start). Rows
+	 * of absent slots are stale and never read (lv says absent). */
+	rv_quantizer qz;
 	uint8_t *codes_raw;   /* allocation; codes is its first 64-byte boundary */
 	uint8_t *codes;
-	size_t code_stride;   /* rv_sq8_code_size rounded up to 64 */
+	size_t code_len;      /* bytes of a row in use (the code) */
+	size_t code_stride;   /* code_len, padded (see hnsw_codes.c) */
 	uint32_t codes_cap;   /* rows held, >= cap while on */
+	rv_hamming_fn hamming; /* binary codes: the kernel */
+	rv_pq_adc_fn pq_adc;   /* PQ codes: the kernel */
 
 	pthread_mutex_t pool_mu;
 	rv_hnsw_scratch **pool; /* idle scratches; room for every one created */
@@ -157,14 +166,24 @@ static inline const uint8_t *rv_hnsw_code(const rv_hnsw *h, uint32_t slot)
 	return h->codes + (size_t)slot * h->code_stride;
 }
 
-/* Distance from the traversal's query to node n: exact, or from its SQ8
- * code when the scratch's traversal is approximate (a well-predicted
- * branch, cheap beside the distance itself). */
+/* Distance from the scratch's query (in code form) to a code. */
+static inline float rv_hnsw_code_dist(const rv_hnsw *h, const rv_hnsw_scratch *s, const uint8_t *code)
+{
+	switch (h->qz.kind) {
+	case RV_QUANT_SQ8: return rv_sq8_distance_levels(s->sq, code);
+	case RV_QUANT_BINARY: return (float)h->hamming(s->qcode, code, h->code_len);
+	default: return h->pq_adc(s->tables, code, h->code_len);
+	}
+}
+
+/* Distance from the traversal's query to node n: exact, or from its code
+ * when the scratch's traversal is approximate (a well-predicted branch,
+ * cheap beside the distance itself). */
 static inline float rv_hnsw_node_dist(const rv_hnsw *h, const rv_hnsw_scratch *s, const float *q,
 				      uint32_t n)
 {
 	if (s->approx)
-		return rv_sq8_distance(s->sq, rv_hnsw_code(h, n));
+		return rv_hnsw_code_dist(h, s, rv_hnsw_code(h, n));
 	return rv_hnsw_dist(h, q, h->vecs->ptr[n]);
 }
 
@@ -194,12 +213,23 @@ static inline pthread_mutex_t *rv_hnsw_stripe(const rv_hnsw *h, uint32_t slot)
 
 /* ---- heaps over rv_hnsw_cand (arrays preallocated by the caller) ----- */
 
+/* The order of the candidate heap: by distance, then by slot. Equal
+ * distances are common with integer code distances (Hamming), and without
+ * the slot the order among them would follow the heap's layout, which
+ * depends on the scratch's history (its capacity decides when the heap is
+ * compacted): the same query could then get other answers in another
+ * thread or after a reopen. */
+static inline bool rv_hnsw_cand_before(rv_hnsw_cand a, rv_hnsw_cand b)
+{
+	return a.dist < b.dist || (a.dist == b.dist && a.slot < b.slot);
+}
+
 static inline void rv_hnsw_minheap_push(rv_hnsw_cand *hp, size_t *n, rv_hnsw_cand c)
 {
 	size_t i = (*n)++;
 	while (i > 0) {
 		size_t parent = (i - 1) / 2;
-		if (hp[parent].dist <= c.dist)
+		if (!rv_hnsw_cand_before(c, hp[parent]))
 			break;
 		hp[i] = hp[parent];
 		i = parent;
@@ -215,9 +245,9 @@ static inline rv_hnsw_cand rv_hnsw_minheap_pop(rv_hnsw_cand *hp, size_t *n)
 		size_t c = 2 * i + 1;
 		if (c >= len)
 			break;
-		if (c + 1 < len && hp[c + 1].dist < hp[c].dist)
+		if (c + 1 < len && rv_hnsw_cand_before(hp[c + 1], hp[c]))
 			c++;
-		if (last.dist <= hp[c].dist)
+		if (!rv_hnsw_cand_before(hp[c], last))
 			break;
 		hp[i] = hp[c];
 		i = c;
@@ -272,6 +302,8 @@ RV_HIDDEN bool rv_hnsw_reserve(rv_hnsw *h, uint32_t need);
 /* A scratch sized for the current capacity and a candidate list of ef;
  * NULL on ENOMEM. rv_hnsw_release gives it back to the pool. */
 RV_HIDDEN rv_hnsw_scratch *rv_hnsw_acquire(const rv_hnsw *h, size_t ef);
+/* Room in s for a re-rank depth of n (s->pool and s->sel). false on ENOMEM. */
+RV_HIDDEN bool rv_hnsw_scratch_pool(const rv_hnsw *h, rv_hnsw_scratch *s, size_t n);
 RV_HIDDEN void rv_hnsw_release(const rv_hnsw *h, rv_hnsw_scratch *s);
 
 /* Check the in-memory invariants listed at the top (for tests): RV_OK or
@@ -316,24 +348,33 @@ RV_HIDDEN bool rv_hnsw_search_layer(const rv_hnsw *h, rv_hnsw_scratch *s, const 
 /* Empty s->res into s->sel, nearest first; returns the number moved. */
 RV_HIDDEN size_t rv_hnsw_drain_sorted(rv_hnsw_scratch *s);
 
-/* ---- hnsw_sq8.c ------------------------------------------------------ */
+/* ---- hnsw_codes.c ---------------------------------------------------- */
 
 /* Grow the code rows to cover need slots (rv_hnsw_reserve calls it while
- * SQ8 is on). On failure nothing changes. */
-RV_HIDDEN bool rv_hnsw_sq8_reserve(rv_hnsw *h, uint32_t need);
+ * codes are on). On failure nothing changes. */
+RV_HIDDEN bool rv_hnsw_codes_reserve(rv_hnsw *h, uint32_t need);
 
-/* Encode slot's vector into its row, when SQ8 is on (before the node is
- * published, so a search never reads a missing code). */
-RV_HIDDEN void rv_hnsw_sq8_encode_slot(rv_hnsw *h, uint32_t slot);
+/* Encode slot's vector into its row, when codes are on (before the node
+ * is published, so a search never reads a missing code). */
+RV_HIDDEN void rv_hnsw_codes_encode_slot(rv_hnsw *h, uint32_t slot);
 
-/* Free what the SQ8 side of a scratch holds (rv_hnsw_free, re-enable). */
-RV_HIDDEN void rv_hnsw_sq8_scratch_clear(const rv_hnsw *h, rv_hnsw_scratch *s);
+/* Load the query into the scratch's code form (made on first use) and
+ * switch its traversal to codes. Errors: RV_ENOMEM, RV_EINVAL
+ * (non-finite query). */
+RV_HIDDEN rv_status rv_hnsw_codes_begin(const rv_hnsw *h, rv_hnsw_scratch *s, const float *query,
+					rv_err *err);
 
-/* Heap bytes of a scratch's SQ8 query object, as counted in its bytes. */
-RV_HIDDEN size_t rv_hnsw_sq8_query_bytes(const rv_hnsw *h);
+/* Free what the code side of a scratch holds (rv_hnsw_free, re-enable). */
+RV_HIDDEN void rv_hnsw_codes_scratch_clear(const rv_hnsw *h, rv_hnsw_scratch *s);
 
-/* Heap bytes of the codes and the quantizer copy (0 while off). */
-RV_HIDDEN uint64_t rv_hnsw_sq8_memory(const rv_hnsw *h);
+/* Prefetch the whole row of slot: every line of it. */
+static inline void rv_hnsw_code_prefetch(const rv_hnsw *h, uint32_t slot)
+{
+	const uint8_t *row = rv_hnsw_code(h, slot);
+	for (size_t off = 0; off < h->code_len; off += 64)
+		RV_HNSW_PREFETCH(row + off);
+	RV_HNSW_PREFETCH(row + h->code_len - 1);
+}
 
 /* ---- hnsw_insert.c --------------------------------------------------- */
 

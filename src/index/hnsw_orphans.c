@@ -129,7 +129,7 @@ rv_status rv_hnsw_attach_orphans(rv_hnsw *h, uint64_t *attached, rv_err *err)
 		/* Each node the walk missed joins the reached part through one of
 		 * its nearest reached nodes, and brings its island with it. */
 		reached rc = { seen };
-		/* Exact distances even with SQ8 on: codes never shape the graph. */
+		/* Exact distances even with codes on: codes never shape the graph. */
 		rv_hnsw_search_opts so = RV_HNSW_SEARCH_OPTS_INIT;
 		so.ef = 64;
 		so.accept = accept_reached;

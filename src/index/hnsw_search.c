@@ -6,7 +6,8 @@
  * candidates still to expand and a max-heap of the best ef results (worst
  * at the root, so a full result set rejects a farther node in O(1)). A
  * node is visited once per traversal, tracked by an epoch stamp per slot
- * so that starting a traversal costs nothing.
+ * (one byte, cleared once every 255 traversals) so that starting a
+ * traversal costs next to nothing.
  *
  * Filtering: with an accept callback, rejected nodes are still expanded
  * (they are routes through the graph) but only accepted ones enter the
@@ -19,12 +20,17 @@
  * level), so edges left pointing to deleted slots are never followed and
  * never returned.
  *
- * SQ8 traversal (hnsw_sq8.c keeps the codes): the same walk, ranking nodes
- * by the code distance (rv_hnsw_node_dist, chosen by the scratch's approx
- * flag so inserts and deletes, which never set it, stay exact). The query
- * is folded into SQ8 form once per search, the beam is widened to
- * k * rerank, and the best k * rerank by code are re-ranked with the float
- * vectors, so the hits and their distances are exact.
+ * Code traversal (hnsw_codes.c keeps the codes): the same walk, ranking
+ * nodes by the code distance (rv_hnsw_node_dist, chosen by the scratch's
+ * approx flag so inserts and deletes, which never set it, stay exact). The
+ * query is put in code form once per search (SQ8 weights, a binary code or
+ * PQ tables), and the best max(k * rerank, ef / 2) nodes by code are
+ * re-ranked with the float vectors, so the hits and their distances are
+ * exact. The beam stays max(ef, k), the walk of a float search; when the
+ * re-rank depth exceeds it, the rest comes from a pool of the nodes the
+ * beam scored and let go (they cost no distance more), which keeps recall
+ * at a small ef that of a float walk (Fashion-MNIST: within 0.0003 at
+ * every ef from 10 to 800) where re-ranking the beam alone lost up to 0.05.
  */
 #include <math.h>
 #include <string.h>
@@ -33,13 +39,48 @@
 
 void rv_hnsw_scratch_reset(rv_hnsw_scratch *s)
 {
-	/* On wrap, old stamps could equal the new epoch: clear them all. */
+	/* One byte per slot keeps the stamps of a large graph in cache (they
+	 * are read at random, once per neighbour); the price is a clear
+	 * every 255 traversals, when old stamps could equal the new epoch. */
 	if (++s->epoch == 0) {
 		memset(s->mark, 0, s->mark_cap * sizeof *s->mark);
 		s->epoch = 1;
 	}
 	s->cand_n = 0;
 	s->res_n = 0;
+	s->pool_n = 0;
+}
+
+/* Whether c would enter the pool (see pool_offer): the one comparison
+ * most offers late in a walk end with, kept inline in the walk. */
+static inline bool pool_wants(const rv_hnsw_scratch *s, rv_hnsw_cand c)
+{
+	return s->pool_n < s->pool_max || rv_hnsw_cand_before(c, s->pool[0]);
+}
+
+/* Put a scored, accepted node that the beam's results did not keep
+ * (rejected, or evicted by a nearer one) in the pool: a max-heap of the
+ * best pool_max of them, worst at [0]. The caller checked pool_wants. */
+static void pool_offer(rv_hnsw_scratch *s, rv_hnsw_cand c)
+{
+	if (s->pool_n < s->pool_max) {
+		rv_hnsw_maxheap_push(s->pool, &s->pool_n, c);
+		return;
+	}
+	/* Replace the root and sift it down: one pass, not a pop and a push. */
+	size_t i = 0, n = s->pool_n;
+	for (;;) {
+		size_t l = 2 * i + 1;
+		if (l >= n)
+			break;
+		if (l + 1 < n && rv_hnsw_cand_before(s->pool[l], s->pool[l + 1]))
+			l++;
+		if (!rv_hnsw_cand_before(c, s->pool[l]))
+			break;
+		s->pool[i] = s->pool[l];
+		i = l;
+	}
+	s->pool[i] = c;
 }
 
 /* The list of slot at level; under threads, a copy taken under its
@@ -102,9 +143,9 @@ static void min_heapify(rv_hnsw_cand *hp, size_t n)
 			size_t c = 2 * i + 1;
 			if (c >= n)
 				break;
-			if (c + 1 < n && hp[c + 1].dist < hp[c].dist)
+			if (c + 1 < n && rv_hnsw_cand_before(hp[c + 1], hp[c]))
 				c++;
-			if (x.dist <= hp[c].dist)
+			if (!rv_hnsw_cand_before(hp[c], x))
 				break;
 			hp[i] = hp[c];
 			i = c;
@@ -141,14 +182,22 @@ static bool cand_room(const rv_hnsw *h, rv_hnsw_scratch *s, size_t ef, float wor
 	return true;
 }
 
+#define FLOAT_PREFETCH 64
+
 bool rv_hnsw_search_layer(const rv_hnsw *h, rv_hnsw_scratch *s, const float *q, unsigned level,
 			  size_t ef, rv_accept_fn accept, void *ctx, bool locked, bool must_grow)
 {
 	const float *const *vp = h->vecs->ptr;
-	uint32_t *mark = s->mark;
-	const uint32_t epoch = s->epoch;
+	uint8_t *mark = s->mark;
+	const uint8_t epoch = s->epoch;
 	float worst = s->res_n ? s->res[0].dist : INFINITY;
 	uint32_t pending[2 * RV_HNSW_M_MAX];
+	/* Bytes of a float vector to prefetch: its first line. Measured: more
+	 * lines cost more than they save, on 128 dims (the vectors mostly in
+	 * cache) and on 784 (the hardware prefetcher streams the rest). */
+	size_t fbytes = (size_t)h->p.dim * sizeof(float);
+	if (fbytes > FLOAT_PREFETCH)
+		fbytes = FLOAT_PREFETCH;
 
 	while (s->cand_n) {
 		if (s->res_n == ef && s->cand[0].dist > worst)
@@ -156,6 +205,10 @@ bool rv_hnsw_search_layer(const rv_hnsw *h, rv_hnsw_scratch *s, const float *q, 
 		rv_hnsw_cand c = rv_hnsw_minheap_pop(s->cand, &s->cand_n);
 		const uint32_t *list = read_list(h, s, c.slot, level, locked);
 		uint32_t cnt = list[0];
+		/* The next node to expand is probably the new top of the heap:
+		 * fetch its list while this one's neighbours are scored. */
+		if (s->cand_n && level == 0)
+			RV_HNSW_PREFETCH(rv_hnsw_links(h, s->cand[0].slot, 0));
 
 		/* First pass: pick the unvisited live neighbours and start
 		 * fetching their vectors, so the distance pass below finds
@@ -168,32 +221,40 @@ bool rv_hnsw_search_layer(const rv_hnsw *h, rv_hnsw_scratch *s, const float *q, 
 			mark[n] = epoch;
 			pending[nt++] = n;
 			if (s->approx) {
-				/* Two lines of the code: the hardware prefetcher
-				 * follows the rest of a contiguous row. */
-				const uint8_t *row = rv_hnsw_code(h, n);
-				RV_HNSW_PREFETCH(row);
-				RV_HNSW_PREFETCH(row + 64);
+				rv_hnsw_code_prefetch(h, n);
 			} else {
-				RV_HNSW_PREFETCH(vp[n]);
+				const char *fv = (const char *)vp[n];
+				for (size_t off = 0; off < fbytes; off += 64)
+					RV_HNSW_PREFETCH(fv + off);
 			}
 		}
 
 		for (uint32_t j = 0; j < nt; j++) {
 			uint32_t n = pending[j];
 			float d = rv_hnsw_node_dist(h, s, q, n);
-			if (s->res_n == ef && d >= worst)
+			int ok = -1; /* accepted: not asked yet */
+			if (s->res_n == ef && d >= worst) {
+				rv_hnsw_cand lost = { d, n };
+				if (s->pool_max && pool_wants(s, lost) && (!accept || accept(ctx, n)))
+					pool_offer(s, lost);
 				continue;
+			}
 			if (!cand_room(h, s, ef, worst)) {
 				if (must_grow)
 					return false;
 				continue;
 			}
 			rv_hnsw_minheap_push(s->cand, &s->cand_n, (rv_hnsw_cand){ d, n });
-			if (accept && !accept(ctx, n))
+			if (ok < 0)
+				ok = !accept || accept(ctx, n);
+			if (!ok)
 				continue;
 			rv_hnsw_maxheap_push(s->res, &s->res_n, (rv_hnsw_cand){ d, n });
-			if (s->res_n > ef)
-				rv_hnsw_maxheap_pop(s->res, &s->res_n);
+			if (s->res_n > ef) {
+				rv_hnsw_cand out = rv_hnsw_maxheap_pop(s->res, &s->res_n);
+				if (s->pool_max && pool_wants(s, out))
+					pool_offer(s, out);
+			}
 			worst = s->res[0].dist;
 		}
 	}
@@ -209,21 +270,22 @@ size_t rv_hnsw_drain_sorted(rv_hnsw_scratch *s)
 	return n;
 }
 
-/* Load the query into the scratch's SQ8 query object (made on first use,
- * kept with the scratch) and switch the traversal to codes. */
-static rv_status approx_begin(const rv_hnsw *h, rv_hnsw_scratch *s, const float *query, rv_err *err)
+/* Candidates whose vectors the re-rank fetches ahead of the one it
+ * computes. */
+#define RERANK_AHEAD 4
+
+/* The re-rank depth is at least beam / RERANK_BEAM_SHARE. Measured on
+ * 128-dim text embeddings, whose SQ8 order is the loosest: with a depth
+ * of k * rerank alone, recall stops at 0.998 however wide the beam, where
+ * floats reach 1.0; half the beam lifts it to the float figure, at 5-10%
+ * of the QPS of a wide beam on 784-dim images, which did not need it. */
+#define RERANK_BEAM_SHARE 2
+
+static inline void prefetch_bytes(const void *p, size_t n)
 {
-	if (!s->sq) {
-		rv_status st = rv_sq8_query_new(&s->sq, h->sq8, err);
-		if (st != RV_OK)
-			return st;
-		s->bytes += rv_hnsw_sq8_query_bytes(h);
-	}
-	rv_status st = rv_sq8_query_set(s->sq, query, h->p.metric, err);
-	if (st != RV_OK)
-		return st;
-	s->approx = true;
-	return RV_OK;
+	const char *c = p;
+	for (size_t off = 0; off < n; off += 64)
+		RV_HNSW_PREFETCH(c + off);
 }
 
 rv_status rv_hnsw_search_v2(rv_hnsw_hit *hits, size_t cap, size_t *n, const rv_hnsw *h,
@@ -247,10 +309,10 @@ rv_status rv_hnsw_search_v2(rv_hnsw_hit *hits, size_t cap, size_t *n, const rv_h
 	if (k == 0)
 		return rv_err_set(err, RV_EINVAL, "hnsw search: k must be at least 1");
 	if (o.traverse != RV_HNSW_TRAVERSE_AUTO && o.traverse != RV_HNSW_TRAVERSE_FLOAT &&
-	    o.traverse != RV_HNSW_TRAVERSE_SQ8)
+	    o.traverse != RV_HNSW_TRAVERSE_CODES)
 		return rv_err_set(err, RV_EINVAL, "hnsw search: unknown traversal mode %d", (int)o.traverse);
-	if (o.traverse == RV_HNSW_TRAVERSE_SQ8 && !h->sq8)
-		return rv_err_set(err, RV_EINVAL, "hnsw search: SQ8 traversal asked for, but SQ8 is not enabled");
+	if (o.traverse == RV_HNSW_TRAVERSE_CODES && h->qz.kind == RV_QUANT_NONE)
+		return rv_err_set(err, RV_EINVAL, "hnsw search: code traversal asked for, but no codes are enabled");
 	if (o.rerank > RV_HNSW_RERANK_MAX)
 		return rv_err_set(err, RV_EINVAL, "hnsw search: rerank factor %u out of range 0..%d",
 				  o.rerank, RV_HNSW_RERANK_MAX);
@@ -261,24 +323,35 @@ rv_status rv_hnsw_search_v2(rv_hnsw_hit *hits, size_t cap, size_t *n, const rv_h
 	if (h->count == 0)
 		return RV_OK;
 
-	bool approx = h->sq8 && o.traverse != RV_HNSW_TRAVERSE_FLOAT;
-	/* The result set never needs to exceed the graph. With codes, the
-	 * beam also holds the k * rerank candidates that exact distances
-	 * re-rank, which is what makes up for the codes' error. */
-	size_t beam = o.ef > k ? o.ef : k, rerank = 0;
+	bool approx = h->qz.kind != RV_QUANT_NONE && o.traverse != RV_HNSW_TRAVERSE_FLOAT;
+	/* The beam is max(ef, k), as for floats, so ef buys the same walk.
+	 * With codes, the re-rank depth (k * rerank, or half a wide beam) may
+	 * exceed the beam: the rest then comes from a pool of the nodes the
+	 * walk scored and the beam let go, which cost no distance more. That
+	 * is what makes up for the codes' error when ef is small. */
+	size_t beam = o.ef > k ? o.ef : k, rerank = 0, pool = 0;
 	if (approx) {
 		size_t rf = o.rerank ? o.rerank : RV_HNSW_RERANK_DEFAULT;
 		if (!rv_mul_ok(k, rf, &rerank))
 			rerank = SIZE_MAX;
-		if (rerank > beam)
-			beam = rerank;
 	}
+	/* A wide beam asks for high recall, which the codes' error would cap
+	 * at a fixed re-rank depth: re-rank at least a share of the beam. */
+	if (approx && rerank < beam / RERANK_BEAM_SHARE)
+		rerank = beam / RERANK_BEAM_SHARE;
+	/* The result set never needs to exceed the graph. */
 	if (beam > h->count)
 		beam = (size_t)h->count;
+	if (rerank > beam)
+		pool = rerank < h->count ? rerank : (size_t)h->count;
 	s = rv_hnsw_acquire(h, beam);
 	if (!s)
 		return rv_err_nomem(err);
-	if (approx && (st = approx_begin(h, s, query, err)) != RV_OK)
+	if (pool > beam && !rv_hnsw_scratch_pool(h, s, pool)) {
+		st = rv_err_nomem(err);
+		goto done;
+	}
+	if (approx && (st = rv_hnsw_codes_begin(h, s, query, err)) != RV_OK)
 		goto done;
 
 	uint32_t ep = h->entry;
@@ -288,24 +361,42 @@ rv_status rv_hnsw_search_v2(rv_hnsw_hit *hits, size_t cap, size_t *n, const rv_h
 
 	rv_hnsw_scratch_reset(s);
 	rv_hnsw_seed(h, s, ep, ep_dist, o.accept, o.ctx);
+	/* The pool keeps the best pool - beam of the nodes the beam's
+	 * results let go; with the results they make the re-rank set. */
+	if (pool > beam)
+		s->pool_max = pool - beam;
 	if (!rv_hnsw_search_layer(h, s, query, 0, beam, o.accept, o.ctx, false, true)) {
 		st = rv_err_nomem(err);
 		goto done;
 	}
 	size_t got = rv_hnsw_drain_sorted(s);
+	if (s->pool_max) {
+		/* Everything in the pool ranks after the results (it lost to
+		 * them, or to nodes that later lost to them): append it, in
+		 * order. */
+		size_t extra = s->pool_n;
+		for (size_t i = extra; i-- > 0;)
+			s->sel[got + i] = rv_hnsw_maxheap_pop(s->pool, &s->pool_n);
+		got += extra;
+	}
 	if (approx) {
-		/* Exact distances for the best k * rerank by code only: each
-		 * is a float vector fetched from memory, and with a wide beam
-		 * (large ef) re-ranking all of it would cost as much as the
-		 * reads the codes saved. The true k nearest sit near the top
-		 * of the approximate order. */
+		/* Exact distances for the best of the approximate order only:
+		 * each is a float vector fetched from memory, and re-ranking a
+		 * whole wide beam would cost much of what the codes saved. The
+		 * true k nearest sit near the top of that order. */
 		const float *const *vp = h->vecs->ptr;
 		if (got > rerank)
 			got = rerank;
-		for (size_t i = 0; i < got; i++)
-			RV_HNSW_PREFETCH(vp[s->sel[i].slot]);
-		for (size_t i = 0; i < got; i++)
+		/* Whole vectors, a few candidates ahead: the first line alone
+		 * leaves the rest of a long vector to stall the kernel. */
+		size_t vbytes = (size_t)h->p.dim * sizeof(float);
+		for (size_t i = 0; i < got && i < RERANK_AHEAD; i++)
+			prefetch_bytes(vp[s->sel[i].slot], vbytes);
+		for (size_t i = 0; i < got; i++) {
+			if (i + RERANK_AHEAD < got)
+				prefetch_bytes(vp[s->sel[i + RERANK_AHEAD].slot], vbytes);
 			s->sel[i].dist = rv_hnsw_dist(h, query, vp[s->sel[i].slot]);
+		}
 		rv_hnsw_sort_cands(s->sel, got);
 	}
 	if (got > k)
@@ -316,6 +407,7 @@ rv_status rv_hnsw_search_v2(rv_hnsw_hit *hits, size_t cap, size_t *n, const rv_h
 done:
 	if (s) {
 		s->approx = false;
+		s->pool_max = 0;
 		rv_hnsw_release(h, s);
 	}
 	return st;

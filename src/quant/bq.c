@@ -36,12 +36,13 @@ static rv_status bq_alloc(rv_bq **out, size_t dim, const rv_alloc *a, rv_err *er
 	return RV_OK;
 }
 
-rv_status rv_bq_train(rv_bq **out, const float *x, size_t n, size_t dim, const rv_alloc *a, rv_err *err)
+rv_status rv_bq_train_rows(rv_bq **out, const rv_rows *x, const rv_alloc *a, rv_err *err)
 {
 	*out = NULL;
-	rv_status st = rv_quant_check_sample(x, n, dim, "binary", err);
+	rv_status st = rv_quant_check_rows(x, "binary", err);
 	if (st != RV_OK)
 		return st;
+	size_t dim = x->dim;
 	rv_bq *q;
 	if ((st = bq_alloc(&q, dim, a, err)) != RV_OK)
 		return st;
@@ -52,14 +53,22 @@ rv_status rv_bq_train(rv_bq **out, const float *x, size_t n, size_t dim, const r
 		rv_bq_free(q);
 		return rv_err_nomem(err);
 	}
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < x->n; i++) {
+		const float *v = rv_row(x, i);
 		for (size_t d = 0; d < dim; d++)
-			sum[d] += x[i * dim + d];
+			sum[d] += v[d];
+	}
 	for (size_t d = 0; d < dim; d++)
-		q->mean[d] = (float)(sum[d] / (double)n);
+		q->mean[d] = (float)(sum[d] / (double)x->n);
 	rv_dealloc(a, sum);
 	*out = q;
 	return RV_OK;
+}
+
+rv_status rv_bq_train(rv_bq **out, const float *x, size_t n, size_t dim, const rv_alloc *a, rv_err *err)
+{
+	rv_rows rows = { x, NULL, n, dim };
+	return rv_bq_train_rows(out, &rows, a, err);
 }
 
 void rv_bq_free(rv_bq *q)
@@ -75,10 +84,18 @@ size_t rv_bq_code_size(const rv_bq *q) { return 8 * rv_bit_words(q->dim); }
 
 void rv_bq_encode(const rv_bq *q, const float *x, uint8_t *code)
 {
+	/* Bits gathered eight at a time without branches: a branch per
+	 * dimension mispredicts about half the time on real data. */
+	size_t full = q->dim / 8, d = 0;
 	memset(code, 0, rv_bq_code_size(q));
-	for (size_t d = 0; d < q->dim; d++)
-		if (x[d] > q->mean[d])
-			code[d >> 3] |= (uint8_t)(1u << (d & 7));
+	for (size_t b = 0; b < full; b++, d += 8) {
+		unsigned bits = 0;
+		for (unsigned j = 0; j < 8; j++)
+			bits |= (unsigned)(x[d + j] > q->mean[d + j]) << j;
+		code[b] = (uint8_t)bits;
+	}
+	for (; d < q->dim; d++)
+		code[d >> 3] |= (uint8_t)((unsigned)(x[d] > q->mean[d]) << (d & 7));
 }
 
 uint64_t rv_bq_distance(const rv_bq *q, const uint8_t *a, const uint8_t *b)

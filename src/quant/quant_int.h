@@ -21,22 +21,49 @@
 #define RV_QUANT_HEADER 12
 #define RV_QUANT_TRAILER 8
 
-/* Shape and finiteness of a training sample. */
-static inline rv_status rv_quant_check_sample(const float *x, size_t n, size_t dim, const char *what, rv_err *err)
+/* A training sample: n rows of dim floats, either contiguous (base) or
+ * one pointer per row (a collection's vectors are not contiguous). */
+typedef struct rv_rows {
+	const float *base;       /* row i at base + i * dim, when ptr is NULL */
+	const float *const *ptr; /* row i at ptr[i] */
+	size_t n, dim;
+} rv_rows;
+
+static inline const float *rv_row(const rv_rows *r, size_t i)
 {
-	if (n == 0)
+	return r->ptr ? r->ptr[i] : r->base + i * r->dim;
+}
+
+/* Shape and finiteness of a training sample. */
+static inline rv_status rv_quant_check_rows(const rv_rows *x, const char *what, rv_err *err)
+{
+	if (x->n == 0)
 		return rv_err_set(err, RV_EINVAL, "%s: training needs at least 1 vector, got 0", what);
-	if (dim == 0 || dim > RV_MAX_DIM)
-		return rv_err_set(err, RV_EINVAL, "%s: dim %zu out of range 1..%d", what, dim, RV_MAX_DIM);
+	if (x->dim == 0 || x->dim > RV_MAX_DIM)
+		return rv_err_set(err, RV_EINVAL, "%s: dim %zu out of range 1..%d", what, x->dim, RV_MAX_DIM);
 	size_t total;
-	if (!rv_mul_ok(n, dim, &total))
-		return rv_err_set(err, RV_EINVAL, "%s: %zu vectors of %zu dims overflow", what, n, dim);
-	for (size_t i = 0; i < total; i++)
-		if (!isfinite(x[i]))
-			return rv_err_set(err, RV_EINVAL, "%s: vector %zu has non-finite value %g at dimension %zu",
-					  what, i / dim, (double)x[i], i % dim);
+	if (!rv_mul_ok(x->n, x->dim, &total))
+		return rv_err_set(err, RV_EINVAL, "%s: %zu vectors of %zu dims overflow", what, x->n, x->dim);
+	if (!x->ptr && !x->base)
+		return rv_err_set(err, RV_EINVAL, "%s: training vectors are NULL", what);
+	for (size_t i = 0; i < x->n; i++) {
+		const float *v = rv_row(x, i);
+		if (!v)
+			return rv_err_set(err, RV_EINVAL, "%s: vector %zu is NULL", what, i);
+		for (size_t d = 0; d < x->dim; d++)
+			if (!isfinite(v[d]))
+				return rv_err_set(err, RV_EINVAL, "%s: vector %zu has non-finite value %g at dimension %zu",
+						  what, i, (double)v[d], d);
+	}
 	return RV_OK;
 }
+
+/* The trainers behind the public _train functions (which pass contiguous
+ * rows) and rv_quantizer_train_rows. */
+rv_status rv_sq8_train_rows(rv_sq8 **out, const rv_rows *x, const rv_alloc *a, rv_err *err);
+rv_status rv_bq_train_rows(rv_bq **out, const rv_rows *x, const rv_alloc *a, rv_err *err);
+rv_status rv_pq_train_rows(rv_pq **out, const rv_rows *x, const rv_pq_opts *opts, const rv_alloc *a,
+			   rv_err *err);
 
 static inline void rv_quant_put_header(rv_buf *out, const char magic[4], size_t dim)
 {

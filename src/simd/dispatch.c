@@ -25,14 +25,14 @@
 #endif
 
 static const rv_simd_ops ops_scalar = { "scalar", rv_l2sq_scalar, rv_dot_scalar, rv_i8dot_scalar,
-					rv_i8l2sq_scalar, rv_hamming_scalar, rv_pq_adc_scalar, "" };
+					rv_i8l2sq_scalar, rv_hamming_scalar, rv_pq_adc_scalar, rv_u8i8dot_scalar, "" };
 #if defined(__aarch64__)
 static const rv_simd_ops ops_neon = { "neon", rv_l2sq_neon, rv_dot_neon, rv_i8dot_neon,
-				      rv_i8l2sq_neon, rv_hamming_neon, rv_pq_adc_neon, "neon" };
+				      rv_i8l2sq_neon, rv_hamming_neon, rv_pq_adc_neon, rv_u8i8dot_neon, "neon" };
 #endif
 #ifdef RV_X86
 static const rv_simd_ops ops_avx2 = { "avx2", rv_l2sq_avx2, rv_dot_avx2, rv_i8dot_avx2,
-				      rv_i8l2sq_avx2, rv_hamming_avx2, rv_pq_adc_avx2, "avx2 fma" };
+				      rv_i8l2sq_avx2, rv_hamming_avx2, rv_pq_adc_avx2, rv_u8i8dot_avx2, "avx2 fma" };
 static rv_simd_ops ops_avx512; /* filled by probe(), read-only afterwards */
 static char avx512_features[96];
 
@@ -55,6 +55,7 @@ static void build_avx512(int bw_vl, int vnni, int vpopcnt)
 	if (bw_vl) {
 		ops_avx512.i8dot = vnni ? rv_i8dot_avx512_vnni : rv_i8dot_avx512;
 		ops_avx512.i8l2sq = vnni ? rv_i8l2sq_avx512_vnni : rv_i8l2sq_avx512;
+		ops_avx512.u8i8dot = vnni ? rv_u8i8dot_avx512_vnni : rv_u8i8dot_avx512;
 		ops_avx512.pq_adc = rv_pq_adc_avx512;
 		strcat(avx512_features, vnni ? " avx512bw avx512vl avx512vnni" : " avx512bw avx512vl");
 	}

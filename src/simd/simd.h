@@ -17,6 +17,10 @@
  *   pq_adc    sum_j tables[j * 256 + codes[j]] for j < m: the asymmetric
  *             distance of a product-quantized code, one 256-entry float
  *             table per sub-quantizer
+ *   u8i8dot   sum u_i s_i of unsigned u and signed s (bytes), exact in
+ *             int32 for n <= 32768: SQ8 codes held as levels 0..255
+ *             against a query's int8 weights, one vpdpbusd per 64 bytes
+ *             on VNNI (i8dot needs a second one to undo its sign trick)
  * Every kernel of every set returns exactly the scalar reference's value
  * for the integer kernels; pq_adc sums in a different order, so it agrees
  * within float rounding (relative 1e-5 of the sum of |entries| used).
@@ -31,6 +35,7 @@ typedef float (*rv_dist_fn)(const float *a, const float *b, size_t n);
 typedef int32_t (*rv_i8_fn)(const int8_t *a, const int8_t *b, size_t n);
 typedef uint64_t (*rv_hamming_fn)(const uint8_t *a, const uint8_t *b, size_t nbytes);
 typedef float (*rv_pq_adc_fn)(const float *tables, const uint8_t *codes, size_t m);
+typedef int32_t (*rv_u8i8_fn)(const uint8_t *u, const int8_t *s, size_t n);
 
 /* Largest n the int8 kernels accept without int32 overflow. */
 #define RV_SIMD_I8_MAX 32768
@@ -43,6 +48,7 @@ typedef struct rv_simd_ops {
 	rv_i8_fn i8l2sq;   /* int8 sum (a_i - b_i)^2 */
 	rv_hamming_fn hamming;
 	rv_pq_adc_fn pq_adc;
+	rv_u8i8_fn u8i8dot;
 	/* The instruction-set extensions this set's kernels use, space
 	 * separated, e.g. "avx512f avx512bw avx512vnni avx512vpopcntdq". */
 	const char *features;
@@ -67,6 +73,7 @@ int32_t rv_i8dot_avx2(const int8_t *a, const int8_t *b, size_t n);
 int32_t rv_i8l2sq_avx2(const int8_t *a, const int8_t *b, size_t n);
 uint64_t rv_hamming_avx2(const uint8_t *a, const uint8_t *b, size_t nbytes);
 float rv_pq_adc_avx2(const float *tables, const uint8_t *codes, size_t m);
+int32_t rv_u8i8dot_avx2(const uint8_t *u, const int8_t *s, size_t n);
 
 float rv_l2sq_avx512(const float *a, const float *b, size_t n);
 float rv_dot_avx512(const float *a, const float *b, size_t n);
@@ -78,6 +85,8 @@ int32_t rv_i8dot_avx512_vnni(const int8_t *a, const int8_t *b, size_t n);
 int32_t rv_i8l2sq_avx512_vnni(const int8_t *a, const int8_t *b, size_t n);
 uint64_t rv_hamming_avx512_vpopcnt(const uint8_t *a, const uint8_t *b, size_t nbytes);
 float rv_pq_adc_avx512(const float *tables, const uint8_t *codes, size_t m);
+int32_t rv_u8i8dot_avx512(const uint8_t *u, const int8_t *s, size_t n);
+int32_t rv_u8i8dot_avx512_vnni(const uint8_t *u, const int8_t *s, size_t n);
 
 #if defined(__aarch64__)
 float rv_l2sq_neon(const float *a, const float *b, size_t n);
@@ -86,6 +95,7 @@ int32_t rv_i8dot_neon(const int8_t *a, const int8_t *b, size_t n);
 int32_t rv_i8l2sq_neon(const int8_t *a, const int8_t *b, size_t n);
 uint64_t rv_hamming_neon(const uint8_t *a, const uint8_t *b, size_t nbytes);
 float rv_pq_adc_neon(const float *tables, const uint8_t *codes, size_t m);
+int32_t rv_u8i8dot_neon(const uint8_t *u, const int8_t *s, size_t n);
 #endif
 
 /* Scalar references (simd_scalar.c). */
@@ -95,5 +105,6 @@ int32_t rv_i8dot_scalar(const int8_t *a, const int8_t *b, size_t n);
 int32_t rv_i8l2sq_scalar(const int8_t *a, const int8_t *b, size_t n);
 uint64_t rv_hamming_scalar(const uint8_t *a, const uint8_t *b, size_t nbytes);
 float rv_pq_adc_scalar(const float *tables, const uint8_t *codes, size_t m);
+int32_t rv_u8i8dot_scalar(const uint8_t *u, const int8_t *s, size_t n);
 
 #endif /* RV_SIMD_H */

@@ -101,6 +101,30 @@ int32_t rv_i8dot_avx2(const int8_t *a, const int8_t *b, size_t n)
 	return i < n ? s + rv_i8dot_scalar(a + i, b + i, n - i) : s;
 }
 
+/* Widened to int16 on both sides (zero- and sign-extended) before the
+ * multiply-add: vpmaddubsw would saturate 255 * 127 * 2. */
+int32_t rv_u8i8dot_avx2(const uint8_t *u, const int8_t *s, size_t n)
+{
+	__m256i s0 = _mm256_setzero_si256(), s1 = _mm256_setzero_si256();
+	size_t i = 0;
+	for (; i + 32 <= n; i += 32) {
+		__m256i x0 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(u + i)));
+		__m256i y0 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(s + i)));
+		__m256i x1 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(u + i + 16)));
+		__m256i y1 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(s + i + 16)));
+		s0 = _mm256_add_epi32(s0, _mm256_madd_epi16(x0, y0));
+		s1 = _mm256_add_epi32(s1, _mm256_madd_epi16(x1, y1));
+	}
+	if (i + 16 <= n) {
+		__m256i x = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(u + i)));
+		__m256i y = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(s + i)));
+		s0 = _mm256_add_epi32(s0, _mm256_madd_epi16(x, y));
+		i += 16;
+	}
+	int32_t t = hsum256_epi32(_mm256_add_epi32(s0, s1));
+	return i < n ? t + rv_u8i8dot_scalar(u + i, s + i, n - i) : t;
+}
+
 int32_t rv_i8l2sq_avx2(const int8_t *a, const int8_t *b, size_t n)
 {
 	__m256i s0 = _mm256_setzero_si256(), s1 = _mm256_setzero_si256();

@@ -124,6 +124,46 @@ int32_t rv_i8dot_avx512_vnni(const int8_t *a, const int8_t *b, size_t n)
 	return _mm512_reduce_add_epi32(_mm512_add_epi32(s0, s1)) - 128 * _mm512_reduce_add_epi32(sb);
 }
 
+/* u as the unsigned operand of vpdpbusd as it is: one instruction per 64
+ * bytes, exact (each 4-byte group adds at most 4 * 255 * 128 to int32). */
+int32_t rv_u8i8dot_avx512_vnni(const uint8_t *u, const int8_t *s, size_t n)
+{
+	__m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
+	size_t i = 0;
+	for (; i + 128 <= n; i += 128) {
+		s0 = _mm512_dpbusd_epi32(s0, _mm512_loadu_si512(u + i), _mm512_loadu_si512(s + i));
+		s1 = _mm512_dpbusd_epi32(s1, _mm512_loadu_si512(u + i + 64), _mm512_loadu_si512(s + i + 64));
+	}
+	for (; i < n; i += 64) {
+		/* Masked-off lanes load 0 on both sides. */
+		__mmask64 m = mask64(n - i);
+		s0 = _mm512_dpbusd_epi32(s0, _mm512_maskz_loadu_epi8(m, u + i), _mm512_maskz_loadu_epi8(m, s + i));
+	}
+	return _mm512_reduce_add_epi32(_mm512_add_epi32(s0, s1));
+}
+
+int32_t rv_u8i8dot_avx512(const uint8_t *u, const int8_t *s, size_t n)
+{
+	__m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
+	size_t i = 0;
+	for (; i + 64 <= n; i += 64) {
+		__m512i x0 = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(u + i)));
+		__m512i y0 = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(s + i)));
+		__m512i x1 = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(u + i + 32)));
+		__m512i y1 = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(s + i + 32)));
+		s0 = _mm512_add_epi32(s0, _mm512_madd_epi16(x0, y0));
+		s1 = _mm512_add_epi32(s1, _mm512_madd_epi16(x1, y1));
+	}
+	for (; i < n; i += 32) {
+		size_t r = n - i < 32 ? n - i : 32;
+		__mmask32 m = (__mmask32)(r == 32 ? 0xffffffffu : (1u << r) - 1);
+		__m512i x = _mm512_cvtepu8_epi16(_mm256_maskz_loadu_epi8(m, u + i));
+		__m512i y = _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(m, s + i));
+		s0 = _mm512_add_epi32(s0, _mm512_madd_epi16(x, y));
+	}
+	return _mm512_reduce_add_epi32(_mm512_add_epi32(s0, s1));
+}
+
 int32_t rv_i8l2sq_avx512_vnni(const int8_t *a, const int8_t *b, size_t n)
 {
 	__m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();

@@ -61,6 +61,26 @@ int32_t rv_i8dot_neon(const int8_t *a, const int8_t *b, size_t n)
 	return i < n ? s + rv_i8dot_scalar(a + i, b + i, n - i) : s;
 }
 
+int32_t rv_u8i8dot_neon(const uint8_t *u, const int8_t *s, size_t n)
+{
+	int32x4_t s0 = vdupq_n_s32(0), s1 = vdupq_n_s32(0);
+	size_t i = 0;
+	for (; i + 16 <= n; i += 16) {
+		/* Levels 0..255 fit int16 as they are. */
+		uint8x16_t x = vld1q_u8(u + i);
+		int8x16_t y = vld1q_s8(s + i);
+		int16x8_t xl = vreinterpretq_s16_u16(vmovl_u8(vget_low_u8(x)));
+		int16x8_t xh = vreinterpretq_s16_u16(vmovl_high_u8(x));
+		int16x8_t yl = vmovl_s8(vget_low_s8(y)), yh = vmovl_high_s8(y);
+		s0 = vmlal_s16(s0, vget_low_s16(xl), vget_low_s16(yl));
+		s1 = vmlal_high_s16(s1, xl, yl);
+		s0 = vmlal_s16(s0, vget_low_s16(xh), vget_low_s16(yh));
+		s1 = vmlal_high_s16(s1, xh, yh);
+	}
+	int32_t t = vaddvq_s32(vaddq_s32(s0, s1));
+	return i < n ? t + rv_u8i8dot_scalar(u + i, s + i, n - i) : t;
+}
+
 int32_t rv_i8l2sq_neon(const int8_t *a, const int8_t *b, size_t n)
 {
 	int32x4_t s0 = vdupq_n_s32(0), s1 = vdupq_n_s32(0);

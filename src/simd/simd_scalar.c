@@ -52,6 +52,14 @@ int32_t rv_i8dot_scalar(const int8_t *a, const int8_t *b, size_t n)
 	return s;
 }
 
+int32_t rv_u8i8dot_scalar(const uint8_t *u, const int8_t *s, size_t n)
+{
+	int32_t t = 0;
+	for (size_t i = 0; i < n; i++)
+		t += (int32_t)u[i] * (int32_t)s[i];
+	return t;
+}
+
 int32_t rv_i8l2sq_scalar(const int8_t *a, const int8_t *b, size_t n)
 {
 	int32_t s = 0;

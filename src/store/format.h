@@ -9,7 +9,8 @@
  *   8  u16    read version   (a reader must understand this to read)
  *  10  u16    write version  (a writer must understand this to append)
  *  12  u32    header length  (64)
- *  16  u64    required feature bits (unknown bit set: refuse)
+ *  16  u64    required feature bits (unknown bit set: refuse); bit 0
+ *             (RV_FEATURE_QUANT): quantized collection
  *  24  u64    optional feature bits (unknown bits ignored)
  *  32  u64    created, ns since the Unix epoch
  *  40  u8[16] file id (random)
@@ -70,7 +71,12 @@
 #define RV_FILE_HEADER_SIZE 64
 #define RV_FORMAT_READ_VERSION 1
 #define RV_FORMAT_WRITE_VERSION 1
-#define RV_FEATURES_REQUIRED_KNOWN 0ull
+/* Required feature bit 0: the collection is quantized (a QUANT segment
+ * holds its quantizer; docs/FORMAT.md, "QUANT segment"). A reader that
+ * ignored it would search on floats and its writes would drop the
+ * quantizer, so older builds must refuse the file. */
+#define RV_FEATURE_QUANT 0x1ull
+#define RV_FEATURES_REQUIRED_KNOWN RV_FEATURE_QUANT
 #define RV_FEATURES_OPTIONAL_KNOWN 0ull
 
 #define RV_SEG_MAGIC 0x53465652u /* "RVFS" */

@@ -66,6 +66,13 @@ typedef struct rv_file rv_file;
  * Takes an exclusive lock (flock) held until rv_file_close. */
 rv_status rv_file_create(rv_file **out, const char *path, const rv_manifest *m,
 			 const rv_alloc *a, rv_err *err);
+/* The same, with required feature bits (RV_FEATURE_*, all known to this
+ * build, else RV_EINVAL) set in the file header. */
+rv_status rv_file_create_v2(rv_file **out, const char *path, const rv_manifest *m,
+			    uint64_t features_required, const rv_alloc *a, rv_err *err);
+/* The required feature bits of the file header (as found at open, or as
+ * written by create). */
+uint64_t rv_file_features(const rv_file *f);
 
 /* Open path, lock it (shared when readonly, exclusive otherwise: another
  * writer gives RV_EBUSY), find the newest valid manifest, verify the
@@ -115,6 +122,24 @@ void rv_file_fail_io_after(rv_file *f, unsigned n);
  * finding to fn (see rv_verify_file in
  * ruvector.h, which calls this). */
 rv_status rv_file_verify(const char *path, rv_verify_fn fn, void *ctx, rv_err *err);
+
+/* A check of the payloads of some segment types, which the store cannot
+ * judge itself (the collection knows their layout). */
+typedef struct rv_payload_check {
+	uint64_t types; /* bit t set: check the payloads of segment type t (t < 64) */
+	/* true when the payload is fine; else false with a description in
+	 * why (NUL-terminated, at most why_len bytes). Called only for
+	 * payloads whose content hash matched. */
+	bool (*check)(void *ctx, uint8_t type, const uint8_t *payload, uint64_t len, char *why,
+		      size_t why_len);
+	void *ctx;
+} rv_payload_check;
+
+/* rv_file_verify, plus check (may be NULL) on every segment of the types
+ * it names, live or dead; a failed check is a finding (ok = 0) naming the
+ * segment and offset. Payloads checked are read whole into memory. */
+rv_status rv_file_verify_v2(const char *path, rv_verify_fn fn, void *ctx, const rv_payload_check *check,
+			    rv_err *err);
 
 /* Rewrite: create a fresh file at tmp_path holding just the given segments
  * and manifest is done by the collection with rv_file_create/append/commit;

@@ -32,6 +32,7 @@ struct rv_file {
 	uint64_t man_offset;    /* file offset of the newest manifest's header */
 	uint64_t next_id;       /* id the next appended segment gets */
 	unsigned fail_after;    /* fault injection: the Nth write/fsync fails (0: off) */
+	uint64_t features;      /* required feature bits of the file header */
 
 	rv_manifest man;        /* newest manifest; segs = man_segs */
 	rv_seg_ref *man_segs;

@@ -67,6 +67,8 @@ const char *rv_file_path(const rv_file *f) { return f->path; }
 
 bool rv_file_readonly(const rv_file *f) { return f->readonly; }
 
+uint64_t rv_file_features(const rv_file *f) { return f->features; }
+
 rv_status rv_file_segment_data(const uint8_t **payload, const rv_file *f, const rv_seg_ref *ref,
 			       rv_err *err)
 {
@@ -373,6 +375,7 @@ rv_status rv_file_open(rv_file **out, const char *path, bool readonly, const rv_
 
 	if ((st = rv_file_hdr_check(&fh, f->map, size, !readonly, path, err)) != RV_OK)
 		goto done;
+	f->features = fh.features_required;
 	if ((st = walk_file(&s, f->map, size, a, path, err)) != RV_OK)
 		goto done;
 	if (s.mf == SIZE_MAX) {

@@ -47,6 +47,7 @@ typedef struct verifier {
 	rv_seg_ref *segs;    /* segments with valid headers, in file order */
 	bool *good;          /* their payloads passed */
 	size_t n, cap, cap_good;
+	const rv_payload_check *check; /* payloads the caller judges, or NULL */
 } verifier;
 
 #define SEG_FMT "segment %llu (%s) at offset %llu"
@@ -324,10 +325,13 @@ static rv_status walk(verifier *v)
 		}
 		last_id = h.seg_id;
 		/* A manifest is decoded after hashing, so keep its payload;
-		 * its length was checked against the file size. */
+		 * its length was checked against the file size. So is a
+		 * payload the caller checks. */
 		bool is_mf = h.type == RV_SEG_MANIFEST;
-		if (is_mf) {
-			mbuf = rv_malloc(NULL, (size_t)rv_seg_padded(h.length));
+		bool judge = !is_mf && v->check && h.type < 64 && (v->check->types >> h.type & 1);
+		if (is_mf || judge) {
+			/* + 1: an empty payload still gets a buffer. */
+			mbuf = rv_malloc(NULL, (size_t)rv_seg_padded(h.length) + 1);
 			if (!mbuf) {
 				st = rv_err_nomem(v->err);
 				goto done;
@@ -345,6 +349,19 @@ static rv_status walk(verifier *v)
 			report(v, 0, SEG_FMT ": %zu non-zero bytes in the padding after the payload",
 			       SEG_ARGS(r.seg_id, r.type, r.offset), nonzero);
 			ok = false;
+		}
+		if (judge && !why) {
+			char reason[RV_ERR_MAX];
+			reason[0] = 0;
+			if (!v->check->check(v->check->ctx, h.type, mbuf, h.length, reason, sizeof reason)) {
+				report(v, 0, SEG_FMT ": %s", SEG_ARGS(r.seg_id, r.type, r.offset),
+				       reason[0] ? reason : "payload malformed");
+				ok = false;
+			}
+		}
+		if (judge) {
+			rv_dealloc(NULL, mbuf);
+			mbuf = NULL;
 		}
 		v->segs[v->n] = r;
 		v->good[v->n] = ok;
@@ -383,11 +400,18 @@ done:
 
 rv_status rv_file_verify(const char *path, rv_verify_fn fn, void *ctx, rv_err *err)
 {
+	return rv_file_verify_v2(path, fn, ctx, NULL, err);
+}
+
+rv_status rv_file_verify_v2(const char *path, rv_verify_fn fn, void *ctx, const rv_payload_check *check,
+			    rv_err *err)
+{
 	rv_status st = RV_OK;
 	verifier v = { 0 };
 
 	if (!path)
 		return rv_err_set(err, RV_EINVAL, "rv_file_verify: path is NULL");
+	v.check = check && check->check ? check : NULL;
 	v.fn = fn;
 	v.ctx = ctx;
 	v.path = path;

@@ -308,6 +308,12 @@ static void random_id(uint8_t id[16])
 rv_status rv_file_create(rv_file **out, const char *path, const rv_manifest *m,
 			 const rv_alloc *a, rv_err *err)
 {
+	return rv_file_create_v2(out, path, m, 0, a, err);
+}
+
+rv_status rv_file_create_v2(rv_file **out, const char *path, const rv_manifest *m,
+			    uint64_t features_required, const rv_alloc *a, rv_err *err)
+{
 	rv_status st = RV_OK;
 	rv_file *f = NULL;
 	uint8_t *state = NULL;
@@ -317,6 +323,9 @@ rv_status rv_file_create(rv_file **out, const char *path, const rv_manifest *m,
 	if (!out || !path)
 		return rv_err_set(err, RV_EINVAL, "rv_file_create: out and path must not be NULL");
 	*out = NULL;
+	if (features_required & ~(uint64_t)RV_FEATURES_REQUIRED_KNOWN)
+		return rv_err_set(err, RV_EINVAL, "%s: unknown required feature bits 0x%llx", path,
+				  (unsigned long long)(features_required & ~(uint64_t)RV_FEATURES_REQUIRED_KNOWN));
 	if ((st = check_manifest_arg(m, path, err)) != RV_OK)
 		return st;
 	if (m->n_segs != 0)
@@ -353,8 +362,9 @@ rv_status rv_file_create(rv_file **out, const char *path, const rv_manifest *m,
 	fh.read_version = RV_FORMAT_READ_VERSION;
 	fh.write_version = RV_FORMAT_WRITE_VERSION;
 	fh.header_len = RV_FILE_HEADER_SIZE;
-	fh.features_required = 0;
+	fh.features_required = features_required;
 	fh.features_optional = 0;
+	f->features = features_required;
 	fh.created_ns = rv_wall_ns();
 	random_id(fh.file_id);
 	uint8_t hdr[RV_FILE_HEADER_SIZE];
