@@ -4,11 +4,12 @@
 #   make test   install what is missing, build, and run every test, then the
 #               unit tests again under AddressSanitizer + UBSan
 #   make bench  ruvector and hnswlib on the same data in one run -> docs/BENCHMARKS.md
+#   make bench-learn  simulated users on real data: what learning gains -> docs/LEARNING.md
 BUILD ?= build
 ASAN_BUILD ?= build-asan
 JOBS ?= $(shell nproc)
 
-.PHONY: all setup build data demo test test-fast test-asan test-tsan fuzz bench install clean
+.PHONY: all setup build data demo test test-fast test-asan test-tsan fuzz bench bench-learn install clean
 
 all: build
 
@@ -46,6 +47,11 @@ test-asan:
 
 bench: build
 	./scripts/bench.sh $(BUILD)
+
+bench-learn: build
+	./scripts/learndata.sh
+	$(BUILD)/bench/learn_bench --out docs/learning
+	gnuplot -e "dir='docs/learning'" bench/learn/plots.gp
 
 # ThreadSanitizer over the cases where threads share an index or a handle.
 TSAN_BUILD ?= build-tsan
