@@ -49,7 +49,7 @@ bench: build
 	./scripts/bench.sh $(BUILD)
 
 bench-learn: build
-	./scripts/learndata.sh
+	./scripts/learndata.sh $(BUILD)
 	$(BUILD)/bench/learn_bench --out docs/learning
 	gnuplot -e "dir='docs/learning'" bench/learn/plots.gp
 
