@@ -5,11 +5,6 @@
 # It uses only the public headers and links the static library. `make
 # bench-learn` runs scripts/learndata.sh, then the program, then
 # bench/learn/plots.gp.
-#
-# RV_BENCH_LEARN_MICRO_ONLY builds it without the calls of ruvector_learn.h
-# (only MicroLoRA through rv_db_set_learning is measured), for a library
-# that does not have them.
-option(RV_BENCH_LEARN_MICRO_ONLY "learn_bench without the ruvector_learn.h calls" OFF)
 
 if(NOT DEFINED RV_BENCH_DATA_DIR)
   if(RV_DATA_DIR)
@@ -24,7 +19,4 @@ add_executable(learn_bench ${RV_LEARN_BENCH_SOURCES})
 set_target_properties(learn_bench PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/bench)
 target_compile_options(learn_bench PRIVATE ${RV_WARN})
 target_compile_definitions(learn_bench PRIVATE _GNU_SOURCE RV_DATA_DIR="${RV_BENCH_DATA_DIR}")
-if(RV_BENCH_LEARN_MICRO_ONLY)
-  target_compile_definitions(learn_bench PRIVATE RV_BENCH_MICRO_ONLY)
-endif()
 target_link_libraries(learn_bench PRIVATE ruvector_static m)

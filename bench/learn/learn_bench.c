@@ -28,10 +28,6 @@
  *
  * Output: --out/results.md (the tables), --out/curve-SET.tsv and
  * --out/shift.tsv for bench/learn/plots.gp; progress on stdout.
- *
- * Built with -DRV_BENCH_MICRO_ONLY the program calls nothing of
- * ruvector_learn.h: only MicroLoRA (rv_db_set_learning) is measured and
- * the other rows say that they were not built.
  */
 #include <errno.h>
 #include <math.h>
@@ -56,12 +52,6 @@
 
 static const unsigned LEARNER_MASK[4] = { RV_LEARN_MICRO, RV_LEARN_BASE, RV_LEARN_GNN, RV_LEARN_ALL };
 static const char *const LEARNER_NAME[4] = { "MICRO", "BASE", "GNN", "ALL" };
-
-#ifdef RV_BENCH_MICRO_ONLY
-static const bool FULL_API = false;
-#else
-static const bool FULL_API = true;
-#endif
 
 /* ======================================================================
  * Options
@@ -137,9 +127,7 @@ static void run_fail(run *r, const char *what, rv_status st)
 	fprintf(stderr, "learn_bench: %s: %s\n", r->name, r->err);
 }
 
-#ifndef RV_BENCH_MICRO_ONLY
 static bool consolidating(const run *r) { return r->learners & (RV_LEARN_BASE | RV_LEARN_GNN); }
-#endif
 
 static uint32_t row_of(const rv_hit *h) { return (uint32_t)strtoul(h->id, NULL, 10); }
 
@@ -169,7 +157,6 @@ static uint64_t search_rows(run *r, const float *qv, unsigned flags, uint32_t k,
 
 static void consolidate(run *r)
 {
-#ifndef RV_BENCH_MICRO_ONLY
 	/* A consolidation trains on the events since the previous one and
 	 * needs at least 100 of them. */
 	if (!consolidating(r) || r->failed || r->events < r->last_consolidated + 100)
@@ -182,9 +169,6 @@ static void consolidate(run *r)
 	r->last_consolidated = r->events;
 	if (st != RV_OK)
 		run_fail(r, "rv_db_learn_consolidate", st);
-#else
-	(void)r;
-#endif
 }
 
 /* Impressions of train queries until r->events reaches `until`. */
@@ -331,7 +315,6 @@ static void checkpoint(run *r, const lb_workload *w, const lb_workload *wb)
 		p->se_t = paired_se(per_q, r->ndcg0, 0, n_eval_train(s));
 	}
 	free(per_q);
-#ifndef RV_BENCH_MICRO_ONLY
 	rv_learn_status ls;
 	memset(&ls, 0, sizeof ls);
 	ls.size = sizeof ls;
@@ -341,7 +324,6 @@ static void checkpoint(run *r, const lb_workload *w, const lb_workload *wb)
 			if (ls.versions[i].version == ls.active_version)
 				p->version_learners = ls.versions[i].learners;
 	}
-#endif
 	r->eval_s += lb_now() - t0;
 	if (r->failed)
 		return;
@@ -474,7 +456,6 @@ static int run_open(run *r, const opts *o, const char *base_path)
 	r->urng.s = o->d.seed * 0x77ull + 2;
 	r->next_consolidate = o->every;
 	r->last_consolidated = 0;
-#ifndef RV_BENCH_MICRO_ONLY
 	rv_learn_config c = RV_LEARN_CONFIG_INIT;
 	c.learners = r->learners;
 	if (r->ewc_set)
@@ -483,7 +464,6 @@ static int run_open(run *r, const opts *o, const char *base_path)
 		run_fail(r, "rv_db_learn_configure", st);
 		return -1;
 	}
-#endif
 	if ((st = rv_db_set_learning(r->db, 1)) != RV_OK) {
 		run_fail(r, "rv_db_set_learning", st);
 		return -1;
@@ -557,11 +537,6 @@ static void after_phase1(run *r, const opts *o, const lb_workload *w)
 	       (unsigned long long)r->impressions, (unsigned long long)r->kinds[KIND_CLICK_RELEVANT],
 	       (unsigned long long)r->kinds[KIND_CLICK_OTHER], (unsigned long long)r->kinds[KIND_CONVERSION],
 	       (unsigned long long)r->kinds[KIND_SKIP], r->train_s);
-#ifdef RV_BENCH_MICRO_ONLY
-	rv_stats st0 = RV_STATS_INIT;
-	if (rv_db_stats(&st0, r->db) == RV_OK)
-		printf("  %-24s query adapter: %llu steps\n", r->name, (unsigned long long)st0.adapter_steps);
-#else
 	rv_learn_status ls;
 	memset(&ls, 0, sizeof ls);
 	ls.size = sizeof ls;
@@ -570,10 +545,8 @@ static void after_phase1(run *r, const opts *o, const lb_workload *w)
 		       ls.n_versions, ls.active_version,
 		       ls.n_versions ? ls.versions[ls.n_versions - 1].learners : 0, (unsigned long long)ls.micro_steps,
 		       ls.regions);
-#endif
 	time_search(r, &r->search_on_us, &r->search_off_us);
 	r->have_search = !r->failed;
-#ifndef RV_BENCH_MICRO_ONLY
 	memset(&r->ev, 0, sizeof r->ev);
 	r->ev.size = sizeof r->ev;
 	rv_status st = rv_db_learn_eval(&r->ev, r->db);
@@ -582,7 +555,6 @@ static void after_phase1(run *r, const opts *o, const lb_workload *w)
 	else
 		fprintf(stderr, "learn_bench: %s: rv_db_learn_eval: %s: %s\n", r->name, rv_status_str(st),
 			rv_errmsg(r->db));
-#endif
 	if (r->learner != 3 || r->random_mode)
 		return;
 	/* Commit, close, reopen: the learned ranking must come back as it was. */
@@ -763,7 +735,6 @@ static void phase2(run *r, const opts *o, const lb_workload *w)
  * re-rank pools of 100. Runs after everything else of the run. */
 static void rerank100(run *r, const opts *o)
 {
-#ifndef RV_BENCH_MICRO_ONLY
 	if (r->failed || !(r->learners & RV_LEARN_GNN))
 		return;
 	rv_status st = reopen(r, o);
@@ -784,10 +755,6 @@ static void rerank100(run *r, const opts *o)
 	if (st != RV_OK)
 		fprintf(stderr, "learn_bench: %s: re-ranking a pool of 100: %s: %s\n", r->name, rv_status_str(st),
 			rv_errmsg(r->db));
-#else
-	(void)r;
-	(void)o;
-#endif
 }
 
 /* The Fiori example: a held-out query, its top 5 with and without
@@ -887,22 +854,20 @@ static void run_set_phase1(setrun *sr, const opts *o)
 	for (int l = 0; l < 4; l++) {
 		if (!o->learner_on[l])
 			continue;
-		if (!FULL_API && l != 0)
-			continue;
 		run *r = sr->learn[l] = new_run(sr, "", l);
 		printf("%s: learning with %s\n", s->name, LEARNER_NAME[l]);
 		if (run_open(r, o, sr->base_path) == 0) {
 			phase1(r, o, &sr->wa);
 			after_phase1(r, o, &sr->wa);
 		}
-		if (s->variant == LB_QUALITY && !r->failed && (l == 3 || (!FULL_API && l == 0)))
+		if (s->variant == LB_QUALITY && !r->failed && l == 3)
 			sr->example = fiori_example(r);
 	}
 	if (o->random) {
 		for (int l = 0; l < 4; l++) {
 			if (l != 0 && l != 3)
 				continue;
-			if (!o->learner_on[l] || (!FULL_API && l != 0))
+			if (!o->learner_on[l])
 				continue;
 			run *r = sr->rnd[l] = new_run(sr, "random-", l);
 			r->random_mode = true;
@@ -915,13 +880,13 @@ static void run_set_phase1(setrun *sr, const opts *o)
 		}
 	}
 	if (o->shift && s->variant == LB_TOPIC) {
-		for (int e = 0; e < (FULL_API ? 2 : 1); e++) {
-			int l = FULL_API ? o->shift_learner : 0;
+		for (int e = 0; e < 2; e++) {
+			int l = o->shift_learner;
 			run *r = sr->shift[e] = new_run(sr, e == 0 ? "shift-ewc-" : "shift-noewc-", l);
 			r->ewc_set = e == 1;
 			r->ewc_lambda = 0;
 			printf("%s: shift A -> B -> A with %s, %s\n", s->name, LEARNER_NAME[l],
-			       !FULL_API ? "EWC++ not controllable (MICRO only)" : e == 0 ? "EWC++ default" : "EWC++ off");
+			       e == 0 ? "EWC++ default" : "EWC++ off");
 			if (run_open(r, o, sr->base_path) != 0)
 				continue;
 			checkpoint(r, &sr->wa, &sr->wb);
@@ -973,7 +938,7 @@ static void md_learning_table(FILE *f, const setrun *sr, const opts *o, bool hel
 		const run *r = sr->learn[l];
 		fprintf(f, "| %s |", LEARNER_NAME[l]);
 		if (!r) {
-			fprintf(f, " %s |", !FULL_API && l ? "not built (RV_BENCH_MICRO_ONLY)" : "not run");
+			fprintf(f, " not run |");
 			for (int c = 0; c < 2 * nc + 2; c++)
 				fprintf(f, " |");
 			fprintf(f, "\n");
@@ -1127,11 +1092,10 @@ static void write_report(setrun *srs, size_t nsets, const opts *o, double total_
 	targets t = { INFINITY, NULL, INFINITY, NAN, NAN, NAN, NAN, NAN, NAN, NAN, 0, NULL };
 
 	fprintf(f, "<!-- written by bench/learn/learn_bench (make bench-learn); do not edit -->\n\n");
-	fprintf(f, "ruvector %s, SIMD %s (%s)%s. Events are rv_db_feedback calls; "
+	fprintf(f, "ruvector %s, SIMD %s (%s). Events are rv_db_feedback calls; "
 		"consolidation every %llu events and at each checkpoint (BASE, GNN, ALL). "
 		"Seen queries: the first %d train queries; held-out: queries never issued during training.\n\n",
 		RV_VERSION_STRING, rv_simd_name(), rv_simd_features(),
-		FULL_API ? "" : ", **built with RV_BENCH_MICRO_ONLY: only MicroLoRA is measured**",
 		(unsigned long long)o->every, EVAL_TRAIN_MAX);
 
 	fprintf(f, "### Data sets\n\n| set | hidden relevance | items | dim | train queries | held-out queries | "
@@ -1158,7 +1122,7 @@ static void write_report(setrun *srs, size_t nsets, const opts *o, double total_
 		fprintf(f, "\n#### %s, %s: seen queries\n\n", sr->set.name, variant_name(sr->set.variant));
 		md_learning_table(f, sr, o, false);
 		fprintf(f, "\n");
-		const run *all = sr->learn[FULL_API ? 3 : 0];
+		const run *all = sr->learn[3];
 		if (all) {
 			const point *p0 = point_at(all, 0), *p1 = point_at(all, o->events);
 			double g = p0 && p1 ? pct(p1->ndcg_h, p0->ndcg_h) : NAN;
@@ -1242,7 +1206,7 @@ static void write_report(setrun *srs, size_t nsets, const opts *o, double total_
 			learners_str(vb, sizeof vb, pb ? pb->version : 0, pb ? pb->version_learners : 0);
 			learners_str(vc, sizeof vc, pc ? pc->version : 0, pc ? pc->version_learners : 0);
 			fprintf(f, "| %s | %s | %s | %s | %s%s | %s | %s%s | %s | %s / %s / %s |\n",
-				!FULL_API ? "n/a (MICRO only)" : e == 0 ? "default (lambda 1)" : "off (lambda 0)", b1, b2, b3, b5,
+				e == 0 ? "default (lambda 20)" : "off (lambda 0)", b1, b2, b3, b5,
 				isnan(kept) ? "" : "%", b4, b6, isnan(back) ? "" : "%", gbs, va, vb, vc);
 			if (r->failed)
 				fprintf(f, "\nFailed: `%s`\n\n", r->err);
@@ -1350,7 +1314,7 @@ static void write_report(setrun *srs, size_t nsets, const opts *o, double total_
 	const char *yes = "yes", *no = "**no**", *na = "n/a";
 	fmt_pct(b1, sizeof b1, t.worst_gain);
 	fprintf(f, "| held-out NDCG@10 after %s events >= +20%% over no learning, every variant (%s) | worst: %s (%s) | %s |\n",
-		kilo(o->events, k1, sizeof k1), LEARNER_NAME[FULL_API ? 3 : 0], b1,
+		kilo(o->events, k1, sizeof k1), LEARNER_NAME[3], b1,
 		t.worst_gain_set ? t.worst_gain_set : "-",
 		t.worst_gain_set ? (t.worst_gain >= 20.0 ? yes : no) : na);
 	fmt_pct(b1, sizeof b1, isinf(t.worst_random) && t.worst_random > 0 ? NAN : t.worst_random);
@@ -1567,8 +1531,8 @@ int main(int argc, char **argv)
 	}
 	if (mkdir_p(o.work) || mkdir_p(o.out))
 		return 1;
-	printf("learn_bench: ruvector %s (library %d), SIMD %s%s\n", RV_VERSION_STRING, rv_libversion_number(),
-	       rv_simd_name(), FULL_API ? "" : ", built with RV_BENCH_MICRO_ONLY (MicroLoRA only)");
+	printf("learn_bench: ruvector %s (library %d), SIMD %s\n", RV_VERSION_STRING, rv_libversion_number(),
+	       rv_simd_name());
 
 	setrun srs[3];
 	memset(srs, 0, sizeof srs);
@@ -1613,7 +1577,7 @@ int main(int argc, char **argv)
 		snprintf(ext_note, sizeof ext_note,
 			 "Only %s ran on to %llu events: with every learner the run would have taken about %.1f min, "
 			 "over the %.0f min budget (projected from each run's time for its first %llu events).",
-			 LEARNER_NAME[FULL_API ? 3 : 0], (unsigned long long)o.max_events, (elapsed + proj_all) / 60.0,
+			 LEARNER_NAME[3], (unsigned long long)o.max_events, (elapsed + proj_all) / 60.0,
 			 o.budget_s / 60.0, (unsigned long long)o.events);
 	printf("%s\n", ext_note);
 	for (size_t i = 0; i < nsets; i++) {
@@ -1621,7 +1585,7 @@ int main(int argc, char **argv)
 			run *r = srs[i].learn[l];
 			if (!r || r->failed || o.max_events == o.events)
 				continue;
-			if (ext_all || l == (FULL_API ? 3 : 0)) {
+			if (ext_all || l == 3) {
 				printf("%s: %s on to %llu events\n", srs[i].set.name, LEARNER_NAME[l],
 				       (unsigned long long)o.max_events);
 				phase2(r, &o, &srs[i].wa);
