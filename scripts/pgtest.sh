@@ -60,11 +60,12 @@ if [ ! -w "$PKGLIB" ] || [ ! -w "$SHARE/extension" ]; then
 fi
 BUILD=$ROOT/pg
 if [ -n "${PGTEST_BUILD_DIR:-}" ]; then
-	# A copy of the sources (objects kept between runs, so make rebuilds
-	# only what changed); RV_ROOT points the copy's Makefile back here.
+	# A copy of the sources; RV_ROOT points the copy's Makefile back here.
 	BUILD=$PGTEST_BUILD_DIR
 	mkdir -p "$BUILD" || die "cannot create $BUILD"
-	rm -rf "$BUILD"/src/*.c "$BUILD"/src/*.h "$BUILD/sql" "$BUILD/test"
+	# Objects go too: the copy keeps the sources' times, so an object newer
+	# than an edited source would survive the rebuild.
+	rm -rf "$BUILD"/src/*.c "$BUILD"/src/*.h "$BUILD"/src/*.o "$BUILD/sql" "$BUILD/test"
 	tar -C "$ROOT/pg" --exclude='*.o' --exclude='*.so' --exclude=./simd -cf - . | tar -C "$BUILD" -xpf - ||
 		die "cannot copy pg/ to $BUILD"
 fi

@@ -24,6 +24,14 @@ int ruhnsw_max_scan_tuples = RUHNSW_DEFAULT_MAX_SCAN_TUPLES;
 double ruhnsw_scan_mem_multiplier = RUHNSW_DEFAULT_SCAN_MEM_MULTIPLIER;
 static relopt_kind ruhnsw_relopt_kind;
 
+/* The index option quantization: what an element tuple keeps of its
+ * vector (ruhnsw_quant.c). */
+static relopt_enum_elt_def quantization_options[] = {
+	{"none", RUHNSW_QUANT_NONE},
+	{"sq8", RUHNSW_QUANT_SQ8},
+	{NULL, 0}
+};
+
 static const struct config_enum_entry iterative_scan_options[] = {
 	{"off", RUHNSW_ITERATIVE_SCAN_OFF, false},
 	{"relaxed_order", RUHNSW_ITERATIVE_SCAN_RELAXED, false},
@@ -71,6 +79,7 @@ static bytea *ruhnsw_options(Datum reloptions, bool validate)
 	static const relopt_parse_elt table[] = {
 		{"m", RELOPT_TYPE_INT, offsetof(RuhnswOptions, m)},
 		{"ef_construction", RELOPT_TYPE_INT, offsetof(RuhnswOptions, ef_construction)},
+		{"quantization", RELOPT_TYPE_ENUM, offsetof(RuhnswOptions, quantization)},
 	};
 
 	return (bytea *)build_reloptions(reloptions, validate, ruhnsw_relopt_kind,
@@ -90,6 +99,10 @@ void ruhnsw_init(void)
 	add_int_reloption(ruhnsw_relopt_kind, "ef_construction",
 			"Candidate list size while building the graph", RUHNSW_DEFAULT_EF_CONSTRUCTION,
 			RUHNSW_MIN_EF_CONSTRUCTION, RUHNSW_MAX_EF_CONSTRUCTION, AccessExclusiveLock);
+	add_enum_reloption(ruhnsw_relopt_kind, "quantization",
+			"What the index keeps of each vector: none (the vector) or sq8 (an int8 code)",
+			quantization_options, RUHNSW_QUANT_NONE, "Valid values are \"none\" and \"sq8\".",
+			AccessExclusiveLock);
 	DefineCustomIntVariable("ruhnsw.ef_search", "Candidate list size of a ruhnsw index scan.",
 			"A scan returns at most this many rows; larger finds more of the true nearest.",
 			&ruhnsw_ef_search, RUHNSW_DEFAULT_EF_SEARCH, RUHNSW_MIN_EF_SEARCH, RUHNSW_MAX_EF_SEARCH,

@@ -4,16 +4,21 @@
  *
  * Layout of the index relation:
  *   block 0      the meta page (RuhnswMeta in the page contents)
- *   blocks 1..   data pages; each holds element tuples, each directly
+ *   blocks 1..k  an sq8 index only: its quantizer (per-dimension minimum
+ *                and step) in quantizer tuples (type RUHNSW_QUANT), one a
+ *                page, written by the build and never changed; every loop
+ *                over the data pages skips them by their tuple type
+ *   then         data pages; each holds element tuples, each directly
  *                followed by its neighbour tuple on the same page when the
  *                two fit together (a vector too wide for that has its
  *                neighbour tuple on another page)
  *
  * An element tuple holds one heap TID, the element's level, its state
- * (live, deleted, free) and a copy of the vector; a neighbour tuple holds
- * the element's neighbour lists as index TIDs, 2m slots for layer 0 then m
- * slots for each layer above, an invalid TID ending a list that is not
- * full. A neighbour tuple never changes size, so a list is rewritten in
+ * (live, deleted, free) and a copy of the vector (with the index option
+ * quantization = 'sq8', the vector's int8 code, RuhnswCode, in its place);
+ * a neighbour tuple holds the element's neighbour lists as index TIDs, 2m
+ * slots for layer 0 then m slots for each layer above, an invalid TID
+ * ending a list that is not full. A neighbour tuple never changes size, so a list is rewritten in
  * place, and a free element (one VACUUM unlinked from the graph) is
  * overwritten in place by a later insert of the same or a lower level.
  *
@@ -31,6 +36,9 @@
  *   ruhnsw_insert.c  inserts after the build
  *   ruhnsw_scan.c    index scans, iterative scans
  *   ruhnsw_vacuum.c  VACUUM: unlink dead rows, repair, free their space
+ *   ruhnsw_quant.c   sq8 codes: training, the quantizer pages, encoding,
+ *                    distances on codes (the scan's exact re-check of
+ *                    their candidates is in ruhnsw_scan.c)
  */
 #ifndef RUHNSW_H
 #define RUHNSW_H
@@ -66,6 +74,10 @@
  * 2^-16 per element; larger m make it far rarer). */
 #define RUHNSW_MAX_LEVEL 15
 
+/* Values of the index option quantization. */
+#define RUHNSW_QUANT_NONE 0
+#define RUHNSW_QUANT_SQ8 1
+
 /* Support functions of the operator classes. */
 #define RUHNSW_DISTANCE_PROC 1 /* (ruvector, ruvector) -> float8, smaller is closer */
 #define RUHNSW_NORM_PROC 2     /* optional: rows whose norm is 0 are not indexed */
@@ -81,6 +93,7 @@ typedef struct RuhnswOptions {
 	int32 vl_len_; /* varlena header */
 	int m;
 	int ef_construction;
+	int quantization; /* RUHNSW_QUANT_NONE or RUHNSW_QUANT_SQ8 */
 } RuhnswOptions;
 
 typedef struct RuhnswMeta {
@@ -96,10 +109,18 @@ typedef struct RuhnswMeta {
 	 * number, so an index from before free elements reads right) or
 	 * InvalidBlockNumber when there is none. */
 	BlockNumber free_page;
+	/* The quantization the build chose (0, none, in an index from before
+	 * the option). quant_npages quantizer pages from block quant_start
+	 * hold the trained quantizer; 0 pages: untrained (the build saw no
+	 * rows), and the elements hold vectors as without quantization. */
+	int32 quantization;
+	BlockNumber quant_start;
+	uint32 quant_npages;
 } RuhnswMeta;
 
 #define RUHNSW_ELEMENT 1
 #define RUHNSW_NEIGHBORS 2
+#define RUHNSW_QUANT 3
 
 /* States of an element tuple. */
 #define RUHNSW_LIVE 0
@@ -123,7 +144,34 @@ typedef struct RuhnswNeighborTuple {
 	ItemPointerData slots[FLEXIBLE_ARRAY_MEMBER];
 } RuhnswNeighborTuple;
 
+/*
+ * An sq8 code in an element tuple, in the place of the vector and with
+ * the same first fields: a Ruvector has 0 where a code has its kind.
+ * Level v of dimension d stands for lo[d] + v * step[d] (the quantizer).
+ */
+#define RUHNSW_CODE_SQ8 1
+typedef struct RuhnswCode {
+	int32 vl_len_;  /* varlena header */
+	int16 dim;
+	int16 kind;     /* RUHNSW_CODE_SQ8 */
+	float norm;     /* squared norm of the vector the code stands for */
+	uint8 level[FLEXIBLE_ARRAY_MEMBER]; /* 0 .. 255 per dimension */
+} RuhnswCode;
+
+#define RUHNSW_CODE_SIZE(dim) (offsetof(RuhnswCode, level) + (Size)(dim))
+
+/* A quantizer tuple: dimensions first .. first + n - 1, as (lo, step)
+ * pairs. */
+typedef struct RuhnswQuantTuple {
+	uint8 type; /* RUHNSW_QUANT */
+	uint8 unused[3];
+	int32 first;
+	int32 n;
+	float pairs[FLEXIBLE_ARRAY_MEMBER];
+} RuhnswQuantTuple;
+
 #define RUHNSW_ELEMENT_SIZE(dim) (offsetof(RuhnswElementTuple, vec) + RUVECTOR_SIZE(dim))
+#define RUHNSW_CODE_ELEMENT_SIZE(dim) (offsetof(RuhnswElementTuple, vec) + RUHNSW_CODE_SIZE(dim))
 #define RUHNSW_NSLOTS(m, level) (2 * (m) + (level) * (m))
 #define RUHNSW_NEIGHBOR_SIZE(m, level) \
 	(offsetof(RuhnswNeighborTuple, slots) + sizeof(ItemPointerData) * RUHNSW_NSLOTS(m, level))
@@ -238,6 +286,7 @@ void ruhnsw_check_dim(Relation index, int expected, int dim);
 bool ruhnsw_skip_vector(FmgrInfo *norm_proc, Oid collation, const Ruvector *v);
 FmgrInfo *ruhnsw_norm_proc(Relation index);
 void ruhnsw_options_of(Relation index, int *m, int *ef_construction);
+int ruhnsw_quantization_of(Relation index);
 
 /* ---- pages ---- */
 
@@ -299,9 +348,59 @@ typedef struct DiskElem {
 	bool dirty;             /* lists changed, not yet written (deferred) */
 } DiskElem;
 
+/* ---- sq8 codes (ruhnsw_quant.c) ---- */
+
+/* A trained quantizer: per dimension the lowest value and the step of
+ * one level (> 0). */
+typedef struct RuhnswQuant {
+	int dim;
+	float *lo;
+	float *step;
+} RuhnswQuant;
+
+/* A query folded for distances on codes: dot(q, decoded) is about
+ * k + alpha * sum (128 wh[d] + wl[d]) level[d]. */
+typedef struct RuhnswQuantQuery {
+	const Ruvector *q;  /* the query it was folded from */
+	int8 *wh;           /* high parts of q[d] * step[d] / alpha */
+	int8 *wl;           /* low parts, -64 .. 63 */
+	double alpha;
+	double k;           /* sum q[d] lo[d] */
+	double qnorm;       /* |q|^2 */
+} RuhnswQuantQuery;
+
+/* Checks that an operator class can take the option (refuses those whose
+ * distance has no form on codes, such as ruvector_l1_ops). */
+void ruhnsw_quant_check_opclass(Relation index, RuhnswDistKind kind);
+/* The per-dimension range of n vectors; NULL when n is 0. */
+RuhnswQuant *ruhnsw_quant_train(Ruvector *(*vector_at)(void *arg, uint32 i), void *arg,
+		uint32 n, int dim);
+/* Quantizer pages that quant takes (written from block 1 on). */
+BlockNumber ruhnsw_quant_npages(const RuhnswQuant *quant);
+/* Fills page with quantizer page number i (0-based) of quant. */
+void ruhnsw_quant_page(const RuhnswQuant *quant, BlockNumber i, Page page);
+/* The trained quantizer of the index (read from its pages), or NULL when
+ * its elements hold vectors. */
+RuhnswQuant *ruhnsw_quant_load(Relation index, const RuhnswMeta *meta);
+/* Writes the code of v (clamped into the trained range) to code. */
+void ruhnsw_quant_encode(const RuhnswQuant *quant, const Ruvector *v, RuhnswCode *code);
+/* The vector a code stands for, into out (room for quant->dim). */
+void ruhnsw_quant_decode(const RuhnswQuant *quant, const RuhnswCode *code, Ruvector *out);
+void ruhnsw_quant_fold(const RuhnswQuant *quant, const Ruvector *q, RuhnswQuantQuery *out);
+/* The distance of the graph's kind from a folded query to a code. */
+double ruhnsw_quant_distance(RuhnswDistKind kind, const RuhnswQuantQuery *qq,
+		const RuhnswCode *code);
+/* Element tuple bytes for a vector of dim dimensions in this index. */
+static inline Size ruhnsw_element_size(const RuhnswQuant *quant, int dim)
+{
+	return quant ? RUHNSW_CODE_ELEMENT_SIZE(dim) : RUHNSW_ELEMENT_SIZE(dim);
+}
+
 typedef struct DiskGraph {
 	RuhnswGraph g; /* first, so a RuhnswGraph * is a DiskGraph * */
 	Relation index;
+	RuhnswQuant *quant;   /* NULL: the elements hold vectors */
+	RuhnswQuantQuery qq;  /* the scan's query, folded at its first distance */
 	MemoryContext ctx;
 	bool keep_vectors;
 	bool defer_writes;  /* lists are written by ruhnsw_disk_flush */

@@ -350,10 +350,12 @@ static bool insert_in_memory(BuildState *bs, Ruvector *v, ItemPointer heaptid)
 
 /* ---- laying the graph out on pages ---- */
 
-/* Where the tuples go: data pages 1..nblocks, each with its list of
- * items (element i is item 2i, its neighbour tuple item 2i + 1) in the
- * order of their offsets. */
+/* Where the tuples go: data pages 1..nblocks (block base + page - 1:
+ * quantizer pages come first), each with its list of items (element i is
+ * item 2i, its neighbour tuple item 2i + 1) in the order of their
+ * offsets. */
 typedef struct Layout {
+	BlockNumber base;
 	BlockNumber nblocks;
 	BlockNumber cap;
 	Size *space;          /* bytes left on page b, at [b - 1] */
@@ -392,20 +394,20 @@ static void layout_add(Layout *lo, BlockNumber blk, int32 item, Size size, ItemP
 	else
 		lo->next[lo->tail[blk - 1]] = item;
 	lo->tail[blk - 1] = item;
-	ItemPointerSet(tid, blk, ++lo->count[blk - 1]);
+	ItemPointerSet(tid, lo->base + blk - 1, ++lo->count[blk - 1]);
 }
 
 /* Every element's place: with its neighbour tuple on the last page when
  * both fit, else together on a new page, else (a vector too wide for
  * that) each where it fits, the wide vectors' neighbour tuples sharing
  * pages of their own. */
-static void layout_graph(BuildState *bs, Layout *lo)
+static void layout_graph(BuildState *bs, Layout *lo, BlockNumber base, Size esz)
 {
 	uint32 n = bs->hdr->nelems;
-	Size esz = RUHNSW_ELEMENT_SIZE(bs->hdr->dim);
 	BlockNumber nbpage = 0;
 
 	memset(lo, 0, sizeof(*lo));
+	lo->base = base;
 	lo->cap = 256;
 	lo->space = palloc_extended(sizeof(Size) * lo->cap, MCXT_ALLOC_HUGE);
 	lo->head = palloc_extended(sizeof(int32) * lo->cap, MCXT_ALLOC_HUGE);
@@ -457,11 +459,21 @@ static void add_item(BuildState *bs, Page page, BlockNumber blk, void *item, Siz
 				RelationGetRelationName(bs->index), blk);
 }
 
+/* The build's vectors, for training the quantizer. */
+static Ruvector *train_vector(void *arg, uint32 i)
+{
+	BuildState *bs = arg;
+
+	return elem_vec(elem_at(bs, i), bs->m);
+}
+
 /*
- * Writes the graph: the meta page, then every data page in order, built
- * one at a time from the layout; then WAL-logs them all as whole pages
- * (an index nobody else sees yet needs no finer records). Used for the
- * init fork of an unlogged index too, which is always logged.
+ * Writes the graph: the meta page, the quantizer pages of an sq8 index
+ * (trained here, on every vector the graph holds), then every data page
+ * in order, built one at a time from the layout; then WAL-logs them all
+ * as whole pages (an index nobody else sees yet needs no finer records).
+ * Used for the init fork of an unlogged index too, which is always
+ * logged.
  */
 static void write_graph(BuildState *bs, ForkNumber fork)
 {
@@ -473,11 +485,25 @@ static void write_graph(BuildState *bs, ForkNumber fork)
 	Layout lo;
 	Page page = palloc(BLCKSZ);
 	RuhnswMeta *meta;
-	Size esz = RUHNSW_ELEMENT_SIZE(hdr->dim);
-	RuhnswElementTuple *et = palloc0(esz);
+	int quantization = ruhnsw_quantization_of(bs->index);
+	RuhnswQuant *quant = NULL;
+	BlockNumber nquant, base;
+	Size esz;
+	RuhnswElementTuple *et;
 	RuhnswNeighborTuple *nt = palloc0(RUHNSW_NEIGHBOR_SIZE(bs->m, RUHNSW_MAX_LEVEL));
 
-	layout_graph(bs, &lo);
+	if (quantization == RUHNSW_QUANT_SQ8) {
+		quant = ruhnsw_quant_train(train_vector, bs, hdr->nelems, hdr->dim);
+		if (quant == NULL && fork == MAIN_FORKNUM)
+			ereport(NOTICE, (errmsg("ruhnsw index \"%s\" has no rows to train its sq8 quantizer on",
+							 RelationGetRelationName(bs->index)),
+					errdetail("Its elements hold full vectors until REINDEX.")));
+	}
+	nquant = ruhnsw_quant_npages(quant);
+	base = RUHNSW_META_BLKNO + 1 + nquant;
+	esz = ruhnsw_element_size(quant, hdr->dim);
+	et = palloc0(esz);
+	layout_graph(bs, &lo, base, esz);
 	ruhnsw_meta_init(page, hdr->dim, bs->m, bs->ef_construction);
 	meta = (RuhnswMeta *)PageGetContents(page);
 	if (hdr->entry_level >= 0) {
@@ -485,8 +511,17 @@ static void write_graph(BuildState *bs, ForkNumber fork)
 		meta->entry_level = hdr->entry_level;
 	}
 	if (lo.nblocks > 0)
-		meta->insert_page = lo.nblocks;
+		meta->insert_page = base + lo.nblocks - 1;
+	meta->quantization = quantization;
+	if (quant != NULL) {
+		meta->quant_start = RUHNSW_META_BLKNO + 1;
+		meta->quant_npages = nquant;
+	}
 	write_page(bs->index, fork, RUHNSW_META_BLKNO, page);
+	for (BlockNumber i = 0; i < nquant; i++) {
+		ruhnsw_quant_page(quant, i, page);
+		write_page(bs->index, fork, RUHNSW_META_BLKNO + 1 + i, page);
+	}
 
 	for (BlockNumber blk = 1; blk <= lo.nblocks; blk++) {
 		OffsetNumber off = FirstOffsetNumber;
@@ -501,7 +536,10 @@ static void write_graph(BuildState *bs, ForkNumber fork)
 				et->deleted = RUHNSW_LIVE;
 				et->heaptid = e->heaptid;
 				et->neighbortid = e->ntid;
-				memcpy(&et->vec, elem_vec(e, bs->m), RUVECTOR_SIZE(hdr->dim));
+				if (quant != NULL)
+					ruhnsw_quant_encode(quant, elem_vec(e, bs->m), (RuhnswCode *)&et->vec);
+				else
+					memcpy(&et->vec, elem_vec(e, bs->m), RUVECTOR_SIZE(hdr->dim));
 				add_item(bs, page, blk, et, esz, off);
 			} else {
 				uint32 *slots = elem_slots(e);
@@ -522,11 +560,11 @@ static void write_graph(BuildState *bs, ForkNumber fork)
 				add_item(bs, page, blk, nt, RUHNSW_NEIGHBOR_SIZE(bs->m, e->level), off);
 			}
 		}
-		write_page(bs->index, fork, blk, page);
+		write_page(bs->index, fork, base + blk - 1, page);
 		CHECK_FOR_INTERRUPTS();
 	}
 	if (fork == INIT_FORKNUM || RelationNeedsWAL(bs->index))
-		log_newpage_range(bs->index, fork, 0, lo.nblocks + 1, true);
+		log_newpage_range(bs->index, fork, 0, base + lo.nblocks, true);
 	MemoryContextSwitchTo(old);
 	MemoryContextDelete(ctx);
 }
@@ -636,6 +674,12 @@ static void check_options(Relation index)
 		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				errmsg("ef_construction must be greater than or equal to 2 * m"),
 				errdetail("m is %d and ef_construction is %d.", m, ef_construction)));
+	if (ruhnsw_quantization_of(index) == RUHNSW_QUANT_SQ8) {
+		RuhnswGraph g;
+
+		ruhnsw_graph_init(&g, index, m);
+		ruhnsw_quant_check_opclass(index, g.dist_kind);
+	}
 }
 
 /* ---- parallel builds ---- */

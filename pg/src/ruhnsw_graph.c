@@ -451,6 +451,13 @@ void ruhnsw_options_of(Relation index, int *m, int *ef_construction)
 	*ef_construction = opts ? opts->ef_construction : RUHNSW_DEFAULT_EF_CONSTRUCTION;
 }
 
+int ruhnsw_quantization_of(Relation index)
+{
+	RuhnswOptions *opts = (RuhnswOptions *)index->rd_options;
+
+	return opts ? opts->quantization : RUHNSW_QUANT_NONE;
+}
+
 /* ---- pages ---- */
 
 void ruhnsw_meta_init(Page page, int dim, int m, int ef_construction)
@@ -667,16 +674,38 @@ static double disk_read(DiskGraph *dg, ElemRef ref, bool with_lists, const Ruvec
 		e->heaptid = et->heaptid;
 		e->ntid = et->neighbortid;
 		e->nslots = 0;
-		if (e->level > RUHNSW_MAX_LEVEL || et->vec.dim <= 0)
+		if (e->level > RUHNSW_MAX_LEVEL || et->vec.dim <= 0 ||
+				(et->vec.unused == RUHNSW_CODE_SQ8
+						? dg->quant == NULL || et->vec.dim != dg->quant->dim ||
+								VARSIZE(&et->vec) != RUHNSW_CODE_SIZE(et->vec.dim)
+						: et->vec.unused != 0))
 			ereport(ERROR, (errcode(ERRCODE_INDEX_CORRUPTED),
 					errmsg("index \"%s\" has a damaged element tuple in block %u",
 							RelationGetRelationName(dg->index), ItemPointerGetBlockNumber(&tid))));
 	}
-	if (q != NULL)
-		dist = ruhnsw_distance(&dg->g, q, &et->vec);
-	if (dg->keep_vectors && e->vec == NULL) {
-		e->vec = MemoryContextAlloc(dg->ctx, VARSIZE(&et->vec));
-		memcpy(e->vec, &et->vec, VARSIZE(&et->vec));
+	if (et->vec.unused == RUHNSW_CODE_SQ8) {
+		RuhnswCode *code = (RuhnswCode *)&et->vec;
+
+		/* Inserts and VACUUM work on the decoded vector; a scan folds
+		 * its query once and reads the code as it is. */
+		if (dg->keep_vectors && e->vec == NULL) {
+			e->vec = MemoryContextAlloc(dg->ctx, RUVECTOR_SIZE(code->dim));
+			ruhnsw_quant_decode(dg->quant, code, e->vec);
+		}
+		if (q != NULL && e->vec != NULL) {
+			dist = ruhnsw_distance(&dg->g, q, e->vec);
+		} else if (q != NULL) {
+			if (dg->qq.q != q)
+				ruhnsw_quant_fold(dg->quant, q, &dg->qq);
+			dist = ruhnsw_quant_distance(dg->g.dist_kind, &dg->qq, code);
+		}
+	} else {
+		if (q != NULL)
+			dist = ruhnsw_distance(&dg->g, q, &et->vec);
+		if (dg->keep_vectors && e->vec == NULL) {
+			e->vec = MemoryContextAlloc(dg->ctx, VARSIZE(&et->vec));
+			memcpy(e->vec, &et->vec, VARSIZE(&et->vec));
+		}
 	}
 	if (e->slots == NULL && (with_lists || dg->keep_vectors)) {
 		/* Usually on the same page; a wide vector leaves no room for it. */
@@ -862,12 +891,13 @@ static bool disk_visit(RuhnswGraph *g, ElemRef e)
 /*
  * A graph over the index's pages; everything it allocates lives in the
  * current memory context. keep_vectors: the elements' vectors are copied
- * as they are read (inserts and VACUUM need them to choose links); a scan
- * only needs distances, computed on the pages.
+ * (sq8 codes decoded) as they are read (inserts and VACUUM need them to
+ * choose links); a scan only needs distances, computed on the pages.
  */
 DiskGraph *ruhnsw_disk_graph(Relation index, int m, bool keep_vectors)
 {
 	DiskGraph *dg = palloc0(sizeof(DiskGraph));
+	RuhnswMeta meta;
 
 	ruhnsw_graph_init(&dg->g, index, m);
 	dg->g.distance = disk_distance;
@@ -880,6 +910,8 @@ DiskGraph *ruhnsw_disk_graph(Relation index, int m, bool keep_vectors)
 	dg->index = index;
 	dg->ctx = CurrentMemoryContext;
 	dg->keep_vectors = keep_vectors;
+	ruhnsw_read_meta(index, &meta);
+	dg->quant = ruhnsw_quant_load(index, &meta);
 	ruhnsw_refmap_init(&dg->cache, dg->ctx, true);
 	ruhnsw_refmap_init(&dg->visited, dg->ctx, false);
 	return dg;

@@ -12,6 +12,10 @@
  *
  * The element is on its page, with its own lists, before anything links
  * to it, so a scan never follows a link to nowhere.
+ *
+ * In an sq8 index the element tuple holds the vector's code (clamped into
+ * the range trained at the build), which has the same size for every
+ * element, so free elements are reused just the same.
  */
 #include "ruhnsw.h"
 
@@ -263,14 +267,17 @@ void ruhnsw_insert_on_disk(Relation index, Ruvector *v, ItemPointer heaptid)
 	 * them): nothing live would lead to the new one. */
 	new_entry = level > meta.entry_level || counts[0] == 0;
 
-	esz = RUHNSW_ELEMENT_SIZE(dim);
+	esz = ruhnsw_element_size(dg->quant, dim);
 	nsz = RUHNSW_NEIGHBOR_SIZE(meta.m, level);
 	et = palloc0(esz);
 	et->type = RUHNSW_ELEMENT;
 	et->level = level;
 	et->deleted = RUHNSW_LIVE;
 	et->heaptid = *heaptid;
-	memcpy(&et->vec, v, VARSIZE(v));
+	if (dg->quant != NULL)
+		ruhnsw_quant_encode(dg->quant, v, (RuhnswCode *)&et->vec);
+	else
+		memcpy(&et->vec, v, VARSIZE(v));
 	nt = palloc0(nsz);
 	nt->type = RUHNSW_NEIGHBORS;
 	nt->nslots = RUHNSW_NSLOTS(meta.m, level);

@@ -20,6 +20,20 @@
  * runs in full) or its memory passes work_mem * ruhnsw.scan_mem_multiplier;
  * it then returns the discarded elements, nearest first, and ends.
  *
+ * In an sq8 index (ruhnsw_quant.c) the graph walk ranks elements by their
+ * codes, which can put a row before a nearer one. Each batch of results
+ * (the ef_search of a round) is therefore re-checked before any of it is
+ * returned: the scan reads each row's vector from its heap tuple (the
+ * scan's own snapshot; rows it does not see leave the batch, as the
+ * executor would skip them) and orders the batch by the exact distance of
+ * the operator class. The rows returned are thus in exact order, as from
+ * a float index; the codes only decide which rows are in the batch. This
+ * is done inside the scan rather than with the executor's ORDER BY
+ * re-check (xs_recheckorderby), which needs a lower bound of the distance
+ * for every row: a code gives an estimate, not a bound, and a loose bound
+ * would make an iterative scan read far more rows before the first one
+ * comes back.
+ *
  * A scan reads the graph under buffer locks only and keeps neither vectors
  * nor lists (each distance is computed on the page, each list read when
  * its element is expanded), so its memory per element seen is small; it
@@ -30,7 +44,12 @@
  */
 #include "ruhnsw.h"
 
+#include <math.h>
+
 #include "access/relscan.h"
+#include "access/tableam.h"
+#include "catalog/index.h"
+#include "executor/executor.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "utils/float.h"
@@ -50,6 +69,14 @@ typedef struct ScanOpaque {
 	int nresults, pos;
 	double last;       /* the last distance returned */
 	double max_memory; /* bytes */
+	/* The exact re-check of an sq8 index; set up at its first search and
+	 * kept across rescans, in outer_ctx. */
+	bool recheck;
+	MemoryContext outer_ctx;
+	IndexInfo *info;
+	IndexFetchTableData *fetch;
+	TupleTableSlot *slot;
+	EState *estate;    /* an expression index's: computes the key */
 } ScanOpaque;
 
 IndexScanDesc ruhnsw_beginscan(Relation index, int nkeys, int norderbys)
@@ -60,6 +87,7 @@ IndexScanDesc ruhnsw_beginscan(Relation index, int nkeys, int norderbys)
 	/* Small blocks: the memory limit of an iterative scan counts what
 	 * the context has allocated, and large blocks would reach it early. */
 	so->ctx = AllocSetContextCreate(CurrentMemoryContext, "ruhnsw scan", 0, 8 * 1024, 512 * 1024);
+	so->outer_ctx = CurrentMemoryContext;
 	so->max_memory = (double)work_mem * 1024.0 * ruhnsw_scan_mem_multiplier;
 	so->first = true;
 	so->last = -get_float8_infinity();
@@ -78,11 +106,113 @@ void ruhnsw_rescan(IndexScanDesc scan, ScanKey keys, int nkeys, ScanKey orderbys
 	so->results = NULL;
 	so->nresults = so->pos = 0;
 	so->last = -get_float8_infinity();
+	so->recheck = false;
+	if (so->fetch != NULL)
+		table_index_fetch_reset(so->fetch);
 	MemoryContextReset(so->ctx);
 	if (keys && scan->numberOfKeys > 0)
 		memmove(scan->keyData, keys, scan->numberOfKeys * sizeof(ScanKeyData));
 	if (orderbys && scan->numberOfOrderBys > 0)
 		memmove(scan->orderByData, orderbys, scan->numberOfOrderBys * sizeof(ScanKeyData));
+}
+
+/* ---- the exact re-check (sq8) ---- */
+
+static void recheck_init(IndexScanDesc scan)
+{
+	ScanOpaque *so = scan->opaque;
+	MemoryContext old = MemoryContextSwitchTo(so->outer_ctx);
+
+	so->info = BuildIndexInfo(scan->indexRelation);
+	so->fetch = table_index_fetch_begin(scan->heapRelation);
+	so->slot = table_slot_create(scan->heapRelation, NULL);
+	if (so->info->ii_IndexAttrNumbers[0] == 0)
+		so->estate = CreateExecutorState();
+	MemoryContextSwitchTo(old);
+}
+
+/* The exact distance from the query to the row's vector; false when the
+ * scan's snapshot does not see the row (or its key is NULL). */
+static bool row_distance(IndexScanDesc scan, ItemPointer heaptid, double *dist)
+{
+	ScanOpaque *so = scan->opaque;
+	ItemPointerData tid = *heaptid; /* the fetch moves it along a HOT chain */
+	bool call_again = false, all_dead = false, isnull;
+	Datum value;
+	Ruvector *v;
+
+	if (!table_index_fetch_tuple(so->fetch, &tid, scan->xs_snapshot, so->slot, &call_again, &all_dead))
+		return false;
+	if (so->estate == NULL) {
+		value = slot_getattr(so->slot, so->info->ii_IndexAttrNumbers[0], &isnull);
+	} else {
+		ExprContext *econtext = GetPerTupleExprContext(so->estate);
+		Datum values[INDEX_MAX_KEYS];
+		bool isnulls[INDEX_MAX_KEYS];
+
+		ResetExprContext(econtext);
+		econtext->ecxt_scantuple = so->slot;
+		FormIndexDatum(so->info, so->slot, so->estate, values, isnulls);
+		value = values[0];
+		isnull = isnulls[0];
+	}
+	if (isnull) {
+		ExecClearTuple(so->slot);
+		return false;
+	}
+	v = DatumGetRuvector(value);
+	*dist = ruhnsw_distance(&so->dg->g, so->q, v);
+	ExecClearTuple(so->slot);
+	return true;
+}
+
+/* Nearest first; equal distances in element order, so that a re-run
+ * returns the same order. A NaN distance (cosine to a zero vector) goes
+ * last: qsort needs a consistent order. */
+static int exact_cmp(const void *a, const void *b)
+{
+	const Cand *x = a, *y = b;
+
+	if (isnan(x->dist) || isnan(y->dist)) {
+		if (isnan(x->dist) != isnan(y->dist))
+			return isnan(x->dist) ? 1 : -1;
+	} else if (x->dist != y->dist) {
+		return x->dist < y->dist ? -1 : 1;
+	}
+	return x->ref < y->ref ? -1 : x->ref > y->ref ? 1 : 0;
+}
+
+/* Replaces the batch's code distances by the exact ones and sorts it;
+ * deleted elements and rows the snapshot does not see leave it. */
+static void recheck_batch(IndexScanDesc scan)
+{
+	ScanOpaque *so = scan->opaque;
+	MemoryContext tmp = AllocSetContextCreate(so->ctx, "ruhnsw recheck", ALLOCSET_SMALL_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(tmp);
+	int kept = 0;
+
+	for (int i = 0; i < so->nresults; i++) {
+		Cand c = so->results[i];
+		DiskElem *e;
+
+		MemoryContextSwitchTo(so->ctx);
+		e = ruhnsw_disk_load(so->dg, c.ref, false);
+		MemoryContextSwitchTo(tmp);
+		if (e->state != RUHNSW_LIVE || !ItemPointerIsValid(&e->heaptid))
+			continue;
+		if (!row_distance(scan, &e->heaptid, &c.dist))
+			continue;
+		so->results[kept++] = c;
+		MemoryContextReset(tmp);
+		CHECK_FOR_INTERRUPTS();
+	}
+	so->nresults = kept;
+	if (kept > 1)
+		qsort(so->results, kept, sizeof(Cand), exact_cmp);
+	/* The executor reads the rows' pages itself: no pin held between. */
+	table_index_fetch_reset(so->fetch);
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(tmp);
 }
 
 /* The first round: down the layers from the entry point, then the
@@ -119,6 +249,13 @@ static void first_round(IndexScanDesc scan)
 		so->q = (Ruvector *)PG_DETOAST_DATUM(scan->orderByData[0].sk_argument);
 	}
 	so->dg = ruhnsw_disk_graph(index, meta.m, false);
+	/* Without a heap relation (no caller of ours lacks one) the rows
+	 * would come in the order of their codes. */
+	if (so->dg->quant != NULL && scan->heapRelation != NULL) {
+		if (so->fetch == NULL)
+			recheck_init(scan);
+		so->recheck = true;
+	}
 	first.ref = ruhnsw_tid_ref(&meta.entry);
 	first.dist = so->dg->g.distance(&so->dg->g, so->q, first.ref);
 	entries = &first;
@@ -179,6 +316,8 @@ bool ruhnsw_gettuple(IndexScanDesc scan, ScanDirection dir)
 	if (so->first) {
 		first_round(scan);
 		so->first = false;
+		if (so->recheck)
+			recheck_batch(scan);
 	}
 	while (!so->done) {
 		while (so->pos < so->nresults) {
@@ -200,6 +339,8 @@ bool ruhnsw_gettuple(IndexScanDesc scan, ScanDirection dir)
 		}
 		if (so->mode == RUHNSW_ITERATIVE_SCAN_OFF || !next_round(scan))
 			so->done = true;
+		else if (so->recheck)
+			recheck_batch(scan);
 	}
 done:
 	MemoryContextSwitchTo(old);
@@ -210,6 +351,12 @@ void ruhnsw_endscan(IndexScanDesc scan)
 {
 	ScanOpaque *so = scan->opaque;
 
+	if (so->fetch != NULL) {
+		table_index_fetch_end(so->fetch);
+		ExecDropSingleTupleTableSlot(so->slot);
+		if (so->estate != NULL)
+			FreeExecutorState(so->estate);
+	}
 	MemoryContextDelete(so->ctx);
 	pfree(so);
 	scan->opaque = NULL;
