@@ -865,8 +865,6 @@ static void run_set_phase1(setrun *sr, const opts *o)
 	}
 	if (o->random) {
 		for (int l = 0; l < 4; l++) {
-			if (l != 0 && l != 3)
-				continue;
 			if (!o->learner_on[l])
 				continue;
 			run *r = sr->rnd[l] = new_run(sr, "random-", l);

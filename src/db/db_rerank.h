@@ -8,11 +8,14 @@
  *
  *   score(q, v) = -beta * dist(q, v) * base_scale + <W_q q + u, h_v> + prior[v]
  *
+ * (beta is 1 in the re-rankers trained now; db_rerank.c says why)
+ *
  * It is trained on chosen-versus-skipped pairs from feedback, with
  * position-bias correction, by rv_reranker_train (called by a
- * consolidation, db_learn*.c); item priors also move on every event
- * (rv_reranker_observe). A re-ranker belongs to one learning version;
- * versions own their re-ranker and free it.
+ * consolidation, db_learn*.c); rv_reranker_observe moves item priors
+ * from one event (the collection does not call it: db_learn.c says why).
+ * A re-ranker belongs to one learning version; versions own their
+ * re-ranker and free it.
  *
  * Training pairs from one sample: the item against each other live item
  * shown (the ones above it, which the user went past, and the ones below
