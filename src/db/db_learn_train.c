@@ -1155,6 +1155,9 @@ static void made_free(made *m, const rv_alloc *a)
 	memset(m, 0, sizeof *m);
 }
 
+/* Rankers judged on the held-out events by train_version. */
+#define NR 5
+
 /* Phase 2 (read lock held): train a version from the current state. */
 static rv_status train_version(made *m, rv_db *db, unsigned flags, const atomic_bool *stop, rv_err *e)
 {
@@ -1206,19 +1209,23 @@ static rv_status train_version(made *m, rv_db *db, unsigned flags, const atomic_
 	}
 	if ((st = fit_regions(&v->regions, &asg, db, &cfg, &t, e)) != RV_OK)
 		goto done;
-	/* Held out: plain, each learner alone, and the version. */
-	rv_learn_ranker rk[4];
+	/* Held out: plain, each learner alone, both, and the active
+	 * version's learners (plain without one). */
+	rv_learn_ranker rk[NR];
 	memset(rk, 0, sizeof rk);
 	rk[1].base = v->base;
 	rk[2].rerank = v->rerank;
 	rk[2].pool_mult = cfg.rerank_pool;
 	rk[3] = rk[2];
 	rk[3].base = v->base;
+	const rv_lora *prev_base = prev && (cfg.learners & RV_LEARN_BASE) ? prev->base : NULL;
+	const rv_reranker *prev_rr = prev && (cfg.learners & RV_LEARN_GNN) ? prev->rerank : NULL;
+	rk[4] = (rv_learn_ranker){ prev_base, NULL, prev_rr, cfg.rerank_pool };
 	size_t held = t.ev.n - t.n_train;
-	if ((st = judge(&j, db, &t, t.n_train, held, rk, 4, JUDGE_LOGGED, e)) != RV_OK)
+	if ((st = judge(&j, db, &t, t.n_train, held, rk, NR, JUDGE_LOGGED, e)) != RV_OK)
 		goto done;
 	for (size_t g = 0; g < j.n_groups; g++) {
-		const double *s = j.ndcg + g * 4;
+		const double *s = j.ndcg + g * NR;
 		uint32_t c = asg[j.order[j.groups[g].first]];
 		if (v->base)
 			rv_rbank_record_gain(v->regions, c, RV_LEARNER_ADAPTER, (float)(s[1] - s[0]));
@@ -1235,7 +1242,7 @@ static rv_status train_version(made *m, rv_db *db, unsigned flags, const atomic_
 		if (((c & 1) && !v->base) || ((c & 2) && !v->rerank))
 			continue;
 		double mean, se;
-		paired_gain(&j, 4, c, &mean, &se);
+		paired_gain(&j, NR, c, &mean, &se);
 		if (j.n_groups >= 2 && mean > RV_LEARN_GATE_Z * se && mean > best) {
 			best = mean;
 			pick = c;
@@ -1252,8 +1259,27 @@ static rv_status train_version(made *m, rv_db *db, unsigned flags, const atomic_
 		v->rerank = NULL;
 		v->info.learners &= ~(unsigned)RV_LEARN_GNN;
 	}
-	v->info.ndcg_before = (float)mean_col(&j, 4, 0);
-	v->info.ndcg_after = (float)mean_col(&j, 4, (size_t)pick);
+	/* Nothing new is significant: the active version's learners go on
+	 * unless the new events show them worse than the plain ranking. A
+	 * shift to other queries would otherwise throw away what the old ones
+	 * taught as soon as the new ones are too few to prove a gain. */
+	size_t col = (size_t)pick;
+	if (pick == 0 && (prev_base || prev_rr)) {
+		double mean, se;
+		paired_gain(&j, NR, 4, &mean, &se);
+		if (!(mean < -RV_LEARN_GATE_Z * se)) {
+			if (prev_base &&
+			    (st = rv_lora_derive(&v->base, prev_base, rv_lora_get_opts(prev_base), db->a, e)) != RV_OK)
+				goto done;
+			if (prev_rr && (st = rv_reranker_clone(&v->rerank, prev_rr, db->a, e)) != RV_OK)
+				goto done;
+			v->info.learners |= (prev_base ? RV_LEARN_BASE : 0u) | (prev_rr ? RV_LEARN_GNN : 0u);
+			v->n_train = prev_base ? prev->n_train : 0;
+			col = 4;
+		}
+	}
+	v->info.ndcg_before = (float)mean_col(&j, NR, 0);
+	v->info.ndcg_after = (float)mean_col(&j, NR, col);
 	if ((st = region_ef(v->regions, asg, db, &cfg, &t, v->base, e)) != RV_OK)
 		goto done;
 	/* A version made active starts the live re-ranker from its own; the
