@@ -275,9 +275,11 @@ typedef struct rv_learn_eval {
 	double rerank_us;         /* mean GNN re-ranking of one pool, microseconds */
 	double ndcg_shown_plain;  /* NDCG@10 re-ranking the hits each search showed, no learning */
 	double ndcg_shown_learned;/* ... with the active version + MicroLoRA */
+	uint64_t reranks;         /* pools re-ranked since the handle opened (rerank_us is their
+	                             mean: two evals give the mean of the pools between them) */
 } rv_learn_eval;
 
-#define RV_LEARN_EVAL_INIT { sizeof(rv_learn_eval), 0, 0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0 }
+#define RV_LEARN_EVAL_INIT { sizeof(rv_learn_eval), 0, 0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0 }
 
 /* Judge learning on the newest tenth of the replay buffer (the events a
  * consolidation holds out), NDCG@10 with the rewards as gains (events of

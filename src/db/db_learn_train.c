@@ -622,6 +622,7 @@ rv_status rv_db_learn_eval(rv_learn_eval *out, rv_db *db)
 		goto done;
 	uint64_t n = atomic_load(&db->ls->rerank_n);
 	own.rerank_us = n ? (double)atomic_load(&db->ls->rerank_ns) / (double)n / 1e3 : 0;
+	own.reranks = n;
 done:
 	pthread_rwlock_unlock(&db->lock);
 	judged_free(&rerun, db->a);
@@ -1287,6 +1288,15 @@ static rv_status train_version(made *m, rv_db *db, unsigned flags, const atomic_
 	if (v->rerank && !(flags & RV_CONSOLIDATE_CANDIDATE) &&
 	    (st = rv_reranker_clone(&m->live, v->rerank, db->a, e)) != RV_OK)
 		goto done;
+	/* The live re-ranker's representations are computed here, off the
+	 * search path (a fresh cache would make the first searches that meet
+	 * each item pay for its GNN layer). Short of memory, searches fill
+	 * the cache as they go. */
+	if (m->live) {
+		rv_err inner = { { 0 } };
+		unsigned threads = db->threads > 4 ? 4 : db->threads;
+		(void)rv_reranker_warm(m->live, db, threads, &inner);
+	}
 	v->info.parent = ls->active;
 	v->info.created_ns = rv_learn_wall_ns();
 	v->info.events = m->events;

@@ -387,6 +387,42 @@ static void score_slots(float *scores, const rv_reranker *r, const rv_db *db, co
 	}
 }
 
+typedef struct warm_ctx {
+	const rv_reranker *r;
+	const rv_db *db;
+	rr_cache *c;
+	uint32_t n;
+	unsigned threads;
+	_Atomic bool failed;
+} warm_ctx;
+
+static void warm_part(void *p, unsigned th)
+{
+	warm_ctx *w = p;
+	rr_scratch sc;
+	scratch_init(&sc, w->r->a);
+	float *row = rv_malloc(w->r->a, w->r->out * sizeof(float));
+	for (uint32_t slot = th; row && !sc.failed && slot < w->n; slot += w->threads)
+		if (slot_live(w->db, slot))
+			get_rep(w->r, w->db, w->c, slot, row, &sc);
+	if (!row || sc.failed)
+		atomic_store(&w->failed, true);
+	rv_dealloc(w->r->a, row);
+	scratch_free(&sc);
+}
+
+rv_status rv_reranker_warm(const rv_reranker *r, const rv_db *db, unsigned threads, rv_err *e)
+{
+	if (!r || !db || db->dim != r->dim)
+		return rv_err_set(e, RV_EINVAL, "re-ranker warm: a re-ranker and a collection of its dimension are required");
+	rr_cache *c = get_cache(r, db);
+	if (!c)
+		return rv_err_nomem(e);
+	warm_ctx w = { r, db, c, c->n < db->vecs.n ? c->n : (uint32_t)db->vecs.n, threads ? threads : 1, false };
+	rv_parallel(w.threads, warm_part, &w);
+	return atomic_load(&w.failed) ? rv_err_nomem(e) : RV_OK;
+}
+
 /* ------------------------------------------------------------------------
  * Handles
  * ---------------------------------------------------------------------- */
