@@ -5,11 +5,12 @@
 #               unit tests again under AddressSanitizer + UBSan
 #   make bench  ruvector and hnswlib on the same data in one run -> docs/BENCHMARKS.md
 #   make bench-learn  simulated users on real data: what learning gains -> docs/LEARNING.md
+#   make bench-profile instructions and cache misses per query vs hnswlib -> docs/PROFILE.md
 BUILD ?= build
 ASAN_BUILD ?= build-asan
 JOBS ?= $(shell nproc)
 
-.PHONY: all setup build data demo test test-fast test-asan test-tsan fuzz bench bench-learn install clean
+.PHONY: all setup build data demo test test-fast test-asan test-tsan fuzz bench bench-learn bench-profile install clean
 
 all: build
 
@@ -47,6 +48,9 @@ test-asan:
 
 bench: build
 	./scripts/bench.sh $(BUILD)
+
+bench-profile: build
+	./bench/profile.sh $(BUILD)
 
 bench-learn: build
 	./scripts/learndata.sh $(BUILD)

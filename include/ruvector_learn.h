@@ -86,15 +86,17 @@ typedef struct rv_learn_config {
 	unsigned learners;         /* RV_LEARN_* the collection uses (default RV_LEARN_ALL) */
 	rv_gnn_kind gnn;           /* default RV_GNN_SAGE */
 	uint32_t base_rank;        /* BaseLoRA rank, 8..16 (default 8) */
-	float ewc_lambda;          /* EWC++ strength, finite, >= 0; 0 turns EWC++ off (default 20).
+	float ewc_lambda;          /* EWC++ strength, finite, >= 0; 0 turns EWC++ off (default 50).
 	                              The penalty weighs each weight's drift from the previous
 	                              version by its Fisher estimate times ewc_lambda times the
 	                              ratio of the previous version's training pairs to this
 	                              one's: at 1 the old pairs would count like the new ones if
 	                              the Fisher estimate were exact, but near a trained optimum
 	                              the gradients it averages are small, so useful values are
-	                              about 10..100 (at 20, a conflicting new workload gets most
-	                              of its gain and about half of the old one's stays) */
+	                              about 10..100 (at 50, about 70% of an old workload's gain
+	                              stays after a conflicting new one, which gets about a third
+	                              of the gain it would get without EWC++; at 20, half of it
+	                              and half of the old one's) */
 	uint32_t rerank_pool;      /* candidates the GNN re-ranks, as a multiple of k, 2..20 (default 5) */
 	uint32_t auto_consolidate; /* consolidate in a background thread every this many
 	                              events, 0 or >= 100; 0 = only when asked (default 0) */
@@ -103,7 +105,7 @@ typedef struct rv_learn_config {
 	float recall_target;       /* for the per-region ef, in (0, 1] (default 0.95) */
 } rv_learn_config;
 
-#define RV_LEARN_CONFIG_INIT { sizeof(rv_learn_config), RV_LEARN_ALL, RV_GNN_SAGE, 8, 20.0f, 5, 0, 16, 0.95f }
+#define RV_LEARN_CONFIG_INIT { sizeof(rv_learn_config), RV_LEARN_ALL, RV_GNN_SAGE, 8, 50.0f, 5, 0, 16, 0.95f }
 
 /* Set the learning configuration of the collection (saved at commit).
  * Learning itself is switched on and off with rv_db_set_learning(). The
@@ -273,9 +275,11 @@ typedef struct rv_learn_eval {
 	double rerank_us;         /* mean GNN re-ranking of one pool, microseconds */
 	double ndcg_shown_plain;  /* NDCG@10 re-ranking the hits each search showed, no learning */
 	double ndcg_shown_learned;/* ... with the active version + MicroLoRA */
+	uint64_t reranks;         /* pools re-ranked since the handle opened (rerank_us is their
+	                             mean: two evals give the mean of the pools between them) */
 } rv_learn_eval;
 
-#define RV_LEARN_EVAL_INIT { sizeof(rv_learn_eval), 0, 0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0 }
+#define RV_LEARN_EVAL_INIT { sizeof(rv_learn_eval), 0, 0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0 }
 
 /* Judge learning on the newest tenth of the replay buffer (the events a
  * consolidation holds out), NDCG@10 with the rewards as gains (events of

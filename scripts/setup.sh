@@ -9,7 +9,7 @@ pkgs=(build-essential cmake pkg-config clang libclang-rt-14-dev
       postgresql-15 postgresql-server-dev-15
       dataset-fashion-mnist nodejs npm ca-certificates)
 if [ "${1:-}" = bench ]; then
-  pkgs+=(python3-hnswlib python3-numpy)
+  pkgs+=(python3-hnswlib python3-numpy valgrind binutils)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

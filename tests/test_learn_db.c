@@ -675,7 +675,8 @@ TEST(ewc_retains_earlier_workload)
 	world w;
 	world_make(&w, NITEMS, 404);
 	double a0, a1, on2, b0, onb, off2, offb;
-	CHECK(ewc_run(&a0, &a1, &on2, &b0, &onb, &w, 4, 20.0f) == RV_OK);
+	rv_learn_config dflt = RV_LEARN_CONFIG_INIT;
+	CHECK(ewc_run(&a0, &a1, &on2, &b0, &onb, &w, 4, dflt.ewc_lambda) == RV_OK);
 	double x0, x1;
 	CHECK(ewc_run(&x0, &x1, &off2, &b0, &offb, &w, 5, 0.0f) == RV_OK);
 	double ret_on = (on2 - a0) / (a1 - a0), ret_off = (off2 - x0) / (x1 - x0);
@@ -685,6 +686,7 @@ TEST(ewc_retains_earlier_workload)
 	CHECK(fabs(a0 - x0) < 1e-12); /* the same plain ranking */
 	CHECK_MSG(a1 > 1.2 * a0 && x1 > 1.2 * x0, "A learned: %.4f -> %.4f / %.4f", a0, a1, x1);
 	CHECK_MSG(ret_on > ret_off + 0.2, "retention with EWC %.2f vs without %.2f", ret_on, ret_off);
+	CHECK_MSG(ret_on > 0.5, "the default EWC++ keeps most of A's gain: %.2f", ret_on);
 	CHECK_MSG(onb > 1.2 * b0, "B still learned with EWC: %.4f -> %.4f", b0, onb);
 	world_free(&w);
 }

@@ -181,6 +181,8 @@ static void train(run *r, const lb_workload *w, uint64_t until, uint64_t every)
 	double t_start = lb_now();
 	while (r->events < until && !r->failed) {
 		size_t q = lb_rng_below(&r->qrng, (uint32_t)s->n_train);
+		if (w->qmask && !w->qmask[q])
+			continue; /* another region's query (prepare_set checked there are some of this one's) */
 		size_t n = 0;
 		uint64_t sid = search_rows(r, s->queries + q * s->dim, 0, LB_K, rows, &n);
 		if (!sid)
@@ -233,8 +235,12 @@ static void eval_range(run *r, const lb_workload *w, size_t from, size_t to, uns
 	const lb_set *s = r->set;
 	uint32_t rows[LB_K];
 	double sn = 0, sr = 0, sp = 0;
+	size_t cnt = 0;
 	for (size_t q = from; q < to && !r->failed; q++) {
 		size_t n = 0;
+		if (w->qmask && !w->qmask[q])
+			continue;
+		cnt++;
 		if (!search_rows(r, s->queries + q * s->dim, flags, LB_K, rows, &n))
 			break;
 		double v = lb_ndcg(w, q, rows, n);
@@ -245,7 +251,7 @@ static void eval_range(run *r, const lb_workload *w, size_t from, size_t to, uns
 		for (size_t i = 0; i < n; i++)
 			sp += lb_relevant(w, q, rows[i]) / (double)LB_K;
 	}
-	double m = to > from ? (double)(to - from) : 1;
+	double m = cnt ? (double)cnt : 1;
 	*ndcg = sn / m;
 	*rec = sr / m;
 	if (rel)
@@ -265,18 +271,23 @@ static void learners_str(char *buf, size_t cap, uint32_t version, unsigned learn
 		 learners & (RV_LEARN_BASE | RV_LEARN_GNN) ? "" : "nothing");
 }
 
-/* Standard error of the mean of a[i] - b[i] over [from, to). */
-static double paired_se(const double *a, const double *b, size_t from, size_t to)
+/* Standard error of the mean of a[i] - b[i] over [from, to) (where mask,
+ * if any, is set). */
+static double paired_se(const double *a, const double *b, size_t from, size_t to, const uint8_t *mask)
 {
-	size_t n = to - from;
-	if (n < 2)
-		return NAN;
+	size_t n = 0;
 	double m = 0, ss = 0;
 	for (size_t i = from; i < to; i++)
-		m += a[i] - b[i];
+		if (!mask || mask[i]) {
+			m += a[i] - b[i];
+			n++;
+		}
+	if (n < 2)
+		return NAN;
 	m /= (double)n;
 	for (size_t i = from; i < to; i++)
-		ss += (a[i] - b[i] - m) * (a[i] - b[i] - m);
+		if (!mask || mask[i])
+			ss += (a[i] - b[i] - m) * (a[i] - b[i] - m);
 	return sqrt(ss / (double)(n - 1) / (double)n);
 }
 
@@ -311,8 +322,8 @@ static void checkpoint(run *r, const lb_workload *w, const lb_workload *wb)
 		r->ndcg0 = per_q;
 		per_q = NULL;
 	} else {
-		p->se_h = paired_se(per_q, r->ndcg0, s->n_train, s->nq);
-		p->se_t = paired_se(per_q, r->ndcg0, 0, n_eval_train(s));
+		p->se_h = paired_se(per_q, r->ndcg0, s->n_train, s->nq, w->qmask);
+		p->se_t = paired_se(per_q, r->ndcg0, 0, n_eval_train(s), w->qmask);
 	}
 	free(per_q);
 	rv_learn_status ls;
@@ -652,7 +663,9 @@ static const char *variant_name(lb_variant v)
 
 typedef struct setrun {
 	lb_set set;
-	lb_workload wa, wb;       /* wb: Fashion's shift workload B */
+	lb_workload wa, wb;       /* wb: the shift's workload B (Fashion, Fiori) */
+	uint8_t *good_b;          /* Fiori's B: other good items */
+	uint8_t *qmask[2];        /* Fiori's A and B: the two query regions */
 	char base_path[4200];
 	double plain_h, plain_rh, plain_t, plain_rt;
 	double plain_ph, plain_pt;  /* share of relevant hits */
@@ -729,28 +742,37 @@ static void phase2(run *r, const opts *o, const lb_workload *w)
 	}
 }
 
-/* The 100-candidate re-ranking cost: pool = rerank_pool x k = 10 x 10.
- * rv_db_learn_eval's rerank_us averages over the handle's searches, so the
- * collection is committed and reopened first: the new handle's searches all
- * re-rank pools of 100. Runs after everything else of the run. */
+/* The 100-candidate re-ranking cost: pool = rerank_pool x k = 10 x 10, on
+ * the run's own handle (its live re-ranker's representations were computed
+ * by the last consolidation, as in a running service); rv_db_learn_eval's
+ * rerank_us and reranks before and after the timed searches give the mean
+ * of the pools between. Runs after everything else of the run. */
 static void rerank100(run *r, const opts *o)
 {
+	(void)o;
 	if (r->failed || !(r->learners & RV_LEARN_GNN))
 		return;
-	rv_status st = reopen(r, o);
-	if (st != RV_OK)
-		return;
 	rv_learn_config c = RV_LEARN_CONFIG_INIT;
-	if ((st = rv_db_learn_get_config(&c, r->db)) == RV_OK) {
+	rv_learn_eval before = RV_LEARN_EVAL_INIT;
+	rv_status st = rv_db_learn_get_config(&c, r->db);
+	if (st == RV_OK) {
 		c.rerank_pool = 10;
 		st = rv_db_learn_configure(r->db, &c);
 	}
+	if (st == RV_OK)
+		st = rv_db_learn_eval(&before, r->db);
 	if (st == RV_OK) {
 		time_search(r, &r->search100_on_us, &r->search100_off_us);
 		memset(&r->ev100, 0, sizeof r->ev100);
 		r->ev100.size = sizeof r->ev100;
 		st = rv_db_learn_eval(&r->ev100, r->db);
 		r->have_ev100 = st == RV_OK && !r->failed;
+	}
+	if (r->have_ev100) {
+		uint64_t n = r->ev100.reranks - before.reranks;
+		r->ev100.rerank_us = n ? (r->ev100.rerank_us * (double)r->ev100.reranks -
+					  before.rerank_us * (double)before.reranks) / (double)n
+				       : 0.0;
 	}
 	if (st != RV_OK)
 		fprintf(stderr, "learn_bench: %s: re-ranking a pool of 100: %s: %s\n", r->name, rv_status_str(st),
@@ -786,6 +808,73 @@ static char *fiori_example(run *r)
 	return md;
 }
 
+static double sqdist(const float *a, const float *b, size_t d)
+{
+	double s = 0;
+	for (size_t i = 0; i < d; i++)
+		s += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+	return s;
+}
+
+/* Masks of the two regions of the query pool (2-means, Lloyd from query 0
+ * and the query farthest from it). Each region must hold train and
+ * held-out queries. Returns 0, or -1 after a message. */
+static int split_queries(uint8_t *mask[2], const lb_set *s)
+{
+	size_t d = s->dim, far = 0;
+	double *c = calloc(2 * d, sizeof *c), *sum = calloc(2 * d, sizeof *sum);
+	float *cf = malloc(2 * d * sizeof *cf);
+	mask[0] = calloc(s->nq, 1);
+	mask[1] = calloc(s->nq, 1);
+	int rc = -1;
+	if (!c || !sum || !cf || !mask[0] || !mask[1]) {
+		fprintf(stderr, "learn_bench: out of memory for the query regions\n");
+		goto done;
+	}
+	for (size_t q = 1; q < s->nq; q++)
+		if (sqdist(s->queries + q * d, s->queries, d) > sqdist(s->queries + far * d, s->queries, d))
+			far = q;
+	for (size_t i = 0; i < d; i++) {
+		cf[i] = s->queries[i];
+		cf[d + i] = s->queries[far * d + i];
+	}
+	for (int it = 0; it < 20; it++) {
+		size_t cnt[2] = { 0, 0 };
+		memset(sum, 0, 2 * d * sizeof *sum);
+		for (size_t q = 0; q < s->nq; q++) {
+			const float *x = s->queries + q * d;
+			int k = sqdist(x, cf + d, d) < sqdist(x, cf, d);
+			mask[0][q] = k == 0;
+			mask[1][q] = k == 1;
+			cnt[k]++;
+			for (size_t i = 0; i < d; i++)
+				sum[k * d + i] += x[i];
+		}
+		for (int k = 0; k < 2; k++)
+			for (size_t i = 0; i < d && cnt[k]; i++)
+				cf[k * d + i] = (float)(sum[k * d + i] / (double)cnt[k]);
+	}
+	for (int k = 0; k < 2; k++) {
+		size_t tr = 0, ho = 0;
+		for (size_t q = 0; q < s->nq; q++)
+			if (mask[k][q] && q < s->n_train)
+				tr++;
+			else if (mask[k][q])
+				ho++;
+		if (tr == 0 || ho == 0) {
+			fprintf(stderr, "learn_bench: %s: query region %d has %zu train and %zu held-out queries\n", s->name,
+				k, tr, ho);
+			goto done;
+		}
+	}
+	rc = 0;
+done:
+	free(c);
+	free(sum);
+	free(cf);
+	return rc;
+}
+
 static int prepare_set(setrun *sr, const opts *o, const char *name)
 {
 	double t0 = lb_now();
@@ -801,6 +890,37 @@ static int prepare_set(setrun *sr, const opts *o, const char *name)
 		sr->wb.set = s;
 		sr->wb.label = "B";
 		lb_topic_perm(sr->wb.perm, s, o->d.seed * 0x1001ull + 22, sr->wa.perm);
+	}
+	if (s->variant == LB_QUALITY && o->shift) {
+		/* B: as many good items as A, none of them good under A
+		 * (taste changed: what was preferred no longer is). */
+		size_t n_good = 0, n_other = 0;
+		uint32_t *other = malloc(s->n * sizeof *other);
+		sr->good_b = calloc(s->n, 1);
+		if (!other || !sr->good_b) {
+			free(other);
+			fprintf(stderr, "learn_bench: out of memory for workload B\n");
+			return -1;
+		}
+		for (size_t i = 0; i < s->n; i++) {
+			n_good += s->good[i] != 0;
+			if (!s->good[i])
+				other[n_other++] = (uint32_t)i;
+		}
+		lb_rng rng = { o->d.seed * 0x1001ull + 33 };
+		lb_shuffle(other, n_other, &rng);
+		for (size_t i = 0; i < n_good && i < n_other; i++)
+			sr->good_b[other[i]] = 1;
+		free(other);
+		sr->wb.set = s;
+		sr->wb.label = "B";
+		sr->wb.good = sr->good_b;
+		/* A and B also ask different questions: the two regions of a
+		 * 2-means split of the query pool. */
+		if (split_queries(sr->qmask, s) != 0)
+			return -1;
+		sr->wa.qmask = sr->qmask[0];
+		sr->wb.qmask = sr->qmask[1];
 	}
 	t0 = lb_now();
 	if (lb_truth(&sr->wa) || (sr->wb.set && lb_truth(&sr->wb))) {
@@ -865,8 +985,6 @@ static void run_set_phase1(setrun *sr, const opts *o)
 	}
 	if (o->random) {
 		for (int l = 0; l < 4; l++) {
-			if (l != 0 && l != 3)
-				continue;
 			if (!o->learner_on[l])
 				continue;
 			run *r = sr->rnd[l] = new_run(sr, "random-", l);
@@ -879,7 +997,7 @@ static void run_set_phase1(setrun *sr, const opts *o)
 			run_close(r);
 		}
 	}
-	if (o->shift && s->variant == LB_TOPIC) {
+	if (o->shift && sr->wb.set) {
 		for (int e = 0; e < 2; e++) {
 			int l = o->shift_learner;
 			run *r = sr->shift[e] = new_run(sr, e == 0 ? "shift-ewc-" : "shift-noewc-", l);
@@ -1013,7 +1131,7 @@ static void write_curves(const setrun *sr, const opts *o)
 static void write_shift_tsv(const setrun *sr, const opts *o)
 {
 	char path[4200];
-	snprintf(path, sizeof path, "%s/shift.tsv", o->out);
+	snprintf(path, sizeof path, "%s/shift-%s.tsv", o->out, sr->set.name);
 	FILE *f = fopen(path, "w");
 	if (!f) {
 		fprintf(stderr, "learn_bench: cannot write %s: %s\n", path, strerror(errno));
@@ -1054,6 +1172,9 @@ typedef struct targets {
 	double rerank100_us;
 	double worst_ratio;
 	const char *worst_ratio_name;
+	double kept_gain_a;          /* the A phase's gain on the set the kept figures come from */
+	const char *kept_set;
+	bool kept_pending;           /* kept_ewc set, kept_noewc of the same set next */
 } targets;
 
 static void shift_numbers(const run *r, const opts *o, double *kept, double *kept_back, double *gain_a,
@@ -1089,7 +1210,7 @@ static void write_report(setrun *srs, size_t nsets, const opts *o, double total_
 		return;
 	}
 	char b1[96], b2[96], b3[32], b4[32], b5[32], b6[32], k1[24], k2[24];
-	targets t = { INFINITY, NULL, INFINITY, NAN, NAN, NAN, NAN, NAN, NAN, NAN, 0, NULL };
+	targets t = { INFINITY, NULL, INFINITY, NAN, NAN, NAN, NAN, NAN, NAN, NAN, 0, NULL, 0, NULL, false };
 
 	fprintf(f, "<!-- written by bench/learn/learn_bench (make bench-learn); do not edit -->\n\n");
 	fprintf(f, "ruvector %s, SIMD %s (%s). Events are rv_db_feedback calls; "
@@ -1174,13 +1295,16 @@ static void write_report(setrun *srs, size_t nsets, const opts *o, double total_
 			continue;
 		write_shift_tsv(sr, o);
 		fprintf(f, "### Workload shift (%s)\n\n"
-			"A: class c wants m1(c); B: class c wants m2(c) != m1(c). %s events of A, %s of B, then %llu of A "
+			"%s %s events of A, %s of B, then %llu of A "
 			"again; learner %s. Kept = (held-out NDCG@10 under A now - before any event) / (gain after the "
 			"A phase).\n\n"
 			"| EWC++ | A: before | after A | after B | kept after B | after A again | kept | "
 			"NDCG under B: after A -> after B | active version after A / B / A again |\n"
 			"|---|---:|---:|---:|---:|---:|---:|---:|---|\n",
-			sr->set.name, kilo(o->events, k1, sizeof k1), kilo(o->events, k2, sizeof k2),
+			sr->set.name,
+			sr->set.variant == LB_TOPIC ? "A: class c wants m1(c); B: class c wants m2(c) != m1(c)."
+						    : "A: the set's good items; B: as many others, none good under A.",
+			kilo(o->events, k1, sizeof k1), kilo(o->events, k2, sizeof k2),
 			(unsigned long long)(o->events / 5), LEARNER_NAME[sr->shift[0]->learner]);
 		for (int e = 0; e < 2; e++) {
 			const run *r = sr->shift[e];
@@ -1205,17 +1329,26 @@ static void write_report(setrun *srs, size_t nsets, const opts *o, double total_
 			learners_str(va, sizeof va, pa ? pa->version : 0, pa ? pa->version_learners : 0);
 			learners_str(vb, sizeof vb, pb ? pb->version : 0, pb ? pb->version_learners : 0);
 			learners_str(vc, sizeof vc, pc ? pc->version : 0, pc ? pc->version_learners : 0);
+			rv_learn_config dflt = RV_LEARN_CONFIG_INIT;
+			char lam[48];
+			snprintf(lam, sizeof lam, "default (lambda %g)", (double)dflt.ewc_lambda);
 			fprintf(f, "| %s | %s | %s | %s | %s%s | %s | %s%s | %s | %s / %s / %s |\n",
-				e == 0 ? "default (lambda 20)" : "off (lambda 0)", b1, b2, b3, b5,
+				e == 0 ? lam : "off (lambda 0)", b1, b2, b3, b5,
 				isnan(kept) ? "" : "%", b4, b6, isnan(back) ? "" : "%", gbs, va, vb, vc);
 			if (r->failed)
 				fprintf(f, "\nFailed: `%s`\n\n", r->err);
-			if (e == 0) {
+			/* The targets row shows the set whose A phase gained
+			 * most (with EWC++ on). */
+			if (e == 0 && !isnan(kept) && (isnan(t.kept_ewc) || ga > t.kept_gain_a)) {
 				t.kept_ewc = kept;
 				t.kept_back_ewc = back;
-			} else {
+				t.kept_gain_a = ga;
+				t.kept_set = sr->set.name;
+				t.kept_pending = true;
+			} else if (e == 1 && t.kept_pending) {
 				t.kept_noewc = kept;
 				t.kept_back_noewc = back;
+				t.kept_pending = false;
 			}
 		}
 		fprintf(f, "\n");
@@ -1325,7 +1458,8 @@ static void write_report(setrun *srs, size_t nsets, const opts *o, double total_
 	fmt_num(b3, sizeof b3, t.kept_back_ewc, 1);
 	fmt_num(b4, sizeof b4, t.kept_back_noewc, 1);
 	fprintf(f, "| shift: >= 70%% of A's gain kept with EWC++ after B, clearly more than without | with %s%%, "
-		"without %s%% (after A again: %s%% / %s%%)%s | %s |\n", b1, b2, b3, b4,
+		"without %s%% (after A again: %s%% / %s%%)%s%s%s | %s |\n", b1, b2, b3, b4,
+		t.kept_set ? "; set " : "", t.kept_set ? t.kept_set : "",
 		isnan(t.kept_ewc) || isnan(t.kept_noewc) ? "; n/a: no gain beyond 2 SE after the A phase" : "",
 		isnan(t.kept_ewc) || isnan(t.kept_noewc) ? na
 		: t.kept_ewc >= 70.0 && t.kept_ewc >= t.kept_noewc + 10.0 ? yes : no);
@@ -1613,6 +1747,9 @@ int main(int argc, char **argv)
 			free_run(srs[i].shift[e], &o);
 		free(srs[i].wa.truth);
 		free(srs[i].wb.truth);
+		free(srs[i].good_b);
+		free(srs[i].qmask[0]);
+		free(srs[i].qmask[1]);
 		free(srs[i].example);
 		lb_free_set(&srs[i].set);
 	}

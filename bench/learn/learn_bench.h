@@ -95,6 +95,8 @@ typedef struct lb_workload {
 	const lb_set *set;
 	const char *label;     /* "A", "B", or the set's name */
 	int perm[LB_MAX_CLASSES];
+	const uint8_t *good;   /* LB_QUALITY: the good items, when not the set's */
+	const uint8_t *qmask;  /* the pool queries this workload issues and is judged on (NULL: all) */
 	uint32_t *truth;       /* per pool query LB_K base rows, best first */
 } lb_workload;
 

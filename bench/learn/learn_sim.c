@@ -150,7 +150,7 @@ int lb_relevant(const lb_workload *w, size_t q, uint32_t r)
 	case LB_TOPIC:
 		return s->base_class[r] == w->perm[s->query_class[q]];
 	case LB_QUALITY:
-		return s->good[r] != 0;
+		return (w->good ? w->good : s->good)[r] != 0;
 	case LB_DEPS:
 		if (s->query_section[q] != UINT32_MAX && s->base_section[r] == s->query_section[q])
 			return 1;

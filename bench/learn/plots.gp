@@ -5,7 +5,7 @@
 #
 #   DIR/curve-SET.tsv -> DIR/ndcg-SET.png  held-out and seen NDCG@10 against
 #                                          feedback events, one line per learner
-#   DIR/shift.tsv     -> DIR/shift.png     workload A, then B, then A again:
+#   DIR/shift-SET.tsv -> DIR/shift-SET.png workload A, then B, then A again:
 #                                          NDCG@10 under A and B, EWC++ on/off
 #
 # The x axis of the curves is logarithmic; the point of 0 events (no
@@ -49,14 +49,15 @@ do for [name in "fashion fiori debian"] {
 	}
 }
 
-file = dir . "/shift.tsv"
+do for [set in "fashion fiori"] {
+file = dir . "/shift-" . set . ".tsv"
 if (system("test -f '" . file . "' && echo 1") eq "1") {
 	unset logscale x
 	set xrange [0:e3]
 	set xtics auto
 	set terminal pngcairo noenhanced size 900,500 font "sans,10"
-	set output dir . "/shift.png"
-	set title "workload shift on Fashion-MNIST: A, then B, then A again (held-out NDCG@10)"
+	set output dir . "/shift-" . set . ".png"
+	set title "workload shift on " . set . ": A, then B, then A again (held-out NDCG@10)"
 	set arrow 1 from e1, graph 0 to e1, graph 1 nohead lc rgb "#888888" dt 3
 	set arrow 2 from e2, graph 0 to e2, graph 1 nohead lc rgb "#888888" dt 3
 	set label 1 "A" at (e1 / 2), graph 0.95 center
@@ -67,4 +68,5 @@ if (system("test -f '" . file . "' && echo 1") eq "1") {
 	     file index 0 using 1:3 with linespoints lw 2 pt 7 ps 0.6 lc rgb "#1f77b4" title "NDCG under B, EWC++ default", \
 	     file index 1 using 1:3 with linespoints lw 2 pt 7 ps 0.6 lc rgb "#1f77b4" dt 2 title "NDCG under B, EWC++ off"
 	set output
+}
 }

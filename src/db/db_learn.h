@@ -46,6 +46,10 @@
  * newest 1/RV_LEARN_HOLDOUT of them. */
 #define RV_LEARN_MIN_EVENTS 100
 #define RV_LEARN_HOLDOUT 10
+/* A version keeps a learner only if its held-out NDCG gain over the plain
+ * ranking exceeds this many standard errors (paired over the held-out
+ * searches; one-sided, about 2% of noise-fitted models pass). */
+#define RV_LEARN_GATE_Z 2.0
 /* Hits the ranking metrics (NDCG) and the region ef look at. */
 #define RV_LEARN_K 10
 /* Candidate pools are capped at this (or k when larger). */

@@ -8,11 +8,14 @@
  *
  *   score(q, v) = -beta * dist(q, v) * base_scale + <W_q q + u, h_v> + prior[v]
  *
+ * (beta is 1 in the re-rankers trained now; db_rerank.c says why)
+ *
  * It is trained on chosen-versus-skipped pairs from feedback, with
  * position-bias correction, by rv_reranker_train (called by a
- * consolidation, db_learn*.c); item priors also move on every event
- * (rv_reranker_observe). A re-ranker belongs to one learning version;
- * versions own their re-ranker and free it.
+ * consolidation, db_learn*.c); rv_reranker_observe moves item priors
+ * from one event (the collection does not call it: db_learn.c says why).
+ * A re-ranker belongs to one learning version; versions own their
+ * re-ranker and free it.
  *
  * Training pairs from one sample: the item against each other live item
  * shown (the ones above it, which the user went past, and the ones below
@@ -102,6 +105,12 @@ rv_status rv_reranker_explain(const rv_reranker *r, const rv_db *db, const float
 			      uint32_t *slots, float *weights, size_t max, size_t *n, rv_err *e);
 rv_gnn_kind rv_reranker_kind(const rv_reranker *r);
 rv_status rv_reranker_clone(rv_reranker **out, const rv_reranker *r, const rv_alloc *a, rv_err *e);
+/* Compute the representation of every live slot into r's cache now, on
+ * `threads` threads, so that searches never pay for one (a cold slot costs
+ * a GNN layer over its neighbours: tens of microseconds at a few hundred
+ * dimensions, against well under one for a cached one). A read, like
+ * apply. Errors: RV_EINVAL, RV_ENOMEM (what was computed stays cached). */
+rv_status rv_reranker_warm(const rv_reranker *r, const rv_db *db, unsigned threads, rv_err *e);
 void rv_reranker_free(rv_reranker *r); /* NULL is a no-op */
 size_t rv_reranker_memory(const rv_reranker *r);
 
