@@ -19,6 +19,14 @@ target_compile_options(demo PRIVATE ${RV_WARN})
 target_compile_definitions(demo PRIVATE _GNU_SOURCE)
 target_link_libraries(demo PRIVATE ruvector_static PkgConfig::CJSON m)
 
+# Search latency while an upsert links (and instruction counts of the search
+# path under callgrind): bench_concurrent latency|search ...
+add_executable(bench_concurrent ${CMAKE_SOURCE_DIR}/bench/bench_concurrent.c)
+set_target_properties(bench_concurrent PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/bench)
+target_compile_options(bench_concurrent PRIVATE ${RV_WARN})
+target_compile_definitions(bench_concurrent PRIVATE _GNU_SOURCE)
+target_link_libraries(bench_concurrent PRIVATE ruvector_static m)
+
 add_executable(bench_search ${CMAKE_SOURCE_DIR}/bench/bench_search.c)
 set_target_properties(bench_search PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/bench)
 target_compile_options(bench_search PRIVATE ${RV_WARN})

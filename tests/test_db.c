@@ -5,6 +5,8 @@
  * read-only and locking, concurrent readers, allocation failures.
  */
 #include <pthread.h>
+#include <stdatomic.h>
+#include <sched.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -666,6 +668,170 @@ TEST(concurrent_readers_and_writer)
 	CHECK(c.bad == 0);
 	CHECK(rv_db_count(db) == n);
 	rv_db_close(db);
+	free(v);
+}
+
+/* ---- searches while one large upsert links its points ---- */
+
+#define UP_PRE 600   /* points before the upsert: "p<i>" */
+#define UP_REPL 200  /* of which the upsert replaces "p0".."p199" */
+#define UP_NEW 4000  /* and adds "n<i>" */
+
+typedef struct upconc {
+	rv_db *db;
+	size_t dim;
+	const float *pre, *repl, *fresh, *queries; /* UP_PRE, UP_REPL, UP_NEW, nq vectors */
+	size_t nq;
+	atomic_int phase;    /* 1 while rv_db_upsert runs, 2 after */
+	atomic_int bad;
+	atomic_long during;  /* searches begun and ended inside the upsert call */
+	atomic_long saw_new; /* ... of which returned a point of the batch */
+} upconc;
+
+/* Whether hit h is a point the collection holds now or held before the
+ * upsert, with the vector of that id's version, and whether it is new. */
+static bool known_hit(const upconc *c, const rv_hit *h, bool *is_new)
+{
+	size_t dim = c->dim, i;
+	char *end;
+	if (h->id[0] != 'p' && h->id[0] != 'n')
+		return false;
+	i = strtoul(h->id + 1, &end, 10);
+	if (*end || !h->vector)
+		return false;
+	*is_new = h->id[0] == 'n';
+	if (*is_new)
+		return i < UP_NEW && memcmp(h->vector, c->fresh + i * dim, dim * sizeof(float)) == 0;
+	if (i >= UP_PRE)
+		return false;
+	if (memcmp(h->vector, c->pre + i * dim, dim * sizeof(float)) == 0)
+		return true;
+	*is_new = i < UP_REPL;
+	return i < UP_REPL && memcmp(h->vector, c->repl + i * dim, dim * sizeof(float)) == 0;
+}
+
+static void upconc_fn(void *p, unsigned t)
+{
+	upconc *c = p;
+	if (t == 0) {
+		rv_point *pts = calloc(UP_REPL + UP_NEW, sizeof *pts);
+		char (*ids)[16] = calloc(UP_REPL + UP_NEW, 16);
+		for (size_t i = 0; i < UP_REPL + UP_NEW; i++) {
+			bool r = i < UP_REPL;
+			snprintf(ids[i], 16, "%c%zu", r ? 'p' : 'n', r ? i : i - UP_REPL);
+			pts[i] = (rv_point){ .id = ids[i],
+					     .vector = r ? c->repl + i * c->dim : c->fresh + (i - UP_REPL) * c->dim };
+		}
+		atomic_store(&c->phase, 1);
+		if (rv_db_upsert(c->db, pts, UP_REPL + UP_NEW) != RV_OK) {
+			fprintf(stderr, "   upsert: %s\n", rv_errmsg(c->db));
+			atomic_fetch_add(&c->bad, 1);
+		}
+		atomic_store(&c->phase, 2);
+		free(pts);
+		free(ids);
+		return;
+	}
+	while (atomic_load(&c->phase) == 0)
+		sched_yield();
+	for (size_t q = t; atomic_load(&c->phase) < 2; q += 3) {
+		rv_search_opts s = RV_SEARCH_OPTS_INIT;
+		s.k = 10;
+		s.flags = RV_SEARCH_VECTOR;
+		rv_results *r = NULL;
+		int began = atomic_load(&c->phase);
+		rv_status st = rv_db_search(&r, c->db, c->queries + (q % c->nq) * c->dim, &s);
+		/* k hits (there are always more than k points), each a known
+		 * point with the vector of a version of its id, no id twice:
+		 * a replaced point is never found beside its successor. */
+		bool ok = st == RV_OK && rv_results_count(r) == 10, fresh = false;
+		for (size_t j = 0; ok && j < 10; j++) {
+			const rv_hit *h = &rv_results_hits(r)[j];
+			bool is_new = false;
+			ok = known_hit(c, h, &is_new);
+			fresh |= is_new;
+			for (size_t i = 0; ok && i < j; i++)
+				ok = strcmp(rv_results_hits(r)[i].id, h->id) != 0;
+		}
+		if (!ok && atomic_fetch_add(&c->bad, 1) == 0)
+			fprintf(stderr, "   search during upsert: %s, %zu hits\n", rv_status_str(st),
+				r ? rv_results_count(r) : 0);
+		if (began == 1 && atomic_load(&c->phase) == 1) {
+			atomic_fetch_add(&c->during, 1);
+			if (fresh)
+				atomic_fetch_add(&c->saw_new, 1);
+		}
+		rv_results_free(r);
+	}
+}
+
+/* The collection of the test after the upsert, with or without searches
+ * running during it; returns its recall@10 at ef 10 against brute force. */
+static double upsert_case(const char *name, upconc *c, bool readers)
+{
+	size_t dim = c->dim, total = UP_PRE + UP_NEW;
+	rv_db *db = make_db(name, (uint32_t)dim, RV_METRIC_L2);
+	if (!db || put_all(db, c->pre, UP_PRE, (uint32_t)dim, "p", NULL) != RV_OK)
+		return -1;
+	c->db = db;
+	atomic_store(&c->phase, 0);
+	if (readers) {
+		rv_parallel(4, upconc_fn, c);
+	} else {
+		atomic_store(&c->phase, 2); /* the worker of thread 0 alone */
+		upconc_fn(c, 0);
+	}
+	/* Final content: p0..p199 replaced, p200..p599 as they were, n*. */
+	float *all = malloc(total * dim * sizeof *all);
+	memcpy(all, c->repl, UP_REPL * dim * sizeof *all);
+	memcpy(all + UP_REPL * dim, c->pre + UP_REPL * dim, (UP_PRE - UP_REPL) * dim * sizeof *all);
+	memcpy(all + UP_PRE * dim, c->fresh, UP_NEW * dim * sizeof *all);
+	int *gt = rv_test_ground_truth(all, total, c->queries, c->nq, dim, 10, RV_METRIC_L2);
+	size_t found = 0;
+	for (size_t q = 0; q < c->nq && rv_db_count(db) == total; q++) {
+		rv_search_opts s = RV_SEARCH_OPTS_INIT;
+		s.k = 10;
+		s.ef = 10;
+		rv_results *r = NULL;
+		if (rv_db_search(&r, db, c->queries + q * dim, &s) != RV_OK)
+			break;
+		for (size_t j = 0; j < 10; j++) {
+			char want[16];
+			int g = gt[q * 10 + j];
+			snprintf(want, sizeof want, "%c%d", g < UP_PRE ? 'p' : 'n', g < UP_PRE ? g : g - UP_PRE);
+			for (size_t h = 0; h < rv_results_count(r); h++)
+				found += strcmp(rv_results_hits(r)[h].id, want) == 0;
+		}
+		rv_results_free(r);
+	}
+	free(gt);
+	free(all);
+	rv_db_close(db);
+	return (double)found / (double)(c->nq * 10);
+}
+
+/* One upsert of 4200 points (200 replacing) while three threads search:
+ * the searches complete during the upsert (it holds the lock exclusive
+ * only around its short steps), find the new points as they are linked,
+ * never a replaced version beside its successor nor anything unknown, and
+ * the result is as good as an upsert without readers. */
+TEST(concurrent_search_during_upsert)
+{
+	size_t dim = 16, nq = 200;
+	float *v = rv_test_clustered_vectors(UP_PRE + UP_REPL + UP_NEW + nq, dim, 200, 41);
+	upconc c = { .dim = dim, .pre = v, .repl = v + UP_PRE * dim, .fresh = v + (UP_PRE + UP_REPL) * dim,
+		     .queries = v + (UP_PRE + UP_REPL + UP_NEW) * dim, .nq = nq };
+	double r = upsert_case("upconc.rvf", &c, true);
+	long during = atomic_load(&c.during), fresh = atomic_load(&c.saw_new);
+	printf("   %ld searches completed during the upsert, %ld of them found new points\n", during, fresh);
+	CHECK(atomic_load(&c.bad) == 0);
+	CHECK(during >= 10);
+	CHECK(fresh >= 1);
+	double r_ref = upsert_case("upconc_ref.rvf", &c, false);
+	printf("   recall@10 at ef 10: %.4f with searches during the upsert, %.4f without\n", r, r_ref);
+	CHECK(atomic_load(&c.bad) == 0);
+	CHECK(r_ref >= 0.8);
+	CHECK(fabs(r - r_ref) <= 0.02);
 	free(v);
 }
 

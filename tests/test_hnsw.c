@@ -1094,6 +1094,152 @@ TEST(concurrent_search)
 	table_free(&t);
 }
 
+/* ---- searches while a batch links ------------------------------------- */
+
+typedef struct linking {
+	rv_hnsw *h;
+	rv_hnsw_batch *b;
+	const table *t;
+	uint32_t first_new;    /* slots from here on are the batch's */
+	atomic_int phase;      /* 0 before linking, 1 during, 2 after */
+	atomic_int bad;        /* searches that failed a check */
+	atomic_long during;    /* searches begun and ended while linking ran */
+	atomic_long saw_new;   /* ... of which returned a node of the batch */
+} linking;
+
+static void linking_worker(void *arg, unsigned th)
+{
+	linking *c = arg;
+	if (th == 0) {
+		atomic_store(&c->phase, 1);
+		rv_hnsw_batch_link(c->b, NULL, NULL);
+		atomic_store(&c->phase, 2);
+		return;
+	}
+	rv_hnsw_hit hits[10];
+	for (size_t i = 0; atomic_load(&c->phase) < 2; i++) {
+		size_t q = (i * 7 + th * 13) % c->t->nq;
+		const float *qv = query(c->t, q);
+		int began = atomic_load(&c->phase);
+		size_t n = 0;
+		rv_err e;
+		rv_status st = rv_hnsw_search(hits, 10, &n, c->h, qv, 10, 40, NULL, NULL, &e);
+		bool ok = st == RV_OK && n == 10, fresh = false;
+		for (size_t j = 0; ok && j < n; j++) {
+			uint32_t s = hits[j].slot;
+			/* A node that exists, at its exact distance, in order, once. */
+			ok = s < c->t->n && rv_hnsw_contains(c->h, s) &&
+			     hits[j].dist == rv_hnsw_distance(c->h, qv, s) &&
+			     (j == 0 || hits[j].dist >= hits[j - 1].dist);
+			for (size_t i2 = 0; ok && i2 < j; i2++)
+				ok = hits[i2].slot != s;
+			fresh |= s >= c->first_new;
+		}
+		if (!ok) {
+			if (atomic_fetch_add(&c->bad, 1) == 0)
+				fprintf(stderr, "   search during linking: status %d, %zu hits\n", (int)st, n);
+		}
+		if (began == 1 && atomic_load(&c->phase) == 1) {
+			atomic_fetch_add(&c->during, 1);
+			if (fresh)
+				atomic_fetch_add(&c->saw_new, 1);
+		}
+	}
+}
+
+/* Build slots [0, first) serially, then link [first, n) with `threads`,
+ * optionally with three threads searching meanwhile (c filled in). */
+static rv_status build_in_two(rv_hnsw **out, const table *t, uint32_t first, unsigned threads,
+			      linking *c)
+{
+	rv_hnsw_params p = params(t, RV_METRIC_L2, 12, 64);
+	rv_err e;
+	rv_status st = rv_hnsw_new(out, &p, &t->vecs, NULL, &e);
+	uint32_t *slots = iota(t->n);
+	if (st == RV_OK)
+		st = rv_hnsw_insert_batch(*out, slots, first, 1, NULL, NULL, &e);
+	rv_hnsw_batch *b = NULL;
+	if (st == RV_OK)
+		st = rv_hnsw_batch_prepare(&b, *out, slots + first, t->n - first, threads, &e);
+	if (st == RV_OK) {
+		if (c) {
+			c->h = *out;
+			c->b = b;
+			c->t = t;
+			c->first_new = first;
+			rv_parallel(4, linking_worker, c);
+		} else {
+			rv_hnsw_batch_link(b, NULL, NULL);
+		}
+	}
+	rv_hnsw_batch_end(b);
+	free(slots);
+	return st;
+}
+
+/* Searches run while a large batch links: each gets its k hits, all live
+ * nodes at their exact distances; they complete during the linking (no
+ * lock keeps them waiting) and find new nodes as they are published; the
+ * graph is then as good as one linked without readers. */
+TEST(concurrent_search_while_linking)
+{
+	table t;
+	table_init_k(&t, 6000, 200, 16, 200, RV_METRIC_L2, 31);
+	linking c = { 0 };
+	rv_hnsw *h = NULL, *ref = NULL;
+	CHECK(build_in_two(&h, &t, 500, 2, &c) == RV_OK);
+	long during = atomic_load(&c.during), fresh = atomic_load(&c.saw_new);
+	printf("   %ld searches completed during linking, %ld of them found new nodes\n", during, fresh);
+	CHECK(atomic_load(&c.bad) == 0);
+	CHECK(during >= 10);
+	CHECK(fresh >= 1);
+	CHECK(rv_hnsw_count(h) == t.n);
+	rv_err e;
+	CHECK_MSG(rv_hnsw_verify(h, &e) == RV_OK, "%s", e.msg);
+
+	CHECK(build_in_two(&ref, &t, 500, 2, NULL) == RV_OK);
+	uint32_t *gt = truth(&t, 10, RV_METRIC_L2, NULL, NULL);
+	/* ef = k, where recall is below 1 and a damaged graph shows. */
+	double r = recall(h, &t, gt, 10, 10, NULL, NULL), r_ref = recall(ref, &t, gt, 10, 10, NULL, NULL);
+	printf("   recall@10 at ef 10: %.4f with searches during linking, %.4f without\n", r, r_ref);
+	CHECK(r >= 0 && r_ref >= 0.8);
+	CHECK(fabs(r - r_ref) <= 0.02);
+	free(gt);
+	rv_hnsw_free(ref);
+	rv_hnsw_free(h);
+	table_free(&t);
+}
+
+/* A prepared batch that is ended without linking leaves the graph as it
+ * was, and the same slots can be inserted afterwards. */
+TEST(batch_prepare_then_end_undoes)
+{
+	table t;
+	table_init(&t, 800, 20, 8, RV_METRIC_L2, 32);
+	rv_hnsw_params p = params(&t, RV_METRIC_L2, 8, 32);
+	rv_err e;
+	rv_hnsw *h = NULL;
+	CHECK(rv_hnsw_new(&h, &p, &t.vecs, NULL, &e) == RV_OK);
+	uint32_t *slots = iota(t.n);
+	CHECK(rv_hnsw_insert_batch(h, slots, 400, 1, NULL, NULL, &e) == RV_OK);
+	uint64_t mem = rv_hnsw_memory(h);
+	rv_hnsw_batch *b = NULL;
+	CHECK(rv_hnsw_batch_prepare(&b, h, slots + 400, 400, 2, &e) == RV_OK);
+	CHECK(rv_hnsw_memory(h) > mem);
+	rv_hnsw_batch_end(b);
+	CHECK(rv_hnsw_count(h) == 400);
+	CHECK(!rv_hnsw_contains(h, 400));
+	CHECK_MSG(rv_hnsw_verify(h, &e) == RV_OK, "%s", e.msg);
+	CHECK(rv_hnsw_batch_prepare(&b, h, slots + 399, 2, 1, &e) == RV_EINVAL && b == NULL);
+	CHECK(strstr(e.msg, "399") != NULL);
+	CHECK(rv_hnsw_insert_batch(h, slots + 400, 400, 2, NULL, NULL, &e) == RV_OK);
+	CHECK(rv_hnsw_count(h) == 800);
+	CHECK_MSG(rv_hnsw_verify(h, &e) == RV_OK, "%s", e.msg);
+	free(slots);
+	rv_hnsw_free(h);
+	table_free(&t);
+}
+
 /* ---- orphans: nodes nothing links to get an in-link back ---------------- */
 
 TEST(attach_orphans_makes_every_node_reachable)

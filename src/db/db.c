@@ -97,6 +97,27 @@ bool rv_db_take_opts(void *dst, const void *user, size_t own_size, size_t min_si
 /* The first rv_open_opts layout (0.1.0) ends with progress_ctx. */
 #define OPEN_OPTS_V1 (offsetof(rv_open_opts, progress_ctx) + sizeof(void *))
 
+/* The collection's reader-writer lock, preferring writers where the
+ * platform lets us say so: searches run back to back on several threads,
+ * and with readers preferred (glibc's default) their holds overlap, so a
+ * writer waiting for the exclusive hold (an upsert's last step among them,
+ * see Locking in db_int.h) could wait for as long as searches keep coming.
+ * No thread takes the lock shared twice, which this kind forbids. */
+static void init_lock(pthread_rwlock_t *lock)
+{
+#if defined(__GLIBC__)
+	pthread_rwlockattr_t attr;
+	if (pthread_rwlockattr_init(&attr) == 0) {
+		pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+		int rc = pthread_rwlock_init(lock, &attr);
+		pthread_rwlockattr_destroy(&attr);
+		if (rc == 0)
+			return;
+	}
+#endif
+	pthread_rwlock_init(lock, NULL);
+}
+
 /* A handle for path with the options in *o (the caller's, already over the
  * defaults); opts_ok false: the caller's size was unknown, and the handle
  * only carries that message. */
@@ -114,7 +135,8 @@ static rv_status new_handle(rv_db **out, const char *path, const rv_open_opts *o
 		db->alloc_copy = *user;
 		db->a = &db->alloc_copy;
 	}
-	pthread_rwlock_init(&db->lock, NULL);
+	init_lock(&db->lock);
+	pthread_mutex_init(&db->write_mu, NULL);
 	pthread_mutex_init(&db->err_lock, NULL);
 	rv_idmap_init(&db->idmap);
 	rv_db_learn_init(db);
@@ -250,6 +272,7 @@ void rv_db_close(rv_db *db)
 	rv_db_unload(db);
 	rv_dealloc(db->a, db->path);
 	pthread_rwlock_destroy(&db->lock);
+	pthread_mutex_destroy(&db->write_mu);
 	pthread_mutex_destroy(&db->err_lock);
 	pthread_mutex_destroy(&db->fb_lock);
 	const rv_alloc *a = db->a;

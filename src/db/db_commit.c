@@ -376,9 +376,9 @@ rv_status rv_db_commit(rv_db *db)
 		return rv_db_fail(db, RV_EREADONLY, "%s is open read-only", db->path);
 	if (!db->file)
 		return rv_db_fail(db, RV_EINVAL, "handle is not open");
-	pthread_rwlock_wrlock(&db->lock);
+	rv_db_write_lock(db);
 	rv_status st = commit_locked(db);
-	pthread_rwlock_unlock(&db->lock);
+	rv_db_write_unlock(db);
 	return st;
 }
 
@@ -509,7 +509,7 @@ rv_status rv_db_compact(rv_db *db)
 		return rv_db_fail(db, RV_EINVAL, "handle is not open");
 	rv_err e = { { 0 } };
 	char *tmp = NULL;
-	pthread_rwlock_wrlock(&db->lock);
+	rv_db_write_lock(db);
 	rv_status st = commit_locked(db);
 	if (st != RV_OK)
 		goto done;
@@ -537,6 +537,6 @@ rv_status rv_db_compact(rv_db *db)
 		report(db, "compact", db->live, db->live);
 done:
 	rv_dealloc(db->a, tmp);
-	pthread_rwlock_unlock(&db->lock);
+	rv_db_write_unlock(db);
 	return st;
 }

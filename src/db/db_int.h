@@ -21,6 +21,39 @@
  * segments of kind 2, covering slots [0, codes_committed)), which open
  * copies into the graph instead of encoding every vector again.
  *
+ * Locking. `lock` is a reader-writer lock: searches, get, count and stats
+ * hold it shared; whatever changes the collection holds it exclusive. An
+ * upsert holds it exclusive only around the parts that allocate or change
+ * what readers index into, and links its new nodes into the graph (the
+ * slow part) while searches go on:
+ *
+ *   1. write_mu, then lock exclusive: validate, copy, grow every table,
+ *      store the vectors, train the quantizer, prepare the graph batch
+ *      (capacity, upper blocks, scratches: rv_hnsw_batch_prepare), then
+ *      make the batch the collection's content: ids mapped to the new
+ *      slots, new slots live, replaced slots dead but still graph nodes
+ *      (zombies, which searches skip through the accept callback). All
+ *      that can fail happens in this step, so a failure rolls back to
+ *      exactly the old state.
+ *   2. lock shared (write_mu still held): rv_hnsw_batch_link, which never
+ *      fails and publishes each node when it is linked (hnsw_int.h,
+ *      Locking); searches run beside it and find new points as they are
+ *      published, or by the exact scan, never a dead one.
+ *   3. lock exclusive: unlink the replaced slots with repair, free their
+ *      ids and payloads, counters; then lock and write_mu are released.
+ *
+ * write_mu serialises writers across the gaps between the steps, where
+ * `lock` is not held: every writer (upsert, delete, commit, compaction,
+ * learning installs) takes write_mu before `lock` exclusive, through
+ * rv_db_write_lock / rv_db_write_unlock. Lock order: write_mu, then lock,
+ * then fb_lock or err_lock; readers take only lock (shared), never
+ * write_mu, so a search never waits for a linking writer. The shared hold
+ * in step 2 also keeps out a writer that takes `lock` alone. `lock`
+ * prefers writers (db.c): a writer waiting for it, such as an upsert
+ * entering step 3, holds back new searches, which would otherwise overlap
+ * without end on a busy handle and starve it; so no thread may take it
+ * shared twice.
+ *
  * Files: db.c (handle, open/load, close, get, stats), db_write.c (upsert,
  * delete, quantizer training), db_commit.c (segment encoding, commit,
  * checkpoints, compaction), db_search.c (search, filters, exact scan,
@@ -79,7 +112,9 @@ enum {
 struct rv_db {
 	rv_allocator alloc_copy;
 	const rv_alloc *a;          /* &alloc_copy or NULL */
-	pthread_rwlock_t lock;      /* readers: search/get/stats; writers: the rest */
+	pthread_rwlock_t lock;      /* shared: search/get/stats and an upsert's linking;
+				     * exclusive: the other writes (see Locking at the top) */
+	pthread_mutex_t write_mu;   /* one writer at a time, across an upsert's steps */
 	pthread_mutex_t err_lock;
 	rv_err err;                 /* the latest failure of any thread */
 	struct {
@@ -165,6 +200,20 @@ struct rv_db {
 	uint64_t overlay_seg_id;    /* the live OVERLAY segment; 0 = none */
 	struct rv_learn_state *ls;  /* consolidated learning: config, versions, regions, re-ranker (db_learn.h) */
 };
+
+/* Take / release the exclusive hold of a writer: write_mu, then lock
+ * (see Locking at the top). */
+static inline void rv_db_write_lock(rv_db *db)
+{
+	pthread_mutex_lock(&db->write_mu);
+	pthread_rwlock_wrlock(&db->lock);
+}
+
+static inline void rv_db_write_unlock(rv_db *db)
+{
+	pthread_rwlock_unlock(&db->lock);
+	pthread_mutex_unlock(&db->write_mu);
+}
 
 /* Messages: set under err_lock so concurrent readers do not interleave. */
 rv_status rv_db_fail(rv_db *db, rv_status st, const char *fmt, ...) RV_PRINTF(3, 4);

@@ -618,7 +618,7 @@ rv_status rv_db_feedback(rv_db *db, uint64_t search_id, const char *item_id, flo
 	if (!q)
 		return rv_db_fail(db, RV_ENOMEM, "out of memory");
 	uint32_t shown[RV_FB_SHOWN], n_shown = 0;
-	pthread_rwlock_wrlock(&db->lock);
+	rv_db_write_lock(db);
 	pthread_mutex_lock(&db->fb_lock);
 	uint64_t c = search_id - db->fb_base;
 	const rv_fb_search *e = NULL;
@@ -651,7 +651,7 @@ rv_status rv_db_feedback(rv_db *db, uint64_t search_id, const char *item_id, flo
 	}
 	st = add_event(db, search_id, q, shown, n_shown, pos, slot, item_id, reward);
 done:
-	pthread_rwlock_unlock(&db->lock);
+	rv_db_write_unlock(db);
 	rv_dealloc(db->a, q);
 	return st;
 }
@@ -679,7 +679,7 @@ rv_status rv_db_feedback_vector(rv_db *db, const float *query, const char *item_
 	rv_hnsw_hit hits[RV_FB_VECTOR_SHOWN];
 	uint32_t shown[RV_FB_VECTOR_SHOWN], n_shown = 0;
 	size_t n = 0;
-	pthread_rwlock_wrlock(&db->lock);
+	rv_db_write_lock(db);
 	uint32_t slot = rv_idmap_find(&db->idmap, item_id, strlen(item_id), db->ids);
 	if (slot == RV_NO_SLOT) {
 		st = rv_db_fail(db, RV_ENOTFOUND, "no point with id \"%s\"", item_id);
@@ -700,7 +700,7 @@ rv_status rv_db_feedback_vector(rv_db *db, const float *query, const char *item_
 	}
 	st = add_event(db, 0, q, shown, n_shown, pos, slot, item_id, reward);
 done:
-	pthread_rwlock_unlock(&db->lock);
+	rv_db_write_unlock(db);
 	rv_dealloc(db->a, q);
 	return st;
 }
@@ -714,11 +714,11 @@ rv_status rv_db_set_learning(rv_db *db, int on)
 	if (on && !learnable(db))
 		return rv_db_fail(db, RV_EINVAL, "learning needs dimension <= %d, the collection has %u",
 				  RV_LEARN_MAX_DIM, db->dim);
-	pthread_rwlock_wrlock(&db->lock);
+	rv_db_write_lock(db);
 	if (db->learning != (on != 0)) {
 		db->learning = on != 0;
 		db->dirty = true;
 	}
-	pthread_rwlock_unlock(&db->lock);
+	rv_db_write_unlock(db);
 	return RV_OK;
 }

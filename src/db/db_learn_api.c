@@ -249,7 +249,7 @@ rv_status rv_db_learn_configure(rv_db *db, const rv_learn_config *cfg)
 		return st;
 	if ((st = rv_learn_check_config(&c, &e)) != RV_OK)
 		return rv_db_fail_err(db, st, &e);
-	pthread_rwlock_wrlock(&db->lock);
+	rv_db_write_lock(db);
 	if (memcmp(&db->ls->cfg, &c, sizeof c) != 0) {
 		db->ls->cfg = c;
 		/* A failed background run may retry under the new settings. */
@@ -257,7 +257,7 @@ rv_status rv_db_learn_configure(rv_db *db, const rv_learn_config *cfg)
 		db->learn_dirty = true;
 		db->dirty = true;
 	}
-	pthread_rwlock_unlock(&db->lock);
+	rv_db_write_unlock(db);
 	return RV_OK;
 }
 
@@ -286,7 +286,7 @@ rv_status rv_db_learn_rollback(rv_db *db, uint32_t version)
 	if (st != RV_OK)
 		return st;
 	rv_err e = { { 0 } };
-	pthread_rwlock_wrlock(&db->lock);
+	rv_db_write_lock(db);
 	struct rv_learn_state *ls = db->ls;
 	if (version && !rv_learn_find(ls, version)) {
 		st = rv_err_set(&e, RV_ENOTFOUND, "version %u is not kept (%u versions, newest %u)", version,
@@ -297,7 +297,7 @@ rv_status rv_db_learn_rollback(rv_db *db, uint32_t version)
 		if (st == RV_OK && cand)
 			ls->candidate = 0;
 	}
-	pthread_rwlock_unlock(&db->lock);
+	rv_db_write_unlock(db);
 	if (st != RV_OK)
 		return rv_db_fail_err(db, st, &e);
 	return RV_OK;

@@ -1115,7 +1115,7 @@ static bool take_lock(rv_db *db, bool write, const atomic_bool *stop)
 {
 	if (!stop) {
 		if (write)
-			pthread_rwlock_wrlock(&db->lock);
+			rv_db_write_lock(db);
 		else
 			pthread_rwlock_rdlock(&db->lock);
 		return true;
@@ -1130,9 +1130,17 @@ static bool take_lock(rv_db *db, bool write, const atomic_bool *stop)
 			ts.tv_sec++;
 			ts.tv_nsec -= 1000000000L;
 		}
-		int rc = write ? pthread_rwlock_timedwrlock(&db->lock, &ts) : pthread_rwlock_timedrdlock(&db->lock, &ts);
-		if (rc == 0)
+		if (!write) {
+			if (pthread_rwlock_timedrdlock(&db->lock, &ts) == 0)
+				return true;
+			continue;
+		}
+		/* A writer takes write_mu before the lock (db_int.h, Locking). */
+		if (pthread_mutex_timedlock(&db->write_mu, &ts) != 0)
+			continue;
+		if (pthread_rwlock_timedwrlock(&db->lock, &ts) == 0)
 			return true;
+		pthread_mutex_unlock(&db->write_mu);
 	}
 }
 
@@ -1350,11 +1358,11 @@ rv_status rv_learn_consolidate(rv_db *db, unsigned flags, uint32_t *version, boo
 		if (!take_lock(db, true, stop))
 			return rv_err_set(e, RV_ERROR, "consolidation stopped: the collection is closing");
 		if (!db->ls) {
-			pthread_rwlock_unlock(&db->lock);
+			rv_db_write_unlock(db);
 			return rv_err_set(e, RV_EINVAL, "handle is not open");
 		}
 		if (db->ls->busy) {
-			pthread_rwlock_unlock(&db->lock);
+			rv_db_write_unlock(db);
 			if (bg)
 				return rv_err_set(e, RV_ERROR, "another consolidation is running");
 			pause_ms(5);
@@ -1363,7 +1371,7 @@ rv_status rv_learn_consolidate(rv_db *db, unsigned flags, uint32_t *version, boo
 		}
 		db->ls->busy = true;
 		uint64_t serial = db->ls->serial;
-		pthread_rwlock_unlock(&db->lock);
+		rv_db_write_unlock(db);
 
 		/* Phase 2. */
 		made m;
@@ -1397,7 +1405,7 @@ rv_status rv_learn_consolidate(rv_db *db, unsigned flags, uint32_t *version, boo
 					ls->bg_retry_at = db->fb_total + ls->cfg.auto_consolidate;
 			}
 		}
-		pthread_rwlock_unlock(&db->lock);
+		rv_db_write_unlock(db);
 		made_free(&m, db->a);
 		if (!reloaded)
 			return st;

@@ -2,11 +2,14 @@
  * db_write.c - upsert and delete.
  *
  * An upsert batch is validated whole before anything changes, then every
- * allocation it needs is made, then it is applied: new slots are assigned,
- * ids mapped, and the slots inserted into the graph (on several threads for
- * large batches). Replaced points die only after their successors are in
- * the graph, so a batch that fails with RV_ENOMEM in the graph is rolled
- * back to exactly the state before it.
+ * allocation it needs is made (the graph's too: rv_hnsw_batch_prepare),
+ * then it is applied: new slots are assigned and ids mapped, all under the
+ * exclusive lock. A batch that fails, RV_ENOMEM included, is rolled back
+ * to exactly the state before it, since nothing fails after this point.
+ * The new slots are then linked into the graph (on several threads for
+ * large batches) with the lock held shared, so searches run meanwhile;
+ * last, under the exclusive lock again, the points the batch replaced are
+ * unlinked. db_int.h (Locking) has the steps and the lock order.
  *
  * A dead slot is unlinked from the graph with repair. If the repair itself
  * runs out of memory the node stays in the graph as a "zombie": searches
@@ -299,8 +302,9 @@ rv_status rv_db_upsert(rv_db *db, const rv_point *points, size_t n)
 	rv_idmap batch;
 	rv_idmap_init(&batch);
 	const char **batch_ids = NULL;
+	rv_hnsw_batch *gb = NULL; /* the graph side of the batch */
 
-	pthread_rwlock_wrlock(&db->lock);
+	rv_db_write_lock(db);
 	if ((uint64_t)db->vecs.n + n >= UINT32_MAX) {
 		st = rv_db_fail(db, RV_EINVAL, "collection full: %u slots + %zu new exceed 2^32 - 1 (compact first)",
 				db->vecs.n, n);
@@ -394,40 +398,33 @@ rv_status rv_db_upsert(rv_db *db, const rv_point *points, size_t n)
 	bool trained = false;
 	st = rv_db_quant_train(db, &trained, &e);
 	if (st == RV_OK)
-		st = n == 1 ? rv_hnsw_insert(db->index, new_slots[0], &e)
-			    : rv_hnsw_insert_batch(db->index, new_slots, n, n >= 64 ? db->threads : 1,
-						   NULL, NULL, &e);
+		st = rv_hnsw_batch_prepare(&gb, db->index, new_slots, n, n >= 64 ? db->threads : 1, &e);
 	if (st != RV_OK) {
 		if (trained)
 			rv_db_quant_untrain(db);
-		/* Roll back: the batch's slots leave the graph and the table. */
-		for (size_t i = n; i-- > 0;) {
-			uint32_t s = new_slots[i];
-			db->flags[s] &= (uint8_t)~RV_SLOT_LIVE;
-			rv_db_unlink_slot(db, s);
-		}
-		bool any_zombie = false;
-		for (size_t i = 0; i < n; i++)
-			any_zombie |= (db->flags[new_slots[i]] & RV_SLOT_ZOMBIE) != 0;
+		/* Roll back: nothing of the batch is in the graph yet; the
+		 * slots leave the table. pp still owns the copies and frees
+		 * them below. */
 		for (size_t i = 0; i < n; i++) {
 			uint32_t s = new_slots[i];
-			db->ids[s] = any_zombie ? "" : NULL;
+			db->ids[s] = NULL;
 			db->payload_text[s] = NULL;
 			db->payload[s] = NULL;
-			if (!any_zombie)
-				db->flags[s] = 0;
+			db->flags[s] = 0;
 		}
-		if (!any_zombie) {
-			db->vecs.n = first;
-			db->cur_chunk = arena_chunk;
-			db->chunk_used = arena_used;
-		}
-		/* pp still owns the copies and frees them below. */
+		db->vecs.n = first;
+		db->cur_chunk = arena_chunk;
+		db->chunk_used = arena_used;
 		st = rv_db_fail_err(db, st, &e);
 		goto done;
 	}
 
-	/* 4. The batch is in; map ids and retire the points it replaced. */
+	/* 4. Nothing can fail from here on: the batch becomes the
+	 * collection's content before its nodes are linked. Ids map to the
+	 * new slots; a replaced point dies now, but stays a graph node until
+	 * step 6 unlinks it: a zombie, which searches skip. A search during
+	 * the linking thus finds each id once, new or not yet in the graph
+	 * (then the exact scan finds it), never the dead version. */
 	for (size_t i = 0; i < n; i++) {
 		uint32_t s = new_slots[i], old = pp[i].old;
 		if (old == RV_NO_SLOT) {
@@ -436,10 +433,25 @@ rv_status rv_db_upsert(rv_db *db, const rv_point *points, size_t n)
 		} else {
 			rv_idmap_replace(&db->idmap, old, s, db->ids);
 			db->flags[old] &= (uint8_t)~RV_SLOT_LIVE;
+			if (rv_hnsw_contains(db->index, old) && !(db->flags[old] & RV_SLOT_ZOMBIE)) {
+				db->flags[old] |= RV_SLOT_ZOMBIE;
+				db->zombies++;
+			}
 		}
 		pp[i].id = pp[i].text = NULL;
 		pp[i].tree = NULL;
 	}
+
+	/* 5. Link, with searches running: the lock is held shared, which
+	 * keeps out a writer that takes it alone; write_mu keeps out the
+	 * others (see Locking in db_int.h). */
+	pthread_rwlock_unlock(&db->lock);
+	pthread_rwlock_rdlock(&db->lock);
+	rv_hnsw_batch_link(gb, NULL, NULL);
+	pthread_rwlock_unlock(&db->lock);
+	pthread_rwlock_wrlock(&db->lock);
+
+	/* 6. Retire the points the batch replaced. */
 	for (size_t i = 0; i < n; i++) {
 		uint32_t old = pp[i].old;
 		if (old == RV_NO_SLOT)
@@ -464,7 +476,8 @@ done:
 	rv_dealloc(db->a, batch_ids);
 	rv_dealloc(db->a, scratch);
 	rv_idmap_free(&batch, db->a);
-	pthread_rwlock_unlock(&db->lock);
+	rv_hnsw_batch_end(gb);
+	rv_db_write_unlock(db);
 	return st;
 }
 
@@ -486,7 +499,7 @@ rv_status rv_db_delete(rv_db *db, const char *const *ids, size_t n, size_t *n_de
 		if (!ids[i])
 			return rv_db_fail(db, RV_EINVAL, "ids[%zu] is NULL", i);
 	rv_status st = RV_OK;
-	pthread_rwlock_wrlock(&db->lock);
+	rv_db_write_lock(db);
 	if (!rv_grow(db->a, (void **)&db->pending_deletes, &db->pending_cap, db->n_pending_deletes + n,
 		     sizeof *db->pending_deletes)) {
 		st = rv_db_fail(db, RV_ENOMEM, "out of memory in delete of %zu ids", n);
@@ -513,6 +526,6 @@ rv_status rv_db_delete(rv_db *db, const char *const *ids, size_t n, size_t *n_de
 	if (n_deleted)
 		*n_deleted = deleted;
 done:
-	pthread_rwlock_unlock(&db->lock);
+	rv_db_write_unlock(db);
 	return st;
 }

@@ -12,8 +12,11 @@
  *   RV_METRIC_IP      -dot(a, b)
  *
  * Thread-safety: rv_hnsw_search may run on any number of threads at once
- * as long as no insert/delete/load runs (the collection's reader-writer
- * lock guarantees this). rv_hnsw_insert_batch uses threads internally.
+ * as long as no insert/delete/load runs, with one exception: the linking
+ * step of a batch, rv_hnsw_batch_link, may run beside searches (which
+ * reach each new node once its lists are written, hnsw_int.h: Locking). The
+ * collection's locks guarantee the rest. rv_hnsw_insert_batch uses threads
+ * internally.
  *
  * Files: hnsw_int.h (private), hnsw_build.c (create, free, level draw,
  * batch build, save/load), hnsw_insert.c, hnsw_search.c, hnsw_delete.c,
@@ -76,10 +79,26 @@ rv_status rv_hnsw_insert(rv_hnsw *h, uint32_t slot, rv_err *err);
 
 /* Insert slots[0..n) using `threads` threads (0 or 1 = serial) with
  * fine-grained per-node locking. Recall matches a serial build. On failure
- * some of the slots may be in the graph (rv_hnsw_contains tells which); the
- * graph stays consistent. */
+ * (RV_EINVAL for a bad slot, RV_ENOMEM) none of the slots is in the graph:
+ * everything is obtained before the first is linked. */
 rv_status rv_hnsw_insert_batch(rv_hnsw *h, const uint32_t *slots, size_t n, unsigned threads,
 			       rv_hnsw_progress_fn progress, void *progress_ctx, rv_err *err);
+
+/* The same in three steps, so that searches can run while the slots are
+ * linked. rv_hnsw_batch_prepare checks the batch and obtains everything
+ * linking needs (capacity, upper-level blocks, one scratch per thread);
+ * it may fail (RV_EINVAL, RV_ENOMEM) and then changes nothing visible.
+ * rv_hnsw_batch_link links every slot and never fails: it may run while
+ * any number of rv_hnsw_search calls run on other threads (but nothing
+ * else touches the index). rv_hnsw_batch_end frees the batch; ended
+ * without linking, it undoes the preparation. slots must stay valid and
+ * unchanged until then, and their vectors too. Prepare, link and end run
+ * one after the other, never beside another writer. */
+typedef struct rv_hnsw_batch rv_hnsw_batch;
+rv_status rv_hnsw_batch_prepare(rv_hnsw_batch **out, rv_hnsw *h, const uint32_t *slots, size_t n,
+				unsigned threads, rv_err *err);
+void rv_hnsw_batch_link(rv_hnsw_batch *b, rv_hnsw_progress_fn progress, void *progress_ctx);
+void rv_hnsw_batch_end(rv_hnsw_batch *b); /* NULL is a no-op */
 
 /* Remove a slot from the graph and repair its neighbours' links (each
  * neighbour that lost a link gets new ones chosen among the removed node's

@@ -10,7 +10,9 @@
  *
  * Batch build: everything that could fail (capacity, upper-level blocks,
  * one scratch per thread) is obtained serially before the threads start,
- * so a started build always completes. Threads take slots in order from a
+ * so a started build always completes. The two steps are separate calls
+ * (rv_hnsw_batch_prepare, rv_hnsw_batch_link), so that the collection can
+ * let searches run during the second. Threads take slots in order from a
  * shared counter, which keeps the insertion order close to the serial one
  * and the recall of a threaded build equal to a serial build's.
  *
@@ -87,8 +89,7 @@ rv_status rv_hnsw_new(rv_hnsw **out, const rv_hnsw_params *p, const rv_vecs *vec
 	h->l0_stride = 1 + (size_t)h->m0;
 	h->up_stride = 1 + (size_t)h->m;
 	h->level_mult = 1.0 / log((double)p->m);
-	h->entry = RV_HNSW_NONE;
-	h->max_level = -1;
+	rv_hnsw_set_top(h, RV_HNSW_NONE, -1);
 	/* Default mutexes cannot fail to initialise on the platforms we
 	 * build for (glibc and musl only store the attributes). */
 	for (size_t i = 0; i < RV_HNSW_STRIPES; i++)
@@ -196,8 +197,12 @@ bool rv_hnsw_reserve(rv_hnsw *h, uint32_t need)
 	if (!upper)
 		return false;
 	h->upper = upper;
-	/* Level-0 lists of absent slots are never read (lv says absent), so
-	 * only lv and upper need clearing. */
+	/* Level-0 lists of absent slots are never followed (lv says
+	 * absent), but a search that reads a list while a writer extends it
+	 * may see words past the old count before it notices and reads again:
+	 * zeroed, they are slots below cap (see Locking in hnsw_int.h). */
+	memset(h->l0 + (size_t)h->cap * h->l0_stride, 0,
+	       (size_t)(ncap - h->cap) * h->l0_stride * sizeof *h->l0);
 	memset((void *)(h->lv + h->cap), 0, (size_t)(ncap - h->cap));
 	memset(h->upper + h->cap, 0, (size_t)(ncap - h->cap) * sizeof *h->upper);
 	h->cap = (uint32_t)ncap;
@@ -309,7 +314,15 @@ bool rv_hnsw_contains(const rv_hnsw *h, uint32_t slot)
 
 uint64_t rv_hnsw_count(const rv_hnsw *h) { return h ? h->count : 0; }
 
-uint32_t rv_hnsw_levels(const rv_hnsw *h) { return h ? (uint32_t)(h->max_level + 1) : 0; }
+uint32_t rv_hnsw_levels(const rv_hnsw *h)
+{
+	if (!h)
+		return 0;
+	uint32_t entry;
+	int top;
+	rv_hnsw_get_top(h, &entry, &top);
+	return (uint32_t)(top + 1);
+}
 
 uint64_t rv_hnsw_memory(const rv_hnsw *h)
 {
@@ -366,6 +379,12 @@ rv_status rv_hnsw_verify(const rv_hnsw *h, rv_err *err)
 		       : h->entry >= h->cap || (int)rv_hnsw_lv(h, h->entry) != top + 1)
 		return rv_err_set(err, RV_ERROR, "entry point %u is not a node of the top level",
 				  h->entry);
+	uint32_t pub_entry;
+	int pub_top;
+	rv_hnsw_get_top(h, &pub_entry, &pub_top);
+	if (pub_entry != h->entry || pub_top != h->max_level)
+		return rv_err_set(err, RV_ERROR, "published entry point %u level %d, expected %u level %d",
+				  pub_entry, pub_top, h->entry, h->max_level);
 	return RV_OK;
 }
 
@@ -415,50 +434,74 @@ done:
  * Batch insert
  * ==================================================================== */
 
-typedef struct batch_ctx {
+#define BATCH_MAX_THREADS 256
+
+/* A prepared batch (rv_hnsw_batch_prepare): what linking needs, obtained
+ * before it starts. */
+struct rv_hnsw_batch {
 	rv_hnsw *h;
-	const uint32_t *slots;
+	const uint32_t *slots;      /* the caller's, valid until rv_hnsw_batch_end */
 	size_t n;
-	rv_hnsw_scratch **scratch; /* one per thread */
-	bool locked;
-	atomic_size_t next; /* next index of slots to insert */
+	unsigned nt;                /* threads, one scratch each */
+	bool linked;
+	rv_hnsw_scratch *scratch[BATCH_MAX_THREADS];
+	atomic_size_t next;         /* next index of slots to link */
 	atomic_size_t done;
 	rv_hnsw_progress_fn progress;
 	void *progress_ctx;
-} batch_ctx;
+};
 
 static void batch_worker(void *arg, unsigned t)
 {
-	batch_ctx *c = arg;
-	rv_hnsw *h = c->h;
+	rv_hnsw_batch *b = arg;
+	rv_hnsw *h = b->h;
 	size_t report_at = PROGRESS_EVERY;
 	for (;;) {
-		size_t i = atomic_fetch_add(&c->next, 1);
-		if (i >= c->n)
+		size_t i = atomic_fetch_add(&b->next, 1);
+		if (i >= b->n)
 			break;
-		uint32_t slot = c->slots[i];
-		rv_hnsw_link(h, c->scratch[t], slot, rv_hnsw_draw_level(h, slot), c->locked);
-		size_t done = atomic_fetch_add(&c->done, 1) + 1;
+		uint32_t slot = b->slots[i];
+		rv_hnsw_link(h, b->scratch[t], slot, rv_hnsw_draw_level(h, slot), b->nt > 1);
+		size_t done = atomic_fetch_add(&b->done, 1) + 1;
 		/* The callback is the caller's: only the calling thread runs it. */
-		if (t == 0 && c->progress && done >= report_at) {
-			c->progress(c->progress_ctx, done, c->n);
+		if (t == 0 && b->progress && done >= report_at) {
+			b->progress(b->progress_ctx, done, b->n);
 			report_at = done + PROGRESS_EVERY;
 		}
 	}
 }
 
-rv_status rv_hnsw_insert_batch(rv_hnsw *h, const uint32_t *slots, size_t n, unsigned threads,
-			       rv_hnsw_progress_fn progress, void *progress_ctx, rv_err *err)
+/* Give back what a batch holds; blocks of slots [0, unprepare) are freed
+ * (a batch that never linked). */
+static void batch_free(rv_hnsw_batch *b, size_t unprepare)
+{
+	rv_hnsw *h = b->h;
+	for (size_t i = 0; i < unprepare; i++) {
+		uint32_t s = b->slots[i];
+		if (h->upper[s]) {
+			h->upper_bytes -= (size_t)rv_hnsw_draw_level(h, s) * h->up_stride * sizeof(uint32_t);
+			rv_dealloc(h->a, h->upper[s]);
+			h->upper[s] = NULL;
+		}
+	}
+	for (unsigned t = 0; t < b->nt; t++)
+		if (b->scratch[t])
+			rv_hnsw_release(h, b->scratch[t]);
+	rv_dealloc(h->a, b);
+}
+
+rv_status rv_hnsw_batch_prepare(rv_hnsw_batch **out, rv_hnsw *h, const uint32_t *slots, size_t n,
+				unsigned threads, rv_err *err)
 {
 	rv_status st = RV_OK;
 	uint64_t *seen = NULL;
-	rv_hnsw_scratch *scratch[256] = { 0 };
+	rv_hnsw_batch *b = NULL;
 	size_t prepared = 0;
-	unsigned nt = 0;
+	if (!out)
+		return rv_err_set(err, RV_EINVAL, "hnsw insert batch: NULL output");
+	*out = NULL;
 	if (!h || (!slots && n))
 		return rv_err_set(err, RV_EINVAL, "hnsw insert batch: NULL argument");
-	if (n == 0)
-		goto done;
 
 	/* Check the whole batch first, so a bad slot inserts nothing. */
 	uint32_t max_slot = 0;
@@ -480,6 +523,18 @@ rv_status rv_hnsw_insert_batch(rv_hnsw *h, const uint32_t *slots, size_t n, unsi
 		if (s > max_slot)
 			max_slot = s;
 	}
+	b = rv_calloc(h->a, 1, sizeof *b);
+	if (!b) {
+		st = rv_err_nomem(err);
+		goto done;
+	}
+	b->h = h;
+	b->slots = slots;
+	b->n = n;
+	atomic_init(&b->next, 0);
+	atomic_init(&b->done, 0);
+	if (n == 0)
+		goto done;
 	seen = rv_calloc(h->a, rv_bit_words((size_t)max_slot + 1), sizeof *seen);
 	if (!seen) {
 		st = rv_err_nomem(err);
@@ -498,8 +553,9 @@ rv_status rv_hnsw_insert_batch(rv_hnsw *h, const uint32_t *slots, size_t n, unsi
 		st = rv_err_nomem(err);
 		goto done;
 	}
-	/* Empty lists and blocks are in place before the threads start; each
-	 * node is published (lv) by rv_hnsw_link once its lists are written. */
+	/* Empty lists and blocks are in place before linking starts; each
+	 * node is published (lv) by rv_hnsw_link once its lists are written.
+	 * The slots are absent, so no search reads these words yet. */
 	for (; prepared < n; prepared++) {
 		uint32_t s = slots[prepared];
 		h->l0[(size_t)s * h->l0_stride] = 0;
@@ -513,50 +569,62 @@ rv_status rv_hnsw_insert_batch(rv_hnsw *h, const uint32_t *slots, size_t n, unsi
 		}
 		h->upper_bytes += (size_t)level * h->up_stride * sizeof(uint32_t);
 	}
-	nt = threads <= 1 ? 1 : threads;
+	unsigned nt = threads <= 1 ? 1 : threads;
 	if (nt > n)
 		nt = (unsigned)n;
-	if (nt > 256)
-		nt = 256;
-	for (unsigned t = 0; t < nt; t++) {
-		scratch[t] = rv_hnsw_acquire(h, h->p.ef_construction);
-		if (!scratch[t]) {
+	if (nt > BATCH_MAX_THREADS)
+		nt = BATCH_MAX_THREADS;
+	for (b->nt = 0; b->nt < nt; b->nt++) {
+		b->scratch[b->nt] = rv_hnsw_acquire(h, h->p.ef_construction);
+		if (!b->scratch[b->nt]) {
 			st = rv_err_nomem(err);
 			goto done;
 		}
 	}
 
-	batch_ctx c = { .h = h, .slots = slots, .n = n, .scratch = scratch, .locked = nt > 1,
-			.progress = progress, .progress_ctx = progress_ctx };
-	atomic_init(&c.next, 0);
-	atomic_init(&c.done, 0);
-	if (nt > 1)
-		rv_parallel(nt, batch_worker, &c);
-	else
-		batch_worker(&c, 0);
-	h->count += n;
-	prepared = 0; /* all linked: nothing to undo */
-
 done:
-	/* On failure before linking, give back the blocks prepared so far. */
-	if (st != RV_OK) {
-		for (size_t i = 0; i < prepared && i < n; i++) {
-			uint32_t s = slots[i];
-			if (h->upper[s]) {
-				h->upper_bytes -= (size_t)rv_hnsw_draw_level(h, s) * h->up_stride *
-						  sizeof(uint32_t);
-				rv_dealloc(h->a, h->upper[s]);
-				h->upper[s] = NULL;
-			}
-		}
+	if (st != RV_OK && b) {
+		/* Blocks of slots [0, prepared) were set; the failing
+		 * one's allocation left its block NULL. */
+		batch_free(b, prepared);
+		b = NULL;
 	}
-	for (unsigned t = 0; t < nt; t++)
-		if (scratch[t])
-			rv_hnsw_release(h, scratch[t]);
-	rv_dealloc(h->a, seen);
-	if (st == RV_OK && progress)
-		progress(progress_ctx, n, n);
+	*out = b;
+	rv_dealloc(h ? h->a : NULL, seen);
 	return st;
+}
+
+void rv_hnsw_batch_link(rv_hnsw_batch *b, rv_hnsw_progress_fn progress, void *progress_ctx)
+{
+	if (!b || b->linked)
+		return;
+	b->progress = progress;
+	b->progress_ctx = progress_ctx;
+	if (b->nt > 1)
+		rv_parallel(b->nt, batch_worker, b);
+	else if (b->n)
+		batch_worker(b, 0);
+	b->linked = true;
+	if (progress)
+		progress(progress_ctx, b->n, b->n);
+}
+
+void rv_hnsw_batch_end(rv_hnsw_batch *b)
+{
+	if (b)
+		batch_free(b, b->linked ? 0 : b->n);
+}
+
+rv_status rv_hnsw_insert_batch(rv_hnsw *h, const uint32_t *slots, size_t n, unsigned threads,
+			       rv_hnsw_progress_fn progress, void *progress_ctx, rv_err *err)
+{
+	rv_hnsw_batch *b = NULL;
+	rv_status st = rv_hnsw_batch_prepare(&b, h, slots, n, threads, err);
+	if (st != RV_OK)
+		return st;
+	rv_hnsw_batch_link(b, progress, progress_ctx);
+	rv_hnsw_batch_end(b);
+	return RV_OK;
 }
 
 /* ======================================================================
@@ -839,8 +907,7 @@ rv_status rv_hnsw_load(rv_hnsw **out, const rv_hnsw_params *p, const rv_vecs *ve
 		}
 	}
 	h->count = count;
-	h->entry = entry;
-	h->max_level = (int)levels - 1;
+	rv_hnsw_set_top(h, entry, (int)levels - 1);
 
 done:
 	rv_dealloc(h ? h->a : a, stamp);

@@ -146,8 +146,7 @@ static void find_entry(rv_hnsw *h)
 			entry = s;
 		}
 	}
-	h->entry = entry;
-	h->max_level = (int)best - 1;
+	rv_hnsw_set_top(h, entry, (int)best - 1);
 }
 
 rv_status rv_hnsw_delete(rv_hnsw *h, uint32_t slot, rv_err *err)
@@ -168,8 +167,7 @@ rv_status rv_hnsw_delete(rv_hnsw *h, uint32_t slot, rv_err *err)
 
 	/* A new entry point first: the repairs search from it. */
 	if (h->count == 0) {
-		h->entry = RV_HNSW_NONE;
-		h->max_level = -1;
+		rv_hnsw_set_top(h, RV_HNSW_NONE, -1);
 	} else if (slot == h->entry) {
 		/* A top-level neighbour has the top level too. */
 		const uint32_t *top = rv_hnsw_links(h, slot, level);
@@ -178,7 +176,7 @@ rv_status rv_hnsw_delete(rv_hnsw *h, uint32_t slot, rv_err *err)
 			if (rv_hnsw_lv(h, top[1 + j]) == level + 1)
 				next = top[1 + j];
 		if (next != RV_HNSW_NONE)
-			h->entry = next;
+			rv_hnsw_set_top(h, next, h->max_level);
 		else
 			find_entry(h);
 	}

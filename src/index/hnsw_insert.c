@@ -27,6 +27,12 @@
  * under the global lock (see rv_hnsw_link). Last, a node checks the nodes
  * other threads linked while it searched, which its search could not see,
  * and links to those a serial build would have chosen (late_links).
+ *
+ * Searches beside the linking (rv_hnsw_batch_link): every store to a list
+ * is an atomic word between rv_hnsw_write_begin and _end on the list
+ * owner's stripe counter, made by the one thread that holds the stripe
+ * (or the only writer), so a search reading the list in place can tell a
+ * torn read and read again (Locking in hnsw_int.h).
  */
 #include <math.h>
 #include <stdlib.h>
@@ -99,8 +105,10 @@ void rv_hnsw_reselect(const rv_hnsw *h, rv_hnsw_scratch *s, uint32_t node, unsig
 			s->sel[uniq++] = s->sel[i];
 	uint32_t nk = rv_hnsw_select(h, s->sel, uniq, rv_hnsw_maxdeg(h, level), s->kept);
 	uint32_t *list = rv_hnsw_links(h, node, level);
-	memcpy(list + 1, s->kept, nk * sizeof *list);
-	list[0] = nk;
+	/* Word by word: a search may be reading the list (see Locking). */
+	for (uint32_t i = 0; i < nk; i++)
+		rv_hnsw_st(list + 1 + i, s->kept[i]);
+	rv_hnsw_st(list, nk);
 }
 
 static inline void lock_node(const rv_hnsw *h, uint32_t slot, bool locked)
@@ -131,17 +139,21 @@ static void add_link(rv_hnsw *h, rv_hnsw_scratch *s, uint32_t n, unsigned level,
 {
 	uint32_t buf[2 * RV_HNSW_M_MAX + 1]; /* a full level-0 list plus the new link */
 	lock_node(h, n, locked);
+	/* Plain reads: only writers store to lists, and they hold the stripe
+	 * (or are alone). */
 	uint32_t *list = rv_hnsw_links(h, n, level);
 	uint32_t cnt = list[0];
 	if (!has(list + 1, cnt, slot)) {
+		rv_hnsw_write_begin(h, n);
 		if (cnt < rv_hnsw_maxdeg(h, level)) {
-			list[1 + cnt] = slot;
-			list[0] = cnt + 1;
+			rv_hnsw_st(list + 1 + cnt, slot);
+			rv_hnsw_st(list, cnt + 1);
 		} else {
 			memcpy(buf, list + 1, cnt * sizeof *buf);
 			buf[cnt] = slot;
 			rv_hnsw_reselect(h, s, n, level, buf, cnt + 1);
 		}
+		rv_hnsw_write_end(h, n);
 	}
 	unlock_node(h, n, locked);
 }
@@ -160,8 +172,13 @@ static void connect(rv_hnsw *h, rv_hnsw_scratch *s, uint32_t slot, unsigned leve
 {
 	lock_node(h, slot, locked);
 	uint32_t *own = rv_hnsw_links(h, slot, level);
-	memcpy(own + 1, mine, nk * sizeof *own);
-	own[0] = nk;
+	/* No search reads it yet (slot is not published at this level), but
+	 * one may once lv rises, and it must find atomic words. */
+	rv_hnsw_write_begin(h, slot);
+	for (uint32_t i = 0; i < nk; i++)
+		rv_hnsw_st(own + 1 + i, mine[i]);
+	rv_hnsw_st(own, nk);
+	rv_hnsw_write_end(h, slot);
 	unlock_node(h, slot, locked);
 	/* Release: a thread that sees the new lv and then takes slot's
 	 * stripe reads the list just written. */
@@ -255,6 +272,9 @@ void rv_hnsw_link(rv_hnsw *h, rv_hnsw_scratch *s, uint32_t slot, unsigned level,
 
 	/* The code must be in place before lv publishes the node. */
 	rv_hnsw_codes_encode_slot(h, slot);
+	/* Counted before it is reachable: a search bounds its beam by the
+	 * count, which must never be below the nodes it can reach. */
+	atomic_fetch_add_explicit(&h->count, 1, memory_order_relaxed);
 
 	if (locked)
 		pthread_mutex_lock(&h->global);
@@ -310,8 +330,9 @@ void rv_hnsw_link(rv_hnsw *h, rv_hnsw_scratch *s, uint32_t slot, unsigned level,
 	 * with empty lists, and reached through the entry point below. */
 	atomic_store_explicit(&h->lv[slot], (uint8_t)(level + 1), memory_order_release);
 	if (new_top) {
-		h->entry = slot;
-		h->max_level = (int)level;
+		/* Published after every list of the node is written: a search
+		 * that starts here finds them all (see Locking). */
+		rv_hnsw_set_top(h, slot, (int)level);
 		if (locked)
 			pthread_mutex_unlock(&h->global);
 	}
@@ -364,7 +385,6 @@ rv_status rv_hnsw_insert(rv_hnsw *h, uint32_t slot, rv_err *err)
 	block = NULL;
 	h->l0[(size_t)slot * h->l0_stride] = 0;
 	rv_hnsw_link(h, s, slot, level, false);
-	h->count++;
 done:
 	if (s)
 		rv_hnsw_release(h, s);

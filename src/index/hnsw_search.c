@@ -20,6 +20,12 @@
  * level), so edges left pointing to deleted slots are never followed and
  * never returned.
  *
+ * A search may run while rv_hnsw_batch_link links new nodes: it reads each
+ * list in place under its stripe's sequence counter and reads it again if
+ * a writer went through meanwhile, and takes the entry point and top level
+ * from one atomic word (hnsw_int.h, Locking). On one thread this costs
+ * some 20 instructions per list read, 2.4% of a search (callgrind).
+ *
  * Code traversal (hnsw_codes.c keeps the codes): the same walk, ranking
  * nodes by the code distance (rv_hnsw_node_dist, chosen by the scratch's
  * approx flag so inserts and deletes, which never set it, stay exact). The
@@ -83,14 +89,13 @@ static void pool_offer(rv_hnsw_scratch *s, rv_hnsw_cand c)
 	s->pool[i] = c;
 }
 
-/* The list of slot at level; under threads, a copy taken under its
- * stripe, since another thread may be rewriting it. */
-static inline const uint32_t *read_list(const rv_hnsw *h, rv_hnsw_scratch *s, uint32_t slot,
-					unsigned level, bool locked)
+/* A copy of the list of slot at level taken under its stripe: the
+ * threaded insert, whose writers read the lists they then extend under
+ * the same stripes. */
+static const uint32_t *read_list_locked(const rv_hnsw *h, rv_hnsw_scratch *s, uint32_t slot,
+					unsigned level)
 {
 	const uint32_t *list = rv_hnsw_links(h, slot, level);
-	if (!locked)
-		return list;
 	pthread_mutex_t *mu = rv_hnsw_stripe(h, slot);
 	pthread_mutex_lock(mu);
 	memcpy(s->nbuf, list, (size_t)(list[0] + 1) * sizeof *list);
@@ -103,22 +108,36 @@ void rv_hnsw_greedy(const rv_hnsw *h, rv_hnsw_scratch *s, const float *q, unsign
 {
 	uint32_t cur = *ep;
 	float cur_dist = *ep_dist;
-	bool moved = true;
-	while (moved) {
-		moved = false;
-		const uint32_t *list = read_list(h, s, cur, level, locked);
-		uint32_t cnt = list[0];
+	for (;;) {
+		/* Scan cur's list in place; a scan that overlapped a writer
+		 * (the stripe counter moved) is thrown away and done again,
+		 * so the step taken is always one over a whole list. */
+		uint32_t best = cur, v = 0;
+		float best_dist = cur_dist;
+		const uint32_t *list;
+		if (locked) {
+			list = read_list_locked(h, s, cur, level);
+		} else {
+			v = rv_hnsw_read_begin(h, cur);
+			list = rv_hnsw_links(h, cur, level);
+		}
+		uint32_t cnt = rv_hnsw_ld(list);
 		for (uint32_t j = 0; j < cnt; j++) {
-			uint32_t n = list[1 + j];
-			if (rv_hnsw_lv(h, n) <= level || n == skip)
+			uint32_t n = rv_hnsw_ld(list + 1 + j);
+			if (rv_hnsw_lv_acq(h, n) <= level || n == skip)
 				continue;
 			float d = rv_hnsw_node_dist(h, s, q, n);
-			if (d < cur_dist) {
-				cur_dist = d;
-				cur = n;
-				moved = true;
+			if (d < best_dist) {
+				best_dist = d;
+				best = n;
 			}
 		}
+		if (!locked && rv_hnsw_read_retry(h, cur, v))
+			continue;
+		if (best == cur)
+			break;
+		cur = best;
+		cur_dist = best_dist;
 	}
 	*ep = cur;
 	*ep_dist = cur_dist;
@@ -203,8 +222,6 @@ bool rv_hnsw_search_layer(const rv_hnsw *h, rv_hnsw_scratch *s, const float *q, 
 		if (s->res_n == ef && s->cand[0].dist > worst)
 			break;
 		rv_hnsw_cand c = rv_hnsw_minheap_pop(s->cand, &s->cand_n);
-		const uint32_t *list = read_list(h, s, c.slot, level, locked);
-		uint32_t cnt = list[0];
 		/* The next node to expand is probably the new top of the heap:
 		 * fetch its list while this one's neighbours are scored. */
 		if (s->cand_n && level == 0)
@@ -212,21 +229,44 @@ bool rv_hnsw_search_layer(const rv_hnsw *h, rv_hnsw_scratch *s, const float *q, 
 
 		/* First pass: pick the unvisited live neighbours and start
 		 * fetching their vectors, so the distance pass below finds
-		 * them in cache instead of stalling on each in turn. */
-		uint32_t nt = 0;
-		for (uint32_t j = 0; j < cnt; j++) {
-			uint32_t n = list[1 + j];
-			if (mark[n] == epoch || rv_hnsw_lv(h, n) <= level)
-				continue;
-			mark[n] = epoch;
-			pending[nt++] = n;
-			if (s->approx) {
-				rv_hnsw_code_prefetch(h, n);
+		 * them in cache instead of stalling on each in turn. Without
+		 * the stripe lock the list is read in place, and the pass is
+		 * undone and done again when a writer went through the
+		 * stripe meanwhile (see Locking in hnsw_int.h): the second
+		 * pass then only ever sees neighbours of one whole list. */
+		uint32_t nt;
+		for (;;) {
+			uint32_t v = 0;
+			const uint32_t *list;
+			if (locked) {
+				list = read_list_locked(h, s, c.slot, level);
 			} else {
-				const char *fv = (const char *)vp[n];
-				for (size_t off = 0; off < fbytes; off += 64)
-					RV_HNSW_PREFETCH(fv + off);
+				v = rv_hnsw_read_begin(h, c.slot);
+				list = rv_hnsw_links(h, c.slot, level);
 			}
+			/* A pointer walk, not an index: one instruction less
+			 * per neighbour, measured, in the hottest loop. */
+			const uint32_t *it = list + 1, *end = it + rv_hnsw_ld(list);
+			nt = 0;
+			for (; it < end; it++) {
+				uint32_t n = rv_hnsw_ld(it);
+				if (mark[n] == epoch || rv_hnsw_lv_acq(h, n) <= level)
+					continue;
+				mark[n] = epoch;
+				pending[nt++] = n;
+				if (s->approx) {
+					rv_hnsw_code_prefetch(h, n);
+				} else {
+					const char *fv = (const char *)vp[n];
+					for (size_t off = 0; off < fbytes; off += 64)
+						RV_HNSW_PREFETCH(fv + off);
+				}
+			}
+			if (locked || !rv_hnsw_read_retry(h, c.slot, v))
+				break;
+			/* Marked in this pass only: unvisited again. */
+			for (uint32_t j = 0; j < nt; j++)
+				mark[pending[j]] = 0;
 		}
 
 		for (uint32_t j = 0; j < nt; j++) {
@@ -320,7 +360,14 @@ rv_status rv_hnsw_search_v2(rv_hnsw_hit *hits, size_t cap, size_t *n, const rv_h
 		*n = k;
 		return rv_err_set(err, RV_EBUFS, "hnsw search: room for %zu hits, k is %zu", cap, k);
 	}
-	if (h->count == 0)
+	/* One load gives a consistent entry point and top level (see
+	 * Locking in hnsw_int.h); a graph that is empty, or whose first node
+	 * is not linked yet, has no entry. */
+	uint32_t ep;
+	int top;
+	rv_hnsw_get_top(h, &ep, &top);
+	uint64_t count = atomic_load_explicit(&h->count, memory_order_relaxed);
+	if (ep == RV_HNSW_NONE || count == 0)
 		return RV_OK;
 
 	bool approx = h->qz.kind != RV_QUANT_NONE && o.traverse != RV_HNSW_TRAVERSE_FLOAT;
@@ -340,10 +387,10 @@ rv_status rv_hnsw_search_v2(rv_hnsw_hit *hits, size_t cap, size_t *n, const rv_h
 	if (approx && rerank < beam / RERANK_BEAM_SHARE)
 		rerank = beam / RERANK_BEAM_SHARE;
 	/* The result set never needs to exceed the graph. */
-	if (beam > h->count)
-		beam = (size_t)h->count;
+	if (beam > count)
+		beam = (size_t)count;
 	if (rerank > beam)
-		pool = rerank < h->count ? rerank : (size_t)h->count;
+		pool = rerank < count ? rerank : (size_t)count;
 	s = rv_hnsw_acquire(h, beam);
 	if (!s)
 		return rv_err_nomem(err);
@@ -354,9 +401,8 @@ rv_status rv_hnsw_search_v2(rv_hnsw_hit *hits, size_t cap, size_t *n, const rv_h
 	if (approx && (st = rv_hnsw_codes_begin(h, s, query, err)) != RV_OK)
 		goto done;
 
-	uint32_t ep = h->entry;
 	float ep_dist = rv_hnsw_node_dist(h, s, query, ep);
-	for (int l = h->max_level; l > 0; l--)
+	for (int l = top; l > 0; l--)
 		rv_hnsw_greedy(h, s, query, (unsigned)l, RV_HNSW_NONE, &ep, &ep_dist, false);
 
 	rv_hnsw_scratch_reset(s);
