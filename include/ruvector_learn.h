@@ -132,8 +132,10 @@ enum {
  * active version was made (all of them when no version is active) whose
  * item still exists, each with the hits that were shown: the remembered
  * search when it has not expired, else the plain (unlearned) top 10 for
- * its query computed again. The newest tenth is held out from training;
- * the version records NDCG@10 on it (rewards as gains, per search,
+ * its query computed again. One search in ten (by a hash of its id, so
+ * for good: no version trains on it) is held out of training, the
+ * held-out events of the whole replay buffer are the test set, and the
+ * version records NDCG@10 on it (rewards as gains, per search,
  * re-ranking the hits each search showed, as ndcg_shown_* of
  * rv_db_learn_eval) of the plain ranking (ndcg_before) and of its own
  * (ndcg_after).
@@ -281,8 +283,8 @@ typedef struct rv_learn_eval {
 
 #define RV_LEARN_EVAL_INIT { sizeof(rv_learn_eval), 0, 0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0 }
 
-/* Judge learning on the newest tenth of the replay buffer (the events a
- * consolidation holds out), NDCG@10 with the rewards as gains (events of
+/* Judge learning on the held-out events of the replay buffer (one search
+ * in ten, never trained on: see rv_db_learn_consolidate), NDCG@10 with the rewards as gains (events of
  * one search count as one ranking; searches without a positive reward are
  * skipped), two ways: ndcg_plain/ndcg_learned re-run each query with and
  * without learning (what searches would show now; an item never shown has
