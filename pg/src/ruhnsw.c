@@ -17,6 +17,7 @@
 #include "utils/guc.h"
 #include "utils/rel.h"
 #include "utils/selfuncs.h"
+#include "utils/spccache.h"
 
 int ruhnsw_ef_search = RUHNSW_DEFAULT_EF_SEARCH;
 int ruhnsw_iterative_scan = RUHNSW_ITERATIVE_SCAN_OFF;
@@ -50,6 +51,8 @@ static void ruhnsw_costestimate(PlannerInfo *root, IndexPath *path, double loop_
 {
 	GenericCosts costs;
 	Relation index;
+	RuhnswMeta meta;
+	RelOptInfo *heap;
 	int m, ef_construction;
 	double tuples;
 
@@ -62,11 +65,35 @@ static void ruhnsw_costestimate(PlannerInfo *root, IndexPath *path, double loop_
 	}
 	index = index_open(path->indexinfo->indexoid, NoLock);
 	ruhnsw_options_of(index, &m, &ef_construction);
+	ruhnsw_read_meta(index, &meta);
 	index_close(index, NoLock);
 	tuples = Max(path->indexinfo->tuples, 1);
 	memset(&costs, 0, sizeof(costs));
 	costs.numIndexTuples = Min(tuples, (double)ruhnsw_ef_search * 2 * m);
 	genericcostestimate(root, path, loop_count, &costs);
+
+	/*
+	 * A table whose pages are too few to hold its vectors keeps them in
+	 * TOAST (784 floats are 3 kB), and the cost of a sequential scan
+	 * counts only the table's own pages, not the TOAST pages every row's
+	 * vector is read from: against it, the index's reads priced as random
+	 * pages made the planner prefer reading every vector. The element
+	 * pages the scan reads stand in for vectors the sequential scan reads
+	 * as well, so there they are priced as sequential reads, and no more
+	 * of them than the table has pages (pgvector adjusts its HNSW cost
+	 * the same way). A single scan only: a repeated one reuses its pages,
+	 * which genericcostestimate has already priced.
+	 */
+	heap = path->indexinfo->rel;
+	if (loop_count <= 1 && meta.dim > 0 && heap->pages > 0 && heap->tuples > 0 &&
+			(double)heap->pages * BLCKSZ < heap->tuples * RUVECTOR_SIZE(meta.dim) &&
+			costs.numIndexPages > heap->pages) {
+		double random_page_cost, seq_page_cost;
+
+		get_tablespace_page_costs(path->indexinfo->reltablespace, &random_page_cost, &seq_page_cost);
+		costs.indexTotalCost -= costs.numIndexPages * random_page_cost;
+		costs.indexTotalCost += (double)heap->pages * seq_page_cost;
+	}
 	*startup = costs.indexTotalCost;
 	*total = costs.indexTotalCost;
 	*selectivity = costs.indexSelectivity;

@@ -334,10 +334,13 @@ void ruhnsw_refmap_init(RefMap *m, MemoryContext ctx, bool with_vals);
  * the key is new. */
 bool ruhnsw_refmap_add(RefMap *m, ElemRef key, void ***val);
 void *ruhnsw_refmap_get(const RefMap *m, ElemRef key);
+/* Makes room for n keys in all, so that adding them never rehashes. */
+void ruhnsw_refmap_reserve(RefMap *m, uint32 n);
 void ruhnsw_refmap_clear(RefMap *m);
 
 typedef struct DiskElem {
 	ElemRef key;
+	bool loaded;  /* state, level and TIDs read from the page */
 	uint8 state;  /* RUHNSW_LIVE, ... */
 	uint8 level;
 	ItemPointerData heaptid;
@@ -346,6 +349,7 @@ typedef struct DiskElem {
 	ItemPointerData *slots; /* NULL until the lists are read (never in a scan) */
 	Ruvector *vec;          /* NULL unless the graph keeps vectors */
 	bool dirty;             /* lists changed, not yet written (deferred) */
+	uint32 visit_gen;       /* visited by the search of this mark */
 } DiskElem;
 
 /* ---- sq8 codes (ruhnsw_quant.c) ---- */
@@ -404,12 +408,13 @@ typedef struct DiskGraph {
 	MemoryContext ctx;
 	bool keep_vectors;
 	bool defer_writes;  /* lists are written by ruhnsw_disk_flush */
-	RefMap cache;       /* ElemRef -> DiskElem * */
-	RefMap visited;     /* ElemRef set of the current search */
+	RefMap cache;       /* ElemRef -> DiskElem *, every element seen */
+	uint32 visit_gen;   /* the current search's mark (DiskElem.visit_gen) */
 	DiskElem **dirty;   /* changed lists, with defer_writes */
 	int ndirty, capdirty;
 	DiskElem *free_elems; /* the block new elements come from */
 	int nfree;
+	DiskElem *last;     /* the element disk_elem returned last, or NULL */
 } DiskGraph;
 
 DiskGraph *ruhnsw_disk_graph(Relation index, int m, bool keep_vectors);

@@ -25,6 +25,7 @@
 #include "access/generic_xlog.h"
 #include "common/pg_prng.h"
 #include "miscadmin.h"
+#include "pgstat.h"
 #include "storage/bufmgr.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
@@ -458,6 +459,79 @@ int ruhnsw_quantization_of(Relation index)
 	return opts ? opts->quantization : RUHNSW_QUANT_NONE;
 }
 
+/* ---- reading pages ---- */
+
+/*
+ * Which shared buffer each block was last found in, per index relation
+ * and backend, kept in rd_amcache (freed with the relcache entry). A scan
+ * reads one page per element it computes a distance to, and ReadBuffer's
+ * lookup in the shared buffer mapping table (a hash and a partition lock)
+ * costs more than the distance itself; ReadRecentBuffer pins a buffer
+ * named by a hint after checking under the buffer header's spinlock that
+ * it still holds the block, so a stale hint (the page evicted, the index
+ * rebuilt) costs only that check and a fallback to ReadBuffer. The table
+ * is direct-mapped by block number: a collision is a miss, never a wrong
+ * page. It grows with the index up to the number of shared buffers,
+ * capped so that a backend spends at most 1 MB on it per index.
+ */
+#define RECENT_MAX_SLOTS (1 << 18)
+
+typedef struct RecentBuffers {
+	uint32 mask;  /* slots - 1, slots a power of two */
+	Buffer buf[FLEXIBLE_ARRAY_MEMBER]; /* InvalidBuffer: no hint */
+} RecentBuffers;
+
+static RecentBuffers *recent_buffers(Relation index, BlockNumber blkno)
+{
+	RecentBuffers *rb = (RecentBuffers *)index->rd_amcache;
+	uint32 limit = Min(RECENT_MAX_SLOTS, (uint32)NBuffers), slots = 64;
+
+	/* Grown (and emptied) when the index has grown past the table while
+	 * the table may still grow: each block has a slot of its own. */
+	if (rb != NULL && (blkno <= rb->mask || rb->mask + 1 >= limit))
+		return rb;
+	while (slots <= blkno && slots < limit)
+		slots *= 2;
+	if (rb != NULL)
+		pfree(rb);
+	rb = MemoryContextAllocZero(index->rd_indexcxt, offsetof(RecentBuffers, buf) + sizeof(Buffer) * slots);
+	rb->mask = slots - 1;
+	index->rd_amcache = rb;
+	return rb;
+}
+
+/*
+ * ReadBuffer(index, blkno) for pages read under a share lock. Counts the
+ * read in the index's statistics as ReadBuffer would. Temporary indexes
+ * (local buffers) and VACUUM (whose cost accounting ReadBuffer does) take
+ * the plain path.
+ */
+static Buffer read_page(Relation index, BlockNumber blkno)
+{
+	RecentBuffers *rb;
+	Buffer buf;
+
+	if (RelationUsesLocalBuffers(index) || VacuumCostActive || index->rd_indexcxt == NULL)
+		return ReadBuffer(index, blkno);
+	rb = recent_buffers(index, blkno);
+	buf = rb->buf[blkno & rb->mask];
+#if PG_VERSION_NUM >= 160000
+	if (BufferIsValid(buf) && ReadRecentBuffer(index->rd_locator, MAIN_FORKNUM, blkno, buf)) {
+#else
+	if (BufferIsValid(buf) && ReadRecentBuffer(index->rd_node, MAIN_FORKNUM, blkno, buf)) {
+#endif
+		pgstat_count_buffer_read(index);
+		pgstat_count_buffer_hit(index);
+		return buf;
+	}
+	buf = ReadBuffer(index, blkno);
+	/* Looked up again rather than kept across ReadBuffer: the table
+	 * belongs to the relcache entry, which a relcache flush clears. */
+	rb = recent_buffers(index, blkno);
+	rb->buf[blkno & rb->mask] = buf;
+	return buf;
+}
+
 /* ---- pages ---- */
 
 void ruhnsw_meta_init(Page page, int dim, int m, int ef_construction)
@@ -492,7 +566,7 @@ RuhnswMeta *ruhnsw_meta_of(Relation index, Page page)
 
 void ruhnsw_read_meta(Relation index, RuhnswMeta *out)
 {
-	Buffer buf = ReadBuffer(index, RUHNSW_META_BLKNO);
+	Buffer buf = read_page(index, RUHNSW_META_BLKNO);
 
 	LockBuffer(buf, BUFFER_LOCK_SHARE);
 	*out = *ruhnsw_meta_of(index, BufferGetPage(buf));
@@ -571,28 +645,43 @@ static uint32 refmap_slot(const RefMap *m, ElemRef key)
 	return i;
 }
 
+static void refmap_grow(RefMap *m, uint32 newcap)
+{
+	uint64 *keys = m->keys;
+	void **vals = m->vals;
+	uint32 cap = m->cap;
+
+	refmap_alloc(m, newcap);
+	for (uint32 j = 0; j < cap; j++)
+		if (keys[j] != 0) {
+			uint32 i = refmap_slot(m, keys[j]);
+
+			m->keys[i] = keys[j];
+			if (vals != NULL)
+				m->vals[i] = vals[j];
+		}
+	pfree(keys);
+	if (vals != NULL)
+		pfree(vals);
+}
+
+void ruhnsw_refmap_reserve(RefMap *m, uint32 n)
+{
+	uint32 cap = m->cap;
+
+	while ((uint64)n * 2 > cap && cap < PG_UINT32_MAX / 2 + 1)
+		cap *= 2;
+	if (cap != m->cap)
+		refmap_grow(m, cap);
+}
+
 bool ruhnsw_refmap_add(RefMap *m, ElemRef key, void ***val)
 {
 	uint32 i;
 
 	/* Half full at most: probes stay short. */
-	if ((m->n + 1) * 2 > m->cap) {
-		uint64 *keys = m->keys;
-		void **vals = m->vals;
-		uint32 cap = m->cap;
-
-		refmap_alloc(m, cap * 2);
-		for (uint32 j = 0; j < cap; j++)
-			if (keys[j] != 0) {
-				i = refmap_slot(m, keys[j]);
-				m->keys[i] = keys[j];
-				if (vals != NULL)
-					m->vals[i] = vals[j];
-			}
-		pfree(keys);
-		if (vals != NULL)
-			pfree(vals);
-	}
+	if ((m->n + 1) * 2 > m->cap)
+		refmap_grow(m, m->cap * 2);
 	i = refmap_slot(m, key);
 	if (val != NULL)
 		*val = m->vals != NULL ? &m->vals[i] : NULL;
@@ -630,6 +719,40 @@ static void copy_lists(DiskGraph *dg, DiskElem *e, RuhnswNeighborTuple *nt)
 }
 
 /*
+ * The cache entry of an element, added (not yet loaded) when missing. The
+ * search asks for one element several times in a row (visited, distance,
+ * deleted), so the last one answers without a look-up.
+ */
+static DiskElem *disk_elem(DiskGraph *dg, ElemRef ref)
+{
+	void **slot;
+	DiskElem *e;
+
+	if (dg->last != NULL && dg->last->key == ref)
+		return dg->last;
+	if (ruhnsw_refmap_add(&dg->cache, ref, &slot)) {
+		/* Elements come in blocks: a scan may hold tens of thousands,
+		 * each counting against its memory limit. */
+		if (dg->nfree == 0) {
+			dg->free_elems = MemoryContextAlloc(dg->ctx, sizeof(DiskElem) * 256);
+			dg->nfree = 256;
+		}
+		e = &dg->free_elems[--dg->nfree];
+		e->key = ref;
+		e->loaded = false;
+		e->visit_gen = 0;
+		e->slots = NULL;
+		e->vec = NULL;
+		e->dirty = false;
+		*slot = e;
+	} else {
+		e = *slot;
+	}
+	dg->last = e;
+	return e;
+}
+
+/*
  * Reads what the element's page says of it: its state and TIDs the first
  * time, the vector when the graph keeps vectors, the lists when asked for
  * (or, when the graph keeps vectors, whenever they share the page). With q,
@@ -640,31 +763,17 @@ static void copy_lists(DiskGraph *dg, DiskElem *e, RuhnswNeighborTuple *nt)
 static double disk_read(DiskGraph *dg, ElemRef ref, bool with_lists, const Ruvector *q,
 		DiskElem **out)
 {
-	void **slot;
-	bool found = !ruhnsw_refmap_add(&dg->cache, ref, &slot);
-	DiskElem *e;
+	DiskElem *e = disk_elem(dg, ref);
+	bool found = e->loaded;
 	ItemPointerData tid;
 	Buffer buf;
 	Page page;
 	RuhnswElementTuple *et;
 	double dist = 0;
 
-	if (!found) {
-		/* Elements come in blocks: a scan may hold tens of thousands,
-		 * each counting against its memory limit. */
-		if (dg->nfree == 0) {
-			dg->free_elems = MemoryContextAllocZero(dg->ctx, sizeof(DiskElem) * 256);
-			dg->nfree = 256;
-		}
-		e = &dg->free_elems[--dg->nfree];
-		e->key = ref;
-		*slot = e;
-	} else {
-		e = *slot;
-	}
 	*out = e;
 	ruhnsw_ref_tid(ref, &tid);
-	buf = ReadBuffer(dg->index, ItemPointerGetBlockNumber(&tid));
+	buf = read_page(dg->index, ItemPointerGetBlockNumber(&tid));
 	LockBuffer(buf, BUFFER_LOCK_SHARE);
 	page = BufferGetPage(buf);
 	et = ruhnsw_element_at(dg->index, page, ItemPointerGetOffsetNumber(&tid));
@@ -674,6 +783,7 @@ static double disk_read(DiskGraph *dg, ElemRef ref, bool with_lists, const Ruvec
 		e->heaptid = et->heaptid;
 		e->ntid = et->neighbortid;
 		e->nslots = 0;
+		e->loaded = true;
 		if (e->level > RUHNSW_MAX_LEVEL || et->vec.dim <= 0 ||
 				(et->vec.unused == RUHNSW_CODE_SQ8
 						? dg->quant == NULL || et->vec.dim != dg->quant->dim ||
@@ -713,7 +823,7 @@ static double disk_read(DiskGraph *dg, ElemRef ref, bool with_lists, const Ruvec
 			if (!with_lists)
 				goto done;
 			UnlockReleaseBuffer(buf);
-			buf = ReadBuffer(dg->index, ItemPointerGetBlockNumber(&e->ntid));
+			buf = read_page(dg->index, ItemPointerGetBlockNumber(&e->ntid));
 			LockBuffer(buf, BUFFER_LOCK_SHARE);
 			page = BufferGetPage(buf);
 		}
@@ -726,9 +836,9 @@ done:
 
 DiskElem *ruhnsw_disk_load(DiskGraph *dg, ElemRef ref, bool with_lists)
 {
-	DiskElem *e = ruhnsw_refmap_get(&dg->cache, ref);
+	DiskElem *e = disk_elem(dg, ref);
 
-	if (e == NULL || (with_lists && e->slots == NULL) || (dg->keep_vectors && e->vec == NULL))
+	if (!e->loaded || (with_lists && e->slots == NULL) || (dg->keep_vectors && e->vec == NULL))
 		disk_read(dg, ref, with_lists, NULL, &e);
 	return e;
 }
@@ -736,10 +846,14 @@ DiskElem *ruhnsw_disk_load(DiskGraph *dg, ElemRef ref, bool with_lists)
 static double disk_distance(RuhnswGraph *g, const Ruvector *q, ElemRef ref)
 {
 	DiskGraph *dg = (DiskGraph *)g;
-	DiskElem *e = ruhnsw_refmap_get(&dg->cache, ref);
+	DiskElem *e;
 
-	if (e != NULL && e->vec != NULL)
-		return ruhnsw_distance(g, q, e->vec);
+	/* Only a graph that keeps vectors can answer from memory. */
+	if (dg->keep_vectors) {
+		e = disk_elem(dg, ref);
+		if (e->vec != NULL)
+			return ruhnsw_distance(g, q, e->vec);
+	}
 	return disk_read(dg, ref, false, q, &e);
 }
 
@@ -757,7 +871,7 @@ static Ruvector *disk_vector(RuhnswGraph *g, ElemRef ref)
 static int disk_read_neighbors(DiskGraph *dg, DiskElem *e, int level, ElemRef *out)
 {
 	int start = ruhnsw_layer_start(dg->g.m, level), n = 0;
-	Buffer buf = ReadBuffer(dg->index, ItemPointerGetBlockNumber(&e->ntid));
+	Buffer buf = read_page(dg->index, ItemPointerGetBlockNumber(&e->ntid));
 	RuhnswNeighborTuple *nt;
 
 	LockBuffer(buf, BUFFER_LOCK_SHARE);
@@ -878,14 +992,22 @@ static bool disk_deleted(RuhnswGraph *g, ElemRef ref)
 	return ruhnsw_disk_load((DiskGraph *)g, ref, false)->state != RUHNSW_LIVE;
 }
 
+/* The visited set is a mark on the cache entries: a search visits an
+ * element to read it next, so one look-up serves both. */
 static void disk_visit_reset(RuhnswGraph *g)
 {
-	ruhnsw_refmap_clear(&((DiskGraph *)g)->visited);
+	((DiskGraph *)g)->visit_gen++;
 }
 
-static bool disk_visit(RuhnswGraph *g, ElemRef e)
+static bool disk_visit(RuhnswGraph *g, ElemRef ref)
 {
-	return ruhnsw_refmap_add(&((DiskGraph *)g)->visited, e, NULL);
+	DiskGraph *dg = (DiskGraph *)g;
+	DiskElem *e = disk_elem(dg, ref);
+
+	if (e->visit_gen == dg->visit_gen)
+		return false;
+	e->visit_gen = dg->visit_gen;
+	return true;
 }
 
 /*
@@ -913,6 +1035,6 @@ DiskGraph *ruhnsw_disk_graph(Relation index, int m, bool keep_vectors)
 	ruhnsw_read_meta(index, &meta);
 	dg->quant = ruhnsw_quant_load(index, &meta);
 	ruhnsw_refmap_init(&dg->cache, dg->ctx, true);
-	ruhnsw_refmap_init(&dg->visited, dg->ctx, false);
+	dg->visit_gen = 1;
 	return dg;
 }

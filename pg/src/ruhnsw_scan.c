@@ -249,6 +249,10 @@ static void first_round(IndexScanDesc scan)
 		so->q = (Ruvector *)PG_DETOAST_DATUM(scan->orderByData[0].sk_argument);
 	}
 	so->dg = ruhnsw_disk_graph(index, meta.m, false);
+	/* A first round sees about ef_search * m elements (ef_search 40,
+	 * m 16: 400 to 600); room for them up front saves rehashing the
+	 * element table as it fills. */
+	ruhnsw_refmap_reserve(&so->dg->cache, (uint32)ruhnsw_ef_search * (uint32)meta.m);
 	/* Without a heap relation (no caller of ours lacks one) the rows
 	 * would come in the order of their codes. */
 	if (so->dg->quant != NULL && scan->heapRelation != NULL) {
