@@ -145,9 +145,15 @@ enum {
  * goes on training from the active version's re-ranker (on queries as
  * the new BaseLoRA adapts them); a GNN that cannot be trained (too few
  * usable pairs) is left out rather than failing. The version keeps the
- * combination (BaseLoRA, GNN, or both) with the best held-out NDCG, so a
- * learner that makes the held-out searches worse is left out; its
- * learners field says what was kept. The regions are k-means over
+ * combination (BaseLoRA, GNN, or both) with the best held-out NDCG gain
+ * over the plain ranking among those whose gain, paired over the held-out
+ * searches, exceeds 2 standard errors; its learners field says what was
+ * kept. When none does but one is better than plain, the version keeps it
+ * and becomes the candidate for interleaving (below), whatever the flags:
+ * logged feedback cannot judge items nobody was shown, live traffic can.
+ * When none is better at all, the version keeps the active version's
+ * learners unless the held-out searches show them significantly worse
+ * than plain (then it has none). The regions are k-means over
  * the training queries; per region the version keeps events, mean reward,
  * each learner's held-out gain, and the smallest ef meeting
  * config.recall_target for recall@10 against an exact scan of that
@@ -209,11 +215,15 @@ typedef struct rv_learn_version {
  * results). Feedback with a search id on such a search credits the side
  * that placed the item: reward > 0 a win for that side, reward < 0 a win
  * for the other, 0 nothing (wins and losses above are the candidate's).
- * After at least 50 decisive events, the candidate is promoted (becomes
- * active, as by rv_db_learn_rollback) when a one-sided sign test rejects
- * "no better" at 5% (P(X >= wins) <= 0.05 for X ~ Binomial(wins + losses,
- * 1/2)), and dropped (stays kept, no longer interleaved) when the same test
- * says it is worse, or when 2000 decisive events decided nothing. Searches
+ * After at least 50 decisive events, a sequential probability ratio test
+ * (win rate 1/2 against 0.6; promoting a candidate that is no better 1%
+ * of the time, dropping one that wins 60% of the time 5% of the time,
+ * however long it runs) promotes the candidate (it becomes active, as by
+ * rv_db_learn_rollback) or drops it (it stays kept, no longer
+ * interleaved); 2000 decisive events without a decision also drop it.
+ * A consolidation makes a candidate by itself when its new learners are
+ * better than the plain ranking on the held-out events but not
+ * significantly (see rv_db_learn_consolidate). Searches
  * whose interleaving record was crowded out by more than 64 concurrent
  * interleaved searches, and feedback given by vector, are not credited. */
 

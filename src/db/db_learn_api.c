@@ -4,11 +4,17 @@
  * include/ruvector_learn.h other than consolidation and evaluation
  * (db_learn_train.c): configure, rollback, status, regions, explain.
  *
- * Interleaving decisions use a one-sided sign test: with w wins among n
- * decisive events, the candidate is better at 5% when P(X >= w) <= 0.05
- * for X ~ Binomial(n, 1/2), worse when P(X <= w) <= 0.05. The tail is
- * summed exactly in log space (n stays below a few thousand: after
- * RV_TDI_MAX_DECISIVE undecided events the candidate is dropped).
+ * Interleaving decisions: Wald's sequential probability ratio test on the
+ * decisive events (a win or a loss for the candidate), the candidate's
+ * win rate 1/2 (no better) against TDI_P1, with error rates TDI_ALPHA
+ * (promoting a candidate that is no better) and TDI_BETA (dropping one
+ * that wins TDI_P1 of the time). The test is looked at after every event,
+ * which a fixed-sample test cannot afford: a 5% sign test checked after
+ * each of up to 2,000 events promotes a candidate fitted to noise far
+ * more often than 5% of the time (in bench/learn, candidates made from
+ * random clicks were promoted and moved NDCG@10 by -3.5% and +12.8%).
+ * At least TDI_MIN_DECISIVE events, and after TDI_MAX_DECISIVE undecided
+ * ones the candidate is dropped.
  */
 #include <math.h>
 #include <stddef.h>
@@ -19,7 +25,9 @@
 
 #define TDI_MIN_DECISIVE 50
 #define TDI_MAX_DECISIVE 2000
-#define TDI_ALPHA 0.05
+#define TDI_P1 0.6
+#define TDI_ALPHA 0.01
+#define TDI_BETA 0.05
 /* Held-out searches a region needs before a learner's gain there counts. */
 #define HELPS_MIN 3
 
@@ -161,27 +169,10 @@ void rv_learn_trim(rv_db *db)
  * Interleaving credit
  * ==================================================================== */
 
-/* P(X >= w) for X ~ Binomial(n, 1/2). */
-static double upper_tail(uint64_t w, uint64_t n)
+/* Log likelihood ratio of w wins and l losses, win rate TDI_P1 against 1/2. */
+static double tdi_llr(uint64_t w, uint64_t l)
 {
-	if (w == 0)
-		return 1.0;
-	/* log C(n, i) built up from i = 0, summed from the largest term down
-	 * to keep the exponentials in range. */
-	double logc = 0, total = 0, top = -INFINITY;
-	for (uint64_t i = 0; i <= n; i++) {
-		if (i >= w) {
-			double t = logc - (double)n * log(2.0);
-			if (t > top) {
-				total = total * exp(top - t) + 1.0;
-				top = t;
-			} else {
-				total += exp(t - top);
-			}
-		}
-		logc += log((double)(n - i)) - log((double)(i + 1));
-	}
-	return total * exp(top);
+	return (double)w * log(TDI_P1 / 0.5) + (double)l * log((1.0 - TDI_P1) / 0.5);
 }
 
 void rv_learn_credit(rv_db *db, uint64_t search_id, uint32_t pos, float reward)
@@ -209,12 +200,13 @@ void rv_learn_credit(rv_db *db, uint64_t search_id, uint32_t pos, float reward)
 	uint64_t w = cv->info.interleave_wins, n = w + cv->info.interleave_losses;
 	if (n < TDI_MIN_DECISIVE)
 		return;
-	if (upper_tail(w, n) <= TDI_ALPHA) {
+	double llr = tdi_llr(w, n - w);
+	if (llr >= log((1.0 - TDI_BETA) / TDI_ALPHA)) {
 		rv_err e;
 		/* Out of memory cloning its re-ranker: it stays the candidate
 		 * and the next event tries again. */
 		rv_learn_activate(db, cv->info.version, &e);
-	} else if (upper_tail(n - w, n) <= TDI_ALPHA || n >= TDI_MAX_DECISIVE) {
+	} else if (llr <= log(TDI_BETA / (1.0 - TDI_ALPHA)) || n >= TDI_MAX_DECISIVE) {
 		ls->candidate = 0;
 	}
 }

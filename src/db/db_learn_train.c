@@ -1181,6 +1181,7 @@ typedef struct made {
 	rv_lversion *v;
 	rv_reranker *live;  /* clone of v->rerank for the live re-ranker */
 	uint64_t events;    /* fb_total the training set ends at */
+	bool candidate;     /* install as the candidate for interleaving, not as active */
 } made;
 
 static void made_free(made *m, const rv_alloc *a)
@@ -1271,8 +1272,8 @@ static rv_status train_version(made *m, rv_db *db, unsigned flags, const atomic_
 	 * ranking among those whose gain is significant (paired, more than
 	 * RV_LEARN_GATE_Z standard errors), else no learner: a model fitted
 	 * to noise also wins half the time, by a little. */
-	int pick = 0;
-	double best = 0;
+	int pick = 0, hope = 0;
+	double best = 0, best_hope = 0;
 	for (int c = 1; c <= 3; c++) {
 		if (((c & 1) && !v->base) || ((c & 2) && !v->rerank))
 			continue;
@@ -1282,7 +1283,22 @@ static rv_status train_version(made *m, rv_db *db, unsigned flags, const atomic_
 			best = mean;
 			pick = c;
 		}
+		if (mean > best_hope) {
+			best_hope = mean;
+			hope = c;
+		}
 	}
+	/* Better on the held-out events, but not significantly: logged
+	 * feedback cannot judge the items a learner brings in that nobody was
+	 * shown (they have no reward), and on Fashion-MNIST the re-ranker's
+	 * real gain (+36% NDCG@10 against the truth) stayed below 2 standard
+	 * errors offline. Live traffic decides: the version becomes the
+	 * candidate, interleaved with the active version, promoted when it
+	 * wins the sign test and dropped when it loses. */
+	bool live_test = pick == 0 && hope != 0;
+	if (live_test)
+		pick = hope;
+	m->candidate = live_test || (flags & RV_CONSOLIDATE_CANDIDATE);
 	if (!(pick & 1) && v->base) {
 		rv_lora_free(v->base);
 		v->base = NULL;
@@ -1299,7 +1315,7 @@ static rv_status train_version(made *m, rv_db *db, unsigned flags, const atomic_
 	 * shift to other queries would otherwise throw away what the old ones
 	 * taught as soon as the new ones are too few to prove a gain. */
 	size_t col = (size_t)pick;
-	if (pick == 0 && (prev_base || prev_rr)) {
+	if (!live_test && pick == 0 && (prev_base || prev_rr)) {
 		double mean, se;
 		paired_gain(&j, NR, 4, &mean, &se);
 		if (!(mean < -RV_LEARN_GATE_Z * se)) {
@@ -1319,17 +1335,16 @@ static rv_status train_version(made *m, rv_db *db, unsigned flags, const atomic_
 		goto done;
 	/* A version made active starts the live re-ranker from its own; the
 	 * copy is made here so that installing it cannot fail. */
-	if (v->rerank && !(flags & RV_CONSOLIDATE_CANDIDATE) &&
-	    (st = rv_reranker_clone(&m->live, v->rerank, db->a, e)) != RV_OK)
+	if (v->rerank && !m->candidate && (st = rv_reranker_clone(&m->live, v->rerank, db->a, e)) != RV_OK)
 		goto done;
 	/* The live re-ranker's representations are computed here, off the
 	 * search path (a fresh cache would make the first searches that meet
 	 * each item pay for its GNN layer). Short of memory, searches fill
 	 * the cache as they go. */
-	if (m->live) {
+	if (m->live || (m->candidate && v->rerank)) {
 		rv_err inner = { { 0 } };
 		unsigned threads = db->threads > 4 ? 4 : db->threads;
-		(void)rv_reranker_warm(m->live, db, threads, &inner);
+		(void)rv_reranker_warm(m->live ? m->live : v->rerank, db, threads, &inner);
 	}
 	v->info.parent = ls->active;
 	v->info.created_ns = rv_learn_wall_ns();
@@ -1424,7 +1439,7 @@ rv_status rv_learn_consolidate(rv_db *db, unsigned flags, uint32_t *version, boo
 		} else {
 			ls->busy = false;
 			if (st == RV_OK)
-				install(db, &m, flags, version);
+				install(db, &m, m.candidate ? RV_CONSOLIDATE_CANDIDATE : 0u, version);
 			if (bg) {
 				ls->bg_status = st;
 				if (st != RV_OK)
