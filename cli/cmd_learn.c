@@ -314,7 +314,9 @@ int rv_cmd_learn(int argc, char **argv)
 						if (s->versions[i].version == v)
 							made = &s->versions[i];
 			}
-			printf("version %u%s", v, candidate ? " (candidate)" : "");
+			/* A consolidation makes a candidate by itself when its
+			 * held-out gain is positive but not significant. */
+			printf("version %u%s", v, candidate || (made && made->candidate) ? " (candidate)" : "");
 			if (made)
 				printf(": held-out ndcg@10 %.4f -> %.4f", (double)made->ndcg_before,
 				       (double)made->ndcg_after);
