@@ -19,53 +19,14 @@ tap_setup
 NBASE=10000
 NQ=100
 NINS=200
-fashion_files
-t0=$(date +%s.%N)
-tapdata fvecs "$FASHION_TRAIN" 0 $NBASE >"$TMP/base.tsv"
-tapdata fvecs "$FASHION_TEST" 0 $NQ >"$TMP/query.tsv"
-# rows inserted after the build: test images past the queries
-tapdata fvecs "$FASHION_TEST" $NQ $NINS >"$TMP/ins.tsv"
-tapdata knn "$TMP/base.tsv" "$TMP/query.tsv" 10 >"$TMP/knn.tsv"
-diag "data prepared in $(elapsed "$t0") s"
-
 node_init main
 node_start main
-
-t0=$(date +%s.%N)
+fashion_recall_setup main $NBASE $NQ
+# rows inserted after the build: test images past the queries
+tapdata fvecs "$FASHION_TEST" $NQ $NINS >"$TMP/ins.tsv"
 node_psql main <<SQL
-CREATE EXTENSION ruvector;
-CREATE TABLE fm (id int PRIMARY KEY, v ruvector(784));
-CREATE TABLE fq (id int PRIMARY KEY, v ruvector(784));
 CREATE TABLE fi (id int PRIMARY KEY, v ruvector(784));
-CREATE TABLE knn (qid int, rank int, d float8);
-\copy fm FROM '$TMP/base.tsv'
-\copy fq FROM '$TMP/query.tsv'
 \copy fi FROM '$TMP/ins.tsv'
-\copy knn FROM '$TMP/knn.tsv'
-ANALYZE fm;
-ANALYZE fq;
-SET enable_indexscan = off;
-CREATE TABLE exact AS
-SELECT q.id AS qid, r.id, r.d, row_number() OVER (PARTITION BY q.id ORDER BY r.d, r.id) AS rank
-FROM fq q, LATERAL (SELECT id, v <-> q.v AS d FROM fm ORDER BY v <-> q.v LIMIT 10) r;
-CREATE TABLE kth AS SELECT qid, max(d) AS d FROM exact GROUP BY qid;
-
--- recall of a result table (qid, id, d) against the exact 10th distance
-CREATE FUNCTION recall(res regclass) RETURNS numeric LANGUAGE plpgsql AS \$\$
-DECLARE r numeric;
-BEGIN
-	EXECUTE format('SELECT round(count(*) FILTER (WHERE x.d <= k.d * (1 + 1e-6))::numeric / (10 * (SELECT count(*) FROM fq)), 4)
-	                FROM %s x JOIN kth k USING (qid)', res) INTO r;
-	RETURN r;
-END \$\$;
--- every query got 10 distinct rows
-CREATE FUNCTION complete(res regclass) RETURNS boolean LANGUAGE plpgsql AS \$\$
-DECLARE r boolean;
-BEGIN
-	EXECUTE format('SELECT count(*) = (SELECT count(*) FROM fq) AND bool_and(n = 10)
-	                FROM (SELECT qid, count(DISTINCT id) AS n FROM %s GROUP BY qid) s', res) INTO r;
-	RETURN r;
-END \$\$;
 -- queries whose rows do not come in order of distance (rank is the
 -- order the scan returned them in)
 CREATE FUNCTION unsorted(res regclass) RETURNS bigint LANGUAGE plpgsql AS \$\$
@@ -90,12 +51,6 @@ BEGIN
 	RETURN round(n / extract(epoch FROM clock_timestamp() - t0));
 END \$\$;
 SQL
-diag "loaded $NBASE + $NQ rows and the exact scan in $(elapsed "$t0") s"
-
-is "$(node_psql main -c "SELECT count(*) FROM exact")" "$((NQ * 10))" "the exact scan gave 10 rows per query"
-is "$(node_psql main -c "SELECT count(*) FROM exact e JOIN knn k USING (qid, rank)
-	WHERE abs(e.d - k.d) > 1e-4 * greatest(k.d, 1)")" 0 \
-	"sequential-scan distances match numpy's exact float64 top 10 for all $NQ queries"
 
 # query_into TABLE SETTINGS: the top 10 of every query, in the order the
 # scan returned them, through the plan the planner picks with SETTINGS.

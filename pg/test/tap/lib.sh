@@ -310,6 +310,64 @@ tapdata() {
 	"$PYTHON" "$TAP_DIR/tapdata.py" "$@"
 }
 
+# fashion_recall_setup NODE NBASE NQ: on a started NODE, the extension and
+# tables fm (NBASE Fashion-MNIST train images) and fq (NQ test images),
+# knn (numpy's exact float64 top 10), exact (the sequential scan's top 10:
+# qid, id, d, rank) and kth (each query's exact 10th distance), the SQL
+# functions recall(regclass) (hits of a result table (qid, id, d): rows no
+# farther than the exact 10th distance, over 10 per query) and
+# complete(regclass) (every query got 10 distinct rows), and the checks
+# that the exact scan is complete and agrees with numpy.
+fashion_recall_setup() {
+	local node=$1 nbase=$2 nq=$3 t0
+	fashion_files
+	t0=$(date +%s.%N)
+	tapdata fvecs "$FASHION_TRAIN" 0 "$nbase" >"$TMP/base.tsv"
+	tapdata fvecs "$FASHION_TEST" 0 "$nq" >"$TMP/query.tsv"
+	tapdata knn "$TMP/base.tsv" "$TMP/query.tsv" 10 >"$TMP/knn.tsv"
+	diag "data prepared in $(elapsed "$t0") s"
+	t0=$(date +%s.%N)
+	node_psql "$node" <<SQL
+CREATE EXTENSION ruvector;
+CREATE TABLE fm (id int PRIMARY KEY, v ruvector(784));
+CREATE TABLE fq (id int PRIMARY KEY, v ruvector(784));
+CREATE TABLE knn (qid int, rank int, d float8);
+\copy fm FROM '$TMP/base.tsv'
+\copy fq FROM '$TMP/query.tsv'
+\copy knn FROM '$TMP/knn.tsv'
+ANALYZE fm;
+ANALYZE fq;
+SET enable_indexscan = off;
+CREATE TABLE exact AS
+SELECT q.id AS qid, r.id, r.d, row_number() OVER (PARTITION BY q.id ORDER BY r.d, r.id) AS rank
+FROM fq q, LATERAL (SELECT id, v <-> q.v AS d FROM fm ORDER BY v <-> q.v LIMIT 10) r;
+CREATE TABLE kth AS SELECT qid, max(d) AS d FROM exact GROUP BY qid;
+
+CREATE FUNCTION recall(res regclass) RETURNS numeric LANGUAGE plpgsql AS \$\$
+DECLARE r numeric;
+BEGIN
+	EXECUTE format('SELECT round(count(*) FILTER (WHERE x.d <= k.d * (1 + 1e-6))::numeric / (10 * (SELECT count(*) FROM fq)), 4)
+	                FROM %s x JOIN kth k USING (qid)', res) INTO r;
+	RETURN r;
+END \$\$;
+CREATE FUNCTION complete(res regclass) RETURNS boolean LANGUAGE plpgsql AS \$\$
+DECLARE r boolean;
+BEGIN
+	EXECUTE format('SELECT count(*) = (SELECT count(*) FROM fq) AND bool_and(n = 10)
+	                FROM (SELECT qid, count(DISTINCT id) AS n FROM %s GROUP BY qid) s', res) INTO r;
+	RETURN r;
+END \$\$;
+SQL
+	diag "loaded $nbase + $nq rows and the exact scan in $(elapsed "$t0") s"
+	is "$(node_psql "$node" -c "SELECT count(*) FROM fm")" "$nbase" "all base rows loaded"
+	is "$(node_psql "$node" -c "SELECT count(*) FROM exact")" "$((nq * 10))" "the exact scan gave 10 rows per query"
+	# The baseline must itself be exact: the sequential scan's distances
+	# agree with numpy's, rank by rank.
+	is "$(node_psql "$node" -c "SELECT count(*) FROM exact e JOIN knn k USING (qid, rank)
+	WHERE abs(e.d - k.d) > 1e-4 * greatest(k.d, 1)")" 0 \
+		"sequential-scan distances match numpy's exact float64 top 10 for all $nq queries"
+}
+
 # ---- checks through an index ----
 
 # scan_settings NODE AM: SET commands for a wide index scan of AM: ruhnsw
