@@ -207,7 +207,10 @@ def scaling(out, recs, names):
             b = [r for r in recs if r.get("dataset") == name and r["engine"] == e
                  and r["kind"] == "build"]
             if not b:
-                out.append(f"| {e} | {name} | failed | " + " | ".join("" for _ in SCALE_EFS) + " |")
+                err = [r for r in recs if r.get("dataset") == name and r["engine"] == e
+                       and r["kind"] == "error"]
+                out.append(f"| {e} | {name} | {'failed' if err else 'not run'} | "
+                           + " | ".join("" for _ in SCALE_EFS) + " |")
                 continue
             b = b[0]
             cells = []
