@@ -664,6 +664,7 @@ static const char *variant_name(lb_variant v)
 typedef struct setrun {
 	lb_set set;
 	lb_workload wa, wb;       /* wb: the shift's workload B (Fashion, Fiori) */
+	lb_workload sa;           /* the shift's workload A: wa, on Fiori limited to one query region */
 	uint8_t *good_b;          /* Fiori's B: other good items */
 	uint8_t *qmask[2];        /* Fiori's A and B: the two query regions */
 	char base_path[4200];
@@ -919,7 +920,6 @@ static int prepare_set(setrun *sr, const opts *o, const char *name)
 		 * 2-means split of the query pool. */
 		if (split_queries(sr->qmask, s) != 0)
 			return -1;
-		sr->wa.qmask = sr->qmask[0];
 		sr->wb.qmask = sr->qmask[1];
 	}
 	t0 = lb_now();
@@ -928,6 +928,9 @@ static int prepare_set(setrun *sr, const opts *o, const char *name)
 		return -1;
 	}
 	sr->truth_s = lb_now() - t0;
+	/* The shift's A is wa (its truth shared), on Fiori one query region. */
+	sr->sa = sr->wa;
+	sr->sa.qmask = sr->qmask[0];
 	printf("%s: %s, %zu items x %u, %zu train + %zu held-out queries (%zu dropped), loaded in %.1f s, truth in %.1f s\n",
 	       s->name, variant_name(s->variant), s->n, s->dim, s->n_train, s->n_held, s->dropped_queries, sr->load_s,
 	       sr->truth_s);
@@ -1007,7 +1010,7 @@ static void run_set_phase1(setrun *sr, const opts *o)
 			       e == 0 ? "EWC++ default" : "EWC++ off");
 			if (run_open(r, o, sr->base_path) != 0)
 				continue;
-			checkpoint(r, &sr->wa, &sr->wb);
+			checkpoint(r, &sr->sa, &sr->wb);
 			/* Checkpoints every --every events and at the phase ends;
 			 * each segment lies inside one phase. */
 			uint64_t e1 = o->events, e2 = 2 * o->events, e3 = 2 * o->events + o->events / 5;
@@ -1020,8 +1023,8 @@ static void run_set_phase1(setrun *sr, const opts *o)
 				else if (until > e3)
 					until = e3;
 				t = until;
-				train(r, until <= e1 || until > e2 ? &sr->wa : &sr->wb, until, o->every);
-				checkpoint(r, &sr->wa, &sr->wb);
+				train(r, until <= e1 || until > e2 ? &sr->sa : &sr->wb, until, o->every);
+				checkpoint(r, &sr->sa, &sr->wb);
 				if (until == e3)
 					break;
 			}
