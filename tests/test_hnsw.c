@@ -1389,10 +1389,11 @@ static void sq8_recall_case(rv_metric metric)
 	uint64_t mem = rv_hnsw_memory(h);
 	CHECK(enable_sq8(h, &t) == RV_OK);
 	CHECK(rv_hnsw_sq8_enabled(h) && codes_match(h));
-	/* 64 dims: 64 int8 values, plus the norm for L2 only; padding 68 to
-	 * a whole line would waste 60 bytes a row, so it stays 68. */
+	/* 64 dims: 64 int8 values, plus the norm for L2 only, after the
+	 * 132-byte list of m = 16; padding the row of 200 (196) bytes to
+	 * whole lines would waste 56 (60) bytes, so it stays as it is. */
 	size_t row = metric == RV_METRIC_L2 ? 68 : 64;
-	CHECK(rv_hnsw_sq8_code_bytes(h) == row && ((uintptr_t)h->codes & 63) == 0);
+	CHECK(rv_hnsw_sq8_code_bytes(h) == row && ((uintptr_t)h->l0 & 63) == 0);
 	CHECK(rv_hnsw_memory(h) >= mem + t.n * row);
 	double rs = recall_mode(h, &t, gt, 10, 100, RV_HNSW_TRAVERSE_SQ8);
 	/* AUTO is SQ8 once enabled, and rv_hnsw_search is AUTO. */
@@ -1430,7 +1431,9 @@ TEST(sq8_insert_after_enable)
 	uint32_t *slots = iota(t.n);
 	CHECK(rv_hnsw_insert_batch(h, slots + 200, t.n - 200, 2, NULL, NULL, &e) == RV_OK);
 	CHECK(rv_hnsw_count(h) == t.n && verify_ok(h) && codes_match(h));
-	CHECK(h->codes_cap >= h->cap && ((uintptr_t)h->codes & 63) == 0);
+	/* The rows grew with the codes in them: 25 list words (m = 12), 32
+	 * levels and the norm. */
+	CHECK(h->l0_stride == h->l0_list + 9 && ((uintptr_t)h->l0 & 63) == 0);
 	uint32_t *gt = truth(&t, 10, RV_METRIC_L2, NULL, NULL);
 	double rs = recall_mode(h, &t, gt, 10, 64, RV_HNSW_TRAVERSE_SQ8);
 	double rf = recall_mode(h, &t, gt, 10, 64, RV_HNSW_TRAVERSE_FLOAT);
@@ -1536,6 +1539,24 @@ TEST(sq8_alloc_fail_enable)
 		}
 		CHECK(rv_hnsw_count(h) == 600 && codes_match(h));
 		CHECK(rv_hnsw_search(after, 5, &na, h, query(&t, 0), 5, 32, NULL, NULL, &e) == RV_OK && na == 5);
+		/* Dropping the codes lays the rows back out at the lists' width;
+		 * without the memory for that the wide rows stay. Either way the
+		 * graph answers as its float traversal did. */
+		rv_hnsw_search_opts fo = RV_HNSW_SEARCH_OPTS_INIT;
+		fo.ef = 32;
+		fo.traverse = RV_HNSW_TRAVERSE_FLOAT;
+		rv_hnsw_hit fl[5];
+		size_t nf = 0;
+		CHECK(rv_hnsw_search_v2(fl, 5, &nf, h, query(&t, 0), 5, &fo, &e) == RV_OK && nf == 5);
+		size_t wide = h->l0_stride;
+		rv_hnsw_disable_sq8(h);
+		if (h->l0_stride == wide)
+			failed = true;
+		else
+			CHECK(h->l0_stride == h->l0_list);
+		CHECK(!rv_hnsw_sq8_enabled(h) && rv_hnsw_code_bytes(h) == 0 && verify_ok(h));
+		CHECK(rv_hnsw_search(after, 5, &na, h, query(&t, 0), 5, 32, NULL, NULL, &e) == RV_OK);
+		CHECK(na == nf && memcmp(after, fl, nf * sizeof *fl) == 0);
 		rv_hnsw_free(h);
 		CHECK_MSG(ta.live == 0, "%ld blocks leaked (fail at %ld)", ta.live, fail);
 		if (failed)

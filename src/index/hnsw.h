@@ -191,16 +191,17 @@ rv_quant rv_hnsw_codes_kind(const rv_hnsw *h);
 /* The index's copy of the quantizer, NULL while off. Valid until the next
  * enable or disable. */
 const rv_quantizer *rv_hnsw_quantizer(const rv_hnsw *h);
-/* Bytes one node's code takes in memory (its row, padding included; 0
- * while off): compare with dim * 4 for the float vector. */
+/* Bytes one node's code adds to its level-0 row in memory (the code and
+ * the row's padding; 0 while off): compare with dim * 4 for the float
+ * vector. */
 size_t rv_hnsw_code_bytes(const rv_hnsw *h);
 /* The code of node slot: PQ and binary codes are the quantizer's; SQ8
  * codes are its dim int8 values, followed by the norm only for L2 (the
  * first bytes of rv_sq8_encode's code). Copies that many bytes into out
  * and returns how many (0 when codes are off or slot is not a node). */
 size_t rv_hnsw_code_of(const rv_hnsw *h, uint32_t slot, uint8_t *out);
-/* Heap bytes of the codes and the quantizer copy (0 while off); part of
- * rv_hnsw_memory. */
+/* Heap bytes of the codes (their share of the level-0 rows) and the
+ * quantizer copy (0 while off); part of rv_hnsw_memory. */
 uint64_t rv_hnsw_codes_memory(const rv_hnsw *h);
 
 /* The first cut's SQ8-only names: enable_codes with an SQ8 quantizer on

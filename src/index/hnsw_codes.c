@@ -14,17 +14,16 @@
  *   PQ      one byte per sub-space; the distance is a sum of lookups in
  *           the query's tables
  *
- * Layout: row `slot` of a single array, so the traversal can prefetch a
- * row by its address alone. Rows are padded to whole 64-byte lines when
- * that wastes at most an eighth of the row (a 784-byte SQ8 row becomes
- * 832: 13 lines either way, and no row then straddles one more line than
- * it must), else only to 4 bytes (a 132-byte L2 row of 128 dims stays 132:
- * padding it to 192 would cost 45% more memory for the same three lines
- * touched on average). The rows follow the graph's capacity
- * (rv_hnsw_reserve grows both), and a node's row is written by
- * rv_hnsw_link before the node is published, so a search never meets a
- * node without its code. A deleted node's row is left as it is: lv says
- * absent and no traversal reads it; a re-insert rewrites it.
+ * Layout: a node's code sits in its level-0 row, right after its list
+ * (hnsw_int.h), so one address gives both: a neighbour scored by its code
+ * has the head of its list fetched with it, for when the beam expands it.
+ * Enabling codes lays every row out again at the wider stride (lists
+ * copied, codes written) and dropping them lays the rows back, both under
+ * the collection's exclusive lock; the rows then grow with the graph
+ * (rv_hnsw_reserve). A node's code is written by rv_hnsw_link before the
+ * node is published, so a search never meets a node without its code. A
+ * deleted node's code is left as it is: lv says absent and no traversal
+ * reads it; a re-insert rewrites it.
  *
  * The index owns a copy of the quantizer (a round trip through its byte
  * form, on the index's allocator), so the caller's quantizer may go away
@@ -46,26 +45,10 @@
 
 #include "index/hnsw_int.h"
 
-#define CODE_ALIGN 64
 #define ENCODE_CHUNK 1024      /* slots a thread takes at a time */
 #define ENCODE_PER_THREAD 8192 /* fewer nodes than this per thread: fewer threads */
 
-/* Rows of `stride` bytes for `rows` slots, 64-byte aligned inside *raw.
- * NULL on overflow or ENOMEM. */
-static uint8_t *rows_alloc(const rv_alloc *a, size_t rows, size_t stride, uint8_t **raw)
-{
-	size_t bytes;
-	*raw = NULL;
-	if (!rv_mul_ok(rows, stride, &bytes) || bytes > SIZE_MAX - CODE_ALIGN)
-		return NULL;
-	*raw = rv_malloc(a, bytes + CODE_ALIGN);
-	if (!*raw)
-		return NULL;
-	uintptr_t p = (uintptr_t)*raw;
-	return *raw + ((CODE_ALIGN - p % CODE_ALIGN) % CODE_ALIGN);
-}
-
-/* Bytes of a row in use for quantizer q under metric m. */
+/* Bytes of a code in use for quantizer q under metric m. */
 static size_t row_len(const rv_quantizer *q, rv_metric m)
 {
 	if (q->kind == RV_QUANT_SQ8)
@@ -73,16 +56,7 @@ static size_t row_len(const rv_quantizer *q, rv_metric m)
 	return rv_quantizer_code_size(q);
 }
 
-/* The row stride for rows of len bytes (see the top). */
-static size_t row_stride(size_t len)
-{
-	size_t lines = (len + CODE_ALIGN - 1) / CODE_ALIGN * CODE_ALIGN;
-	if ((lines - len) * 8 <= len)
-		return lines;
-	return (len + 3) / 4 * 4;
-}
-
-/* Encode x into a row: the quantizer's code, but SQ8 as levels (see the
+/* Encode x into row, a code's place: the quantizer's code, but SQ8 as levels (see the
  * top) with the norm only when the metric reads it. */
 static void encode_row(const rv_quantizer *q, bool l2, const float *x, uint8_t *row)
 {
@@ -98,27 +72,10 @@ static void encode_row(const rv_quantizer *q, bool l2, const float *x, uint8_t *
 	rv_quantizer_encode(q, x, row);
 }
 
-bool rv_hnsw_codes_reserve(rv_hnsw *h, uint32_t need)
-{
-	if (h->qz.kind == RV_QUANT_NONE || need <= h->codes_cap)
-		return true;
-	/* Not a realloc: the aligned start may sit at another offset in the
-	 * new block, so the rows are copied across. */
-	uint8_t *raw, *codes = rows_alloc(h->a, need, h->code_stride, &raw);
-	if (!codes)
-		return false;
-	memcpy(codes, h->codes, (size_t)h->codes_cap * h->code_stride);
-	rv_dealloc(h->a, h->codes_raw);
-	h->codes_raw = raw;
-	h->codes = codes;
-	h->codes_cap = need;
-	return true;
-}
-
 void rv_hnsw_codes_encode_slot(rv_hnsw *h, uint32_t slot)
 {
 	if (h->qz.kind != RV_QUANT_NONE)
-		encode_row(&h->qz, h->is_l2, h->vecs->ptr[slot], h->codes + (size_t)slot * h->code_stride);
+		encode_row(&h->qz, h->is_l2, h->vecs->ptr[slot], rv_hnsw_code(h, slot));
 }
 
 /* Heap bytes of a scratch's query form for the current kind. */
@@ -200,13 +157,14 @@ static void clear_pool(rv_hnsw *h)
 	pthread_mutex_unlock(&h->pool_mu);
 }
 
-/* ---- enabling: every node's row, on threads --------------------------- */
+/* ---- laying the rows out: every node's list and code, on threads ------ */
 
 typedef struct fill_ctx {
 	const rv_hnsw *h;
-	const rv_quantizer *q;
-	uint8_t *codes;
-	size_t len, stride;
+	const rv_quantizer *q; /* NULL: lists only (codes dropped) */
+	uint32_t *rows;        /* the new rows, zeroed */
+	size_t stride;         /* their u32 stride */
+	size_t len;            /* bytes of a code */
 	rv_hnsw_code_fn stored;
 	void *ctx;
 	_Atomic uint32_t next; /* first slot of the next chunk */
@@ -218,28 +176,65 @@ static void fill_worker(void *arg, unsigned t)
 	const rv_hnsw *h = c->h;
 	const float *const *vp = h->vecs->ptr;
 	bool l2 = h->is_l2;
+	size_t list_bytes = h->l0_list * sizeof(uint32_t);
 	/* Stored SQ8 codes are in the int8 form: levels flip the sign bit of
 	 * the first dim bytes. */
-	size_t flip = c->q->kind == RV_QUANT_SQ8 ? h->p.dim : 0;
+	size_t flip = c->q && c->q->kind == RV_QUANT_SQ8 ? h->p.dim : 0;
+	(void)t;
 	for (;;) {
 		uint32_t lo = atomic_fetch_add(&c->next, ENCODE_CHUNK);
 		if (lo >= h->cap)
 			break;
 		uint32_t hi = h->cap - lo < ENCODE_CHUNK ? h->cap : lo + ENCODE_CHUNK;
 		for (uint32_t s = lo; s < hi; s++) {
-			if (!rv_hnsw_lv(h, s))
+			uint32_t *row = c->rows + (size_t)s * c->stride;
+			/* Every list, absent slots' too: their words stay
+			 * counts within the maximum and slots below cap. */
+			memcpy(row, h->l0 + (size_t)s * h->l0_stride, list_bytes);
+			if (!c->q || !rv_hnsw_lv(h, s))
 				continue;
-			uint8_t *row = c->codes + (size_t)s * c->stride;
+			uint8_t *code = (uint8_t *)(row + h->l0_list);
 			const uint8_t *have = c->stored ? c->stored(c->ctx, s) : NULL;
 			if (!have) {
-				encode_row(c->q, l2, vp[s], row);
+				encode_row(c->q, l2, vp[s], code);
 				continue;
 			}
-			memcpy(row, have, c->len);
+			memcpy(code, have, c->len);
 			for (size_t d = 0; d < flip; d++)
-				row[d] ^= 0x80;
+				code[d] ^= 0x80;
 		}
 	}
+}
+
+/* New rows for every slot at stride: the lists, and the codes of q (NULL:
+ * none). The caller swaps them in. NULL on ENOMEM. */
+static uint32_t *relayout(const rv_hnsw *h, const rv_quantizer *q, size_t stride, size_t len,
+			  rv_hnsw_code_fn stored, void *ctx, unsigned threads, uint8_t **raw)
+{
+	/* At least one row, so that l0 is never NULL. */
+	uint32_t *rows = rv_hnsw_rows_alloc(h, h->cap ? h->cap : 1, stride, raw);
+	if (!rows)
+		return NULL;
+	fill_ctx c = { .h = h, .q = q, .rows = rows, .stride = stride, .len = len, .stored = stored,
+		       .ctx = ctx };
+	atomic_init(&c.next, 0);
+	unsigned nt = threads ? threads : 1;
+	if ((uint64_t)nt * ENCODE_PER_THREAD > h->count)
+		nt = (unsigned)(h->count / ENCODE_PER_THREAD) + 1;
+	if (nt > 1)
+		rv_parallel(nt, fill_worker, &c);
+	else
+		fill_worker(&c, 0);
+	return rows;
+}
+
+/* Put new rows in place of the old. */
+static void swap_rows(rv_hnsw *h, uint32_t *rows, uint8_t *raw, size_t stride)
+{
+	rv_dealloc(h->a, h->l0_raw);
+	h->l0_raw = raw;
+	h->l0 = rows;
+	h->l0_stride = stride;
 }
 
 rv_status rv_hnsw_enable_codes(rv_hnsw *h, const rv_quantizer *q, rv_hnsw_code_fn stored, void *ctx,
@@ -265,32 +260,21 @@ rv_status rv_hnsw_enable_codes(rv_hnsw *h, const rv_quantizer *q, rv_hnsw_code_f
 	if ((st = rv_quantizer_copy(&own, q, h->a, err)) != RV_OK)
 		goto done;
 
-	size_t len = row_len(&own, h->p.metric), stride = row_stride(len);
-	/* At least one row, so that codes is never NULL while on. */
-	uint8_t *codes = rows_alloc(h->a, h->cap ? h->cap : 1, stride, &raw);
-	if (!codes) {
+	size_t len = row_len(&own, h->p.metric);
+	size_t stride = rv_hnsw_row_words(h->l0_list * sizeof(uint32_t) + len);
+	uint32_t *rows = relayout(h, &own, stride, len, stored, ctx, threads, &raw);
+	if (!rows) {
 		st = rv_err_nomem(err);
 		goto done;
 	}
-	fill_ctx c = { .h = h, .q = &own, .codes = codes, .len = len, .stride = stride, .stored = stored,
-		       .ctx = ctx };
-	atomic_init(&c.next, 0);
-	unsigned nt = threads ? threads : 1;
-	if ((uint64_t)nt * ENCODE_PER_THREAD > h->count)
-		nt = (unsigned)(h->count / ENCODE_PER_THREAD) + 1;
-	if (nt > 1)
-		rv_parallel(nt, fill_worker, &c);
-	else
-		fill_worker(&c, 0);
 
-	/* Nothing can fail from here: swap the new state in. */
-	rv_hnsw_disable_codes(h);
+	/* Nothing can fail from here: swap the new state in. The old
+	 * quantizer goes (its scratch forms first), the rows change. */
+	clear_pool(h);
+	rv_quantizer_free(&h->qz);
+	swap_rows(h, rows, raw, stride);
 	h->qz = own;
-	h->codes_raw = raw;
-	h->codes = codes;
 	h->code_len = len;
-	h->code_stride = stride;
-	h->codes_cap = h->cap ? h->cap : 1;
 	h->hamming = rv_simd()->hamming;
 	h->pq_adc = rv_simd()->pq_adc;
 	memset(&own, 0, sizeof own);
@@ -307,13 +291,15 @@ void rv_hnsw_disable_codes(rv_hnsw *h)
 		return;
 	/* The scratches' query forms belong to this quantizer. */
 	clear_pool(h);
-	rv_dealloc(h->a, h->codes_raw);
 	rv_quantizer_free(&h->qz);
-	h->codes_raw = NULL;
-	h->codes = NULL;
 	h->code_len = 0;
-	h->code_stride = 0;
-	h->codes_cap = 0;
+	/* The rows shrink back to the lists. Without the memory for that,
+	 * the wide rows stay: correct, the code bytes unread. */
+	size_t stride = rv_hnsw_row_words(h->l0_list * sizeof(uint32_t));
+	uint8_t *raw;
+	uint32_t *rows = relayout(h, NULL, stride, 0, NULL, NULL, 1, &raw);
+	if (rows)
+		swap_rows(h, rows, raw, stride);
 }
 
 rv_quant rv_hnsw_codes_kind(const rv_hnsw *h) { return h ? h->qz.kind : RV_QUANT_NONE; }
@@ -323,7 +309,15 @@ const rv_quantizer *rv_hnsw_quantizer(const rv_hnsw *h)
 	return h && h->qz.kind != RV_QUANT_NONE ? &h->qz : NULL;
 }
 
-size_t rv_hnsw_code_bytes(const rv_hnsw *h) { return h ? h->code_stride : 0; }
+/* Bytes of a row beyond the list: the code and its share of padding. */
+static size_t code_room(const rv_hnsw *h)
+{
+	if (h->qz.kind == RV_QUANT_NONE)
+		return 0;
+	return (h->l0_stride - h->l0_list) * sizeof(uint32_t);
+}
+
+size_t rv_hnsw_code_bytes(const rv_hnsw *h) { return h ? code_room(h) : 0; }
 
 size_t rv_hnsw_code_of(const rv_hnsw *h, uint32_t slot, uint8_t *out)
 {
@@ -336,25 +330,28 @@ size_t rv_hnsw_code_of(const rv_hnsw *h, uint32_t slot, uint8_t *out)
 	return h->code_len;
 }
 
+uint64_t rv_hnsw_quantizer_memory(const rv_hnsw *h)
+{
+	/* Its parameters: min and scale, means, or the centroids with their
+	 * transpose and norms. */
+	switch (h->qz.kind) {
+	case RV_QUANT_SQ8: return 8 * (uint64_t)h->p.dim;
+	case RV_QUANT_BINARY: return 4 * (uint64_t)h->p.dim;
+	case RV_QUANT_PQ: {
+		size_t dsub;
+		rv_pq_centroids(h->qz.pq, &dsub);
+		uint64_t m = rv_pq_m(h->qz.pq);
+		return 4 * (2 * m * 256 * dsub + m * 256);
+	}
+	default: return 0;
+	}
+}
+
 uint64_t rv_hnsw_codes_memory(const rv_hnsw *h)
 {
 	if (!h || h->qz.kind == RV_QUANT_NONE)
 		return 0;
-	uint64_t bytes = (uint64_t)h->codes_cap * h->code_stride + CODE_ALIGN;
-	/* The quantizer copy: its parameters (min and scale, means, or the
-	 * centroids with their transpose and norms). */
-	switch (h->qz.kind) {
-	case RV_QUANT_SQ8: bytes += 8 * (uint64_t)h->p.dim; break;
-	case RV_QUANT_BINARY: bytes += 4 * (uint64_t)h->p.dim; break;
-	default: {
-		size_t dsub;
-		rv_pq_centroids(h->qz.pq, &dsub);
-		uint64_t m = rv_pq_m(h->qz.pq);
-		bytes += 4 * (2 * m * 256 * dsub + m * 256);
-		break;
-	}
-	}
-	return bytes;
+	return (uint64_t)h->cap * code_room(h) + rv_hnsw_quantizer_memory(h);
 }
 
 /* ---- the first cut's SQ8 names ----------------------------------------- */
@@ -371,4 +368,4 @@ void rv_hnsw_disable_sq8(rv_hnsw *h) { rv_hnsw_disable_codes(h); }
 
 bool rv_hnsw_sq8_enabled(const rv_hnsw *h) { return h && h->qz.kind == RV_QUANT_SQ8; }
 
-size_t rv_hnsw_sq8_code_bytes(const rv_hnsw *h) { return rv_hnsw_sq8_enabled(h) ? h->code_stride : 0; }
+size_t rv_hnsw_sq8_code_bytes(const rv_hnsw *h) { return rv_hnsw_sq8_enabled(h) ? code_room(h) : 0; }

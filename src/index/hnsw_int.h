@@ -4,16 +4,20 @@
  *
  * Memory layout (all through the rv_alloc given at creation):
  *
- *   l0     cap * l0_stride u32: for each slot, a count followed by up to m0 =
- *          2m neighbour slots (level 0). One contiguous array, so the hot
- *          level is a single indexed load away from a slot number. Zeroed
- *          as it grows (see Locking).
+ *   l0     cap rows of l0_stride u32, one per slot: the level-0 list (a count
+ *          followed by up to m0 = 2m neighbour slots, l0_list words), then,
+ *          while codes are on, the slot's code (hnsw_codes.c), then padding.
+ *          One contiguous array from a 64-byte boundary, so the hot level is
+ *          a single indexed load away from a slot number, and a node's
+ *          code and list share a row: scoring a neighbour by its code
+ *          brings in the first words of its list, which the beam reads
+ *          when it expands that node. Zeroed as it grows (see Locking).
+ *          Enabling or dropping codes lays the rows out again (the lists
+ *          are copied), under the collection's exclusive lock.
  *   upper  cap pointers; a node of level L > 0 owns one block of
  *          L * up_stride u32 (count + m slots per level 1..L), allocated
  *          before the node is linked and freed when it is deleted. NULL for
  *          level-0 nodes and absent slots.
- *   codes  while codes are on: cap rows of code_stride bytes (hnsw_codes.c),
- *          written by rv_hnsw_link before the node is published.
  *   lv     cap bytes: 0 for an absent slot, else level + 1. One comparison
  *          "lv[n] > l" tells both that n is a node and that it has a list at
  *          level l, which is what makes edges to deleted (or deleted and
@@ -67,7 +71,7 @@
  * linked, so a search never pairs a new max_level with an old entry that
  * has no list at that level. `count` is atomic and grows before a node is
  * published, so a search's beam bound by it never cuts off a node it can
- * reach. Everything else a search reads (l0, upper, vecs, codes arrays,
+ * reach. Everything else a search reads (l0, upper, vecs,
  * cap, the quantizer) only changes under the collection's exclusive lock:
  * reserve, delete, load, codes on/off never run beside a search.
  */
@@ -140,12 +144,14 @@ struct rv_hnsw {
 	bool is_l2;
 	float dot_bias;       /* distance = dot_bias - dot for cosine (1) and ip (0) */
 	uint32_t m, m0;       /* list maxima: levels >= 1, level 0 */
-	size_t l0_stride;     /* u32 per slot in l0: 1 + m0 */
+	size_t l0_list;       /* u32 of a level-0 list: 1 + m0 */
+	size_t l0_stride;     /* u32 per row of l0: l0_list, the code, padding */
 	size_t up_stride;     /* u32 per level in an upper block: 1 + m */
 	double level_mult;    /* 1 / ln(m) */
 
 	uint32_t cap;         /* slots covered by l0, lv and upper */
-	uint32_t *l0;         /* words read by searches through rv_hnsw_ld only */
+	uint8_t *l0_raw;      /* allocation; l0 is its first 64-byte boundary */
+	uint32_t *l0;         /* list words read by searches through rv_hnsw_ld only */
 	_Atomic uint8_t *lv;
 	uint32_t **upper;
 	_Atomic uint64_t count;
@@ -170,15 +176,11 @@ struct rv_hnsw {
 	uint32_t recent[RV_HNSW_RECENT];
 
 	/* Codes (hnsw_codes.c), kind RV_QUANT_NONE while off: the index's own
-	 * copy of the quantizer and one code per slot, row `slot` at codes +
-	 * slot * code_stride inside codes_raw (64-byte aligned start). Rows
-	 * of absent slots are stale and never read (lv says absent). */
+	 * copy of the quantizer; slot's code sits in its l0 row after the
+	 * list (rv_hnsw_code). Codes of absent slots are stale and never read
+	 * (lv says absent). */
 	rv_quantizer qz;
-	uint8_t *codes_raw;   /* allocation; codes is its first 64-byte boundary */
-	uint8_t *codes;
-	size_t code_len;      /* bytes of a row in use (the code) */
-	size_t code_stride;   /* code_len, padded (see hnsw_codes.c) */
-	uint32_t codes_cap;   /* rows held, >= cap while on */
+	size_t code_len;      /* bytes of a code in use */
 	rv_hamming_fn hamming; /* binary codes: the kernel */
 	rv_pq_adc_fn pq_adc;   /* PQ codes: the kernel */
 
@@ -196,9 +198,10 @@ static inline float rv_hnsw_dist(const rv_hnsw *h, const float *a, const float *
 	return h->dot_bias - h->dot(a, b, h->p.dim);
 }
 
-static inline const uint8_t *rv_hnsw_code(const rv_hnsw *h, uint32_t slot)
+/* The code of slot: the bytes after its level-0 list. */
+static inline uint8_t *rv_hnsw_code(const rv_hnsw *h, uint32_t slot)
 {
-	return h->codes + (size_t)slot * h->code_stride;
+	return (uint8_t *)(h->l0 + (size_t)slot * h->l0_stride + h->l0_list);
 }
 
 /* Distance from the scratch's query (in code form) to a code. */
@@ -419,6 +422,16 @@ RV_HIDDEN unsigned rv_hnsw_draw_level(const rv_hnsw *h, uint32_t slot);
 /* Make the arrays cover slots [0, need). On failure nothing changes. */
 RV_HIDDEN bool rv_hnsw_reserve(rv_hnsw *h, uint32_t need);
 
+/* Zeroed l0 rows of `stride` u32 for `rows` slots, from a 64-byte
+ * boundary inside *raw (the allocation to free). NULL on overflow or
+ * ENOMEM. */
+RV_HIDDEN uint32_t *rv_hnsw_rows_alloc(const rv_hnsw *h, size_t rows, size_t stride, uint8_t **raw);
+
+/* The row stride, in u32, for rows of `bytes` used bytes: whole 64-byte
+ * lines when that wastes at most an eighth of the row, else whole words
+ * (hnsw_build.c says why). */
+RV_HIDDEN size_t rv_hnsw_row_words(size_t bytes);
+
 /* A scratch sized for the current capacity and a candidate list of ef;
  * NULL on ENOMEM. rv_hnsw_release gives it back to the pool. */
 RV_HIDDEN rv_hnsw_scratch *rv_hnsw_acquire(const rv_hnsw *h, size_t ef);
@@ -473,10 +486,6 @@ RV_HIDDEN size_t rv_hnsw_drain_sorted(rv_hnsw_scratch *s);
 
 /* ---- hnsw_codes.c ---------------------------------------------------- */
 
-/* Grow the code rows to cover need slots (rv_hnsw_reserve calls it while
- * codes are on). On failure nothing changes. */
-RV_HIDDEN bool rv_hnsw_codes_reserve(rv_hnsw *h, uint32_t need);
-
 /* Encode slot's vector into its row, when codes are on (before the node
  * is published, so a search never reads a missing code). */
 RV_HIDDEN void rv_hnsw_codes_encode_slot(rv_hnsw *h, uint32_t slot);
@@ -487,10 +496,13 @@ RV_HIDDEN void rv_hnsw_codes_encode_slot(rv_hnsw *h, uint32_t slot);
 RV_HIDDEN rv_status rv_hnsw_codes_begin(const rv_hnsw *h, rv_hnsw_scratch *s, const float *query,
 					rv_err *err);
 
+/* Heap bytes of the index's quantizer copy (0 while off). */
+RV_HIDDEN uint64_t rv_hnsw_quantizer_memory(const rv_hnsw *h);
+
 /* Free what the code side of a scratch holds (rv_hnsw_free, re-enable). */
 RV_HIDDEN void rv_hnsw_codes_scratch_clear(const rv_hnsw *h, rv_hnsw_scratch *s);
 
-/* Prefetch the whole row of slot: every line of it. */
+/* Prefetch the whole code of slot: every line of it. */
 static inline void rv_hnsw_code_prefetch(const rv_hnsw *h, uint32_t slot)
 {
 	const uint8_t *row = rv_hnsw_code(h, slot);
