@@ -17,6 +17,8 @@
 #include <strings.h>
 #include <sys/stat.h>
 
+#include "util/strtof.h"
+
 /* ======================================================================
  * Formats
  * ==================================================================== */
@@ -300,18 +302,18 @@ bool rv_import_parse_float(const char *s, float *out, bool *finite)
 	if (!*s)
 		return false;
 	char *end;
-	errno = 0;
-	double d = strtod(s, &end);
+	/* Rounded once, to float (strtod then a cast would round twice). */
+	float f = rv_strtof(s, &end);
 	if (end == s)
 		return false;
 	while (*end == ' ' || *end == '\t')
 		end++;
 	if (*end)
 		return false;
-	/* Out of float range counts as non-finite: storing inf would poison
-	 * every distance computed against it. */
-	*finite = isfinite(d) && fabs(d) <= 3.4028234663852886e38;
-	*out = *finite ? (float)d : 0.0f;
+	/* Out of float range (inf after the overflow) counts as non-finite:
+	 * storing inf would poison every distance computed against it. */
+	*finite = isfinite(f);
+	*out = *finite ? f : 0.0f;
 	return true;
 }
 

@@ -55,6 +55,18 @@ SELECT '[123456789]'::ruvector;
 SELECT '[1e20,-1e-20]'::ruvector;
 SELECT v::text::ruvector = v FROM (SELECT '[0.1,1e-7,3.14159265,-2.5e30]'::ruvector AS v) s;
 
+-- elements read exactly as float4 reads them: ties between two floats go
+-- to even, and random decimals of every length and exponent give the same
+-- bits as float4in
+SELECT '[16777217,-16777219,8388608.5,33554434]'::ruvector;
+SELECT count(*) FILTER (WHERE ('[' || t || ']')::ruvector::real[] <> ARRAY[t::real]) AS differ, count(*) AS n
+FROM (SELECT CASE i % 4
+		WHEN 0 THEN round(((random() - 0.5) * 10 ^ (i % 17 - 8))::numeric, i % 13)::text
+		WHEN 1 THEN ((random() - 0.5) * 10 ^ (i % 60 - 30))::text
+		WHEN 2 THEN ((random() - 0.5)::real * 1000)::text
+		ELSE to_char(random() * 100 - 50, '9.99999999EEEE') END AS t
+      FROM generate_series(1, 20000) i) s;
+
 -- type modifiers
 SELECT '[1,2,3]'::ruvector(3);
 SELECT '[1,2]'::ruvector(3);
