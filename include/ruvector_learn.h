@@ -132,9 +132,11 @@ enum {
  * active version was made (all of them when no version is active) whose
  * item still exists, each with the hits that were shown: the remembered
  * search when it has not expired, else the plain (unlearned) top 10 for
- * its query computed again. One search in ten (by a hash of its id, so
- * for good: no version trains on it) is held out of training, the
- * held-out events of the whole replay buffer are the test set, and the
+ * its query computed again. One query in ten (by a hash of the query
+ * vector as searched, so for good and the same on every handle: no
+ * version trains on it, whichever search or rv_db_feedback_vector call
+ * brings it) is held out of training, the held-out events of the whole
+ * replay buffer are the test set, and the
  * version records NDCG@10 on it (rewards as gains, per search,
  * re-ranking the hits each search showed, as ndcg_shown_* of
  * rv_db_learn_eval) of the plain ranking (ndcg_before) and of its own
@@ -293,7 +295,7 @@ typedef struct rv_learn_eval {
 
 #define RV_LEARN_EVAL_INIT { sizeof(rv_learn_eval), 0, 0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0 }
 
-/* Judge learning on the held-out events of the replay buffer (one search
+/* Judge learning on the held-out events of the replay buffer (one query
  * in ten, never trained on: see rv_db_learn_consolidate), NDCG@10 with the rewards as gains (events of
  * one search count as one ranking; searches without a positive reward are
  * skipped), two ways: ndcg_plain/ndcg_learned re-run each query with and

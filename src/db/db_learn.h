@@ -42,8 +42,8 @@
  * 2 = plus configuration and versions (0.3.0). */
 #define RV_OVERLAY_LAYOUT 2u
 
-/* Consolidation needs at least this many usable new events; one search in
- * RV_LEARN_HOLDOUT is held out of all training. */
+/* Consolidation needs at least this many usable new events; one query in
+ * RV_LEARN_HOLDOUT (by a hash of its vector) is held out of all training. */
 #define RV_LEARN_MIN_EVENTS 100
 #define RV_LEARN_HOLDOUT 10
 /* A version keeps a learner only if its held-out NDCG gain over the plain
