@@ -454,6 +454,37 @@ TEST(heldout_split_follows_the_query)
 	world_free(&w);
 }
 
+TEST(version_keeps_active_learners_that_beat_the_new_ones)
+{
+	/* A BaseLoRA trained on few new events, without EWC, is worse on
+	 * the held-out searches than the active one trained on many: the
+	 * new version keeps copies of the active learners, which rank
+	 * exactly as before. */
+	world w;
+	world_make(&w, NITEMS, 2024);
+	rv_db *db = NULL;
+	CHECK_OK(fill(&db, 17, "ldb_keep.rvf", &w), db);
+	CHECK_OK(configure(db, RV_LEARN_BASE, 0.0f), db);
+	CHECK_OK(rv_db_set_learning(db, 1), db);
+	CHECK_OK(simulate(&w, db, 2000, w.va, 1, 7), db);
+	uint32_t v1 = 0, v2 = 0;
+	CHECK_OK(rv_db_learn_consolidate(db, 0, &v1), db);
+	CHECK(status_of(db).active_version == v1 && (status_of(db).versions[0].learners & RV_LEARN_BASE));
+	static snapshot s1, s2;
+	CHECK_OK(take(&s1, db, &w, RV_SEARCH_EXACT), db);
+	CHECK_OK(simulate(&w, db, 120, w.va, 1, 8), db);
+	CHECK_OK(rv_db_learn_consolidate(db, 0, &v2), db);
+	rv_learn_status s = status_of(db);
+	CHECK_OK(take(&s2, db, &w, RV_SEARCH_EXACT), db);
+	fprintf(stderr, "   version %u: learners 0x%x, held-out %.4f -> %.4f; version %u: %.4f -> %.4f\n", v1,
+		s.versions[0].learners, s.versions[0].ndcg_before, s.versions[0].ndcg_after, v2, s.versions[1].ndcg_before,
+		s.versions[1].ndcg_after);
+	CHECK(s.active_version == v2 && s.versions[1].learners == s.versions[0].learners);
+	CHECK_MSG(differ(&s1, &s2) == 0, "%d of %d queries ranked differently", differ(&s1, &s2), NTEST);
+	rv_db_close(db);
+	world_free(&w);
+}
+
 TEST(rollback_restores_exact_ranking)
 {
 	world w;
@@ -773,9 +804,17 @@ TEST(interleaving_promotes_better_drops_worse)
 	/* Users who like the opposite make a worse candidate; users who like
 	 * va then reject it. */
 	CHECK_OK(simulate(&w, db, 1200, w.va, -1, 22), db);
+	static snapshot before, during;
+	CHECK_OK(take(&before, db, &w, RV_SEARCH_EXACT), db);
 	uint32_t bad = 0;
 	CHECK_OK(rv_db_learn_consolidate(db, RV_CONSOLIDATE_CANDIDATE, &bad), db);
 	CHECK(status_of(db).versions[1].candidate);
+	/* Until it leads, the candidate's picks reach the searches of one
+	 * query in eight; the others keep the active ranking exactly. */
+	CHECK_OK(take(&during, db, &w, RV_SEARCH_EXACT), db);
+	int exposed = differ(&before, &during);
+	fprintf(stderr, "   worse candidate on trial: %d of %d test queries interleaved\n", exposed, NTEST);
+	CHECK_MSG(exposed >= 1 && exposed <= NTEST / 8 + 15, "%d of %d queries interleaved", exposed, NTEST);
 	events = 0;
 	while (status_of(db).versions[1].candidate && events < 2000) {
 		CHECK_OK(simulate(&w, db, 10, w.va, 1, 5000 + (uint64_t)events), db);
