@@ -389,9 +389,9 @@ TEST(consolidation_improves_heldout_ndcg)
 	CHECK(s.n_versions == 1 && s.active_version == 1 && s.versions[0].active && !s.versions[0].candidate);
 	CHECK(s.versions[0].parent == 0);
 	CHECK(s.versions[0].events == 2000);
-	/* Which combination wins on the held-out searches depends on the
-	 * build's floating point (clang and gcc differ): one must be kept. */
-	CHECK((s.versions[0].learners & (RV_LEARN_BASE | RV_LEARN_GNN)) != 0);
+	/* With the fixed seed and the split by query, gcc -O2 and clang
+	 * under ASan both keep the BaseLoRA here (held-out 0.4729 -> 0.7407). */
+	CHECK((s.versions[0].learners & RV_LEARN_BASE) != 0);
 	CHECK(s.events_since_consolidation == 0);
 	CHECK(s.micro_steps == 0); /* the MicroLoRA restarted on top of the version */
 	CHECK(s.regions >= 1 && s.regions <= 16);
