@@ -193,10 +193,16 @@ typedef struct rv_open_opts {
 				   * 0 = dim / 8 (lowered to the nearest valid value) */
 	uint32_t rerank;          /* candidates re-ranked with exact distances, as a multiple
 				   * of k, 1..RV_RERANK_MAX; 0 = the kind's default (above) */
+	/* Since 0.3.0; used by rv_db_create only (the file keeps it): */
+	uint64_t seed;            /* the collection's seed: HNSW level draws and the learners'
+				   * initial weights, regions and sample order follow from it, so
+				   * the same seed, inserts in the same order on one thread and
+				   * the same feedback give the same graph and versions; 0 = drawn
+				   * from the path and the clock */
 } rv_open_opts;
 
 #define RV_OPEN_OPTS_INIT                                                                          \
-	{ sizeof(rv_open_opts), 0, 0, RV_METRIC_L2, 16, 200, 64, 0, NULL, NULL, NULL, RV_QUANT_NONE, 0, 0 }
+	{ sizeof(rv_open_opts), 0, 0, RV_METRIC_L2, 16, 200, 64, 0, NULL, NULL, NULL, RV_QUANT_NONE, 0, 0, 0 }
 
 #define RV_MAX_DIM 16000
 #define RV_MAX_ID_LEN 255

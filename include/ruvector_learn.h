@@ -132,9 +132,11 @@ enum {
  * active version was made (all of them when no version is active) whose
  * item still exists, each with the hits that were shown: the remembered
  * search when it has not expired, else the plain (unlearned) top 10 for
- * its query computed again. One search in ten (by a hash of its id, so
- * for good: no version trains on it) is held out of training, the
- * held-out events of the whole replay buffer are the test set, and the
+ * its query computed again. One query in ten (by a hash of the query
+ * vector as searched, so for good and the same on every handle: no
+ * version trains on it, whichever search or rv_db_feedback_vector call
+ * brings it) is held out of training, the held-out events of the whole
+ * replay buffer are the test set, and the
  * version records NDCG@10 on it (rewards as gains, per search,
  * re-ranking the hits each search showed, as ndcg_shown_* of
  * rv_db_learn_eval) of the plain ranking (ndcg_before) and of its own
@@ -148,12 +150,18 @@ enum {
  * combination (BaseLoRA, GNN, or both) with the best held-out NDCG gain
  * over the plain ranking among those whose gain, paired over the held-out
  * searches, exceeds 2 standard errors; its learners field says what was
- * kept. When none does but one is better than plain, the version keeps it
- * and becomes the candidate for interleaving (below), whatever the flags:
- * logged feedback cannot judge items nobody was shown, live traffic can.
- * When none is better at all, the version keeps the active version's
- * learners unless the held-out searches show them significantly worse
- * than plain (then it has none). The regions are k-means over
+ * kept. When none does, the best one that the held-out searches do not
+ * show worse than plain (gain above -1 standard error) is kept and the
+ * version becomes the candidate for interleaving (below), whatever the
+ * flags: logged feedback cannot judge items nobody was shown, live
+ * traffic can. The version keeps the active version's
+ * learners instead (copies of them) when the held-out searches do not
+ * show those significantly worse than plain and either no new
+ * combination qualifies, or the active learners beat the best new one
+ * by more than 2 standard errors of their paired difference (a re-ranker
+ * trained on from the live one can lose what it knew once the hits shown
+ * are mostly ones users want). Otherwise, with no combination, it has
+ * none. The regions are k-means over
  * the training queries; per region the version keeps events, mean reward,
  * each learner's held-out gain, and the smallest ef meeting
  * config.recall_target for recall@10 against an exact scan of that
@@ -208,22 +216,27 @@ typedef struct rv_learn_version {
 	uint64_t interleave_wins, interleave_losses; /* its record while it was the candidate */
 } rv_learn_version;
 
-/* Interleaving. While a candidate exists and learning is on, every search
- * (without RV_SEARCH_NO_LEARNING) ranks its candidate pool twice, by the
- * active version and by the candidate, and shows a team-draft interleaving
- * of the two (coin flips seeded by the query, so a query repeats its
- * results). Feedback with a search id on such a search credits the side
+/* Interleaving. While a candidate exists and learning is on, the searches
+ * (without RV_SEARCH_NO_LEARNING) of one query in eight, chosen by a hash
+ * of the query vector and the candidate's number, and of one in two (a
+ * superset) while the candidate leads (after at least 10 decisive events
+ * the test below favours it e to 1), rank their candidate pool twice, by
+ * the active version and by the candidate, and show a team-draft
+ * interleaving of the two (coin flips seeded by the query, so a query
+ * repeats its results while the share stays); the other queries show the
+ * active ranking alone, so a candidate that is no better costs them
+ * nothing. Feedback with a search id on such a search credits the side
  * that placed the item: reward > 0 a win for that side, reward < 0 a win
  * for the other, 0 nothing (wins and losses above are the candidate's).
- * After at least 50 decisive events, a sequential probability ratio test
- * (win rate 1/2 against 0.6; promoting a candidate that is no better 1%
- * of the time, dropping one that wins 60% of the time 5% of the time,
- * however long it runs) promotes the candidate (it becomes active, as by
- * rv_db_learn_rollback) or drops it (it stays kept, no longer
- * interleaved); 2000 decisive events without a decision also drop it.
- * A consolidation makes a candidate by itself when its new learners are
- * better than the plain ranking on the held-out events but not
- * significantly (see rv_db_learn_consolidate). Searches
+ * A sequential probability ratio test (win rate 1/2 against 0.6;
+ * promoting a candidate that is no better 1% of the time, dropping one
+ * that wins 60% of the time 5% of the time, however long it runs)
+ * promotes the candidate after at least 50 decisive events (it becomes
+ * active, as by rv_db_learn_rollback) or drops it as soon as it says so
+ * (it stays kept, no longer interleaved); 2000 decisive events without a
+ * decision also drop it. A consolidation makes a candidate by itself
+ * when its new learners' held-out gain over the plain ranking is short
+ * of 2 standard errors but above -1 (see rv_db_learn_consolidate). Searches
  * whose interleaving record was crowded out by more than 64 concurrent
  * interleaved searches, and feedback given by vector, are not credited. */
 
@@ -293,7 +306,7 @@ typedef struct rv_learn_eval {
 
 #define RV_LEARN_EVAL_INIT { sizeof(rv_learn_eval), 0, 0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0 }
 
-/* Judge learning on the held-out events of the replay buffer (one search
+/* Judge learning on the held-out events of the replay buffer (one query
  * in ten, never trained on: see rv_db_learn_consolidate), NDCG@10 with the rewards as gains (events of
  * one search count as one ranking; searches without a positive reward are
  * skipped), two ways: ndcg_plain/ndcg_learned re-run each query with and

@@ -171,7 +171,7 @@ static double utility(const world *w, const float *v, float sign, const float *q
 	return dot(q, x, D) + sign * ALPHA * dot(v, x, D);
 }
 
-static char paths[16][1024];
+static char paths[20][1024];
 static const char *keep_path(int k, const char *name)
 {
 	if (!paths[k][0])
@@ -187,7 +187,9 @@ static rv_status fill_opts(rv_db **out, const char *path, const world *w, const 
 	o.dim = D;
 	o.metric = RV_METRIC_COSINE;
 	if (!base)
-		o.threads = 1; /* the same graph every run */
+		o.threads = 1; /* one insert order */
+	if (!o.seed)
+		o.seed = 0x1ea4d8; /* with it, the same graph, learners and regions every run */
 	rv_status st = rv_db_create(out, path, &o);
 	if (st != RV_OK)
 		return st;
@@ -387,9 +389,9 @@ TEST(consolidation_improves_heldout_ndcg)
 	CHECK(s.n_versions == 1 && s.active_version == 1 && s.versions[0].active && !s.versions[0].candidate);
 	CHECK(s.versions[0].parent == 0);
 	CHECK(s.versions[0].events == 2000);
-	/* Which combination wins on the held-out searches depends on the
-	 * build's floating point (clang and gcc differ): one must be kept. */
-	CHECK((s.versions[0].learners & (RV_LEARN_BASE | RV_LEARN_GNN)) != 0);
+	/* With the fixed seed and the split by query, gcc -O2 and clang
+	 * under ASan both keep the BaseLoRA here (held-out 0.4729 -> 0.7407). */
+	CHECK((s.versions[0].learners & RV_LEARN_BASE) != 0);
 	CHECK(s.events_since_consolidation == 0);
 	CHECK(s.micro_steps == 0); /* the MicroLoRA restarted on top of the version */
 	CHECK(s.regions >= 1 && s.regions <= 16);
@@ -406,6 +408,79 @@ TEST(consolidation_improves_heldout_ndcg)
 	CHECK(ev.searches > 0 && ev.events >= ev.searches);
 	/* Learning off for a query: the plain ranking, untouched. */
 	CHECK(fabs(ndcg_test(&w, db, w.va, 1, RV_SEARCH_NO_LEARNING) - plain) < 1e-12);
+	rv_db_close(db);
+	world_free(&w);
+}
+
+/* Held-out events of the replay buffer, as rv_db_learn_eval counts them. */
+static uint64_t held_events(rv_db *db)
+{
+	rv_learn_eval ev = RV_LEARN_EVAL_INIT;
+	return rv_db_learn_eval(&ev, db) == RV_OK ? ev.events : 0;
+}
+
+TEST(heldout_split_follows_the_query)
+{
+	/* One query in ten is held out by its vector: both searches of a
+	 * query, and feedback given with the same vector on another handle
+	 * (whose search ids start elsewhere), fall on the same side. */
+	world w;
+	world_make(&w, 300, 61);
+	rv_db *a = NULL, *b = NULL;
+	CHECK_OK(fill(&a, 15, "ldb_split_a.rvf", &w), a);
+	CHECK_OK(fill(&b, 16, "ldb_split_b.rvf", &w), b);
+	for (int round = 0; round < 2; round++) {
+		for (int i = 0; i < NTRAIN; i++) {
+			const float *q = w.train + (size_t)i * D;
+			rv_search_opts so = RV_SEARCH_OPTS_INIT;
+			so.k = SHOWN;
+			rv_results *r = NULL;
+			CHECK_OK(rv_db_search(&r, a, q, &so), a);
+			CHECK_OK(rv_db_feedback(a, rv_results_search_id(r), rv_results_hits(r)[round].id, 1.0f), a);
+			if (round == 0)
+				CHECK_OK(rv_db_feedback_vector(b, q, rv_results_hits(r)[0].id, 1.0f), b);
+			rv_results_free(r);
+		}
+	}
+	uint64_t ha = held_events(a), hb = held_events(b);
+	fprintf(stderr, "   held out: %llu of %d events by search, %llu of %d by vector\n", (unsigned long long)ha,
+		2 * NTRAIN, (unsigned long long)hb, NTRAIN);
+	CHECK_MSG(hb >= NTRAIN / 20 && hb <= NTRAIN * 3 / 20, "%llu of %d queries held out", (unsigned long long)hb,
+		  NTRAIN);
+	CHECK_MSG(ha == 2 * hb, "%llu events held out by search, %llu queries by vector", (unsigned long long)ha,
+		  (unsigned long long)hb);
+	rv_db_close(a);
+	rv_db_close(b);
+	world_free(&w);
+}
+
+TEST(version_keeps_active_learners_that_beat_the_new_ones)
+{
+	/* A BaseLoRA trained on few new events, without EWC, is worse on
+	 * the held-out searches than the active one trained on many: the
+	 * new version keeps copies of the active learners, which rank
+	 * exactly as before. */
+	world w;
+	world_make(&w, NITEMS, 2024);
+	rv_db *db = NULL;
+	CHECK_OK(fill(&db, 17, "ldb_keep.rvf", &w), db);
+	CHECK_OK(configure(db, RV_LEARN_BASE, 0.0f), db);
+	CHECK_OK(rv_db_set_learning(db, 1), db);
+	CHECK_OK(simulate(&w, db, 2000, w.va, 1, 7), db);
+	uint32_t v1 = 0, v2 = 0;
+	CHECK_OK(rv_db_learn_consolidate(db, 0, &v1), db);
+	CHECK(status_of(db).active_version == v1 && (status_of(db).versions[0].learners & RV_LEARN_BASE));
+	static snapshot s1, s2;
+	CHECK_OK(take(&s1, db, &w, RV_SEARCH_EXACT), db);
+	CHECK_OK(simulate(&w, db, 120, w.va, 1, 8), db);
+	CHECK_OK(rv_db_learn_consolidate(db, 0, &v2), db);
+	rv_learn_status s = status_of(db);
+	CHECK_OK(take(&s2, db, &w, RV_SEARCH_EXACT), db);
+	fprintf(stderr, "   version %u: learners 0x%x, held-out %.4f -> %.4f; version %u: %.4f -> %.4f\n", v1,
+		s.versions[0].learners, s.versions[0].ndcg_before, s.versions[0].ndcg_after, v2, s.versions[1].ndcg_before,
+		s.versions[1].ndcg_after);
+	CHECK(s.active_version == v2 && s.versions[1].learners == s.versions[0].learners);
+	CHECK_MSG(differ(&s1, &s2) == 0, "%d of %d queries ranked differently", differ(&s1, &s2), NTEST);
 	rv_db_close(db);
 	world_free(&w);
 }
@@ -729,9 +804,17 @@ TEST(interleaving_promotes_better_drops_worse)
 	/* Users who like the opposite make a worse candidate; users who like
 	 * va then reject it. */
 	CHECK_OK(simulate(&w, db, 1200, w.va, -1, 22), db);
+	static snapshot before, during;
+	CHECK_OK(take(&before, db, &w, RV_SEARCH_EXACT), db);
 	uint32_t bad = 0;
 	CHECK_OK(rv_db_learn_consolidate(db, RV_CONSOLIDATE_CANDIDATE, &bad), db);
 	CHECK(status_of(db).versions[1].candidate);
+	/* Until it leads, the candidate's picks reach the searches of one
+	 * query in eight; the others keep the active ranking exactly. */
+	CHECK_OK(take(&during, db, &w, RV_SEARCH_EXACT), db);
+	int exposed = differ(&before, &during);
+	fprintf(stderr, "   worse candidate on trial: %d of %d test queries interleaved\n", exposed, NTEST);
+	CHECK_MSG(exposed >= 1 && exposed <= NTEST / 8 + 15, "%d of %d queries interleaved", exposed, NTEST);
 	events = 0;
 	while (status_of(db).versions[1].candidate && events < 2000) {
 		CHECK_OK(simulate(&w, db, 10, w.va, 1, 5000 + (uint64_t)events), db);
@@ -837,12 +920,7 @@ TEST(region_ef_meets_recall_target)
 		 * the rest can pull the mean a little below the target; fresh
 		 * queries a little more. */
 		CHECK_MSG(own >= 0.86, "region %u: recall %.3f at ef %u on its queries", reg[r].region, own, reg[r].ef);
-		/* A region's fresh queries are few (10 to 60) and which events
-		 * train it depends on the held-out split, which follows the
-		 * search ids (random per handle): one region in five runs fell
-		 * to 0.68-0.72 here. The mean over all regions, below, is the
-		 * claim; a region far below it is a fault. */
-		CHECK_MSG(nf < 10 || fresh >= 0.6, "region %u: recall %.3f on fresh queries", reg[r].region, fresh);
+		CHECK_MSG(nf < 10 || fresh >= 0.75, "region %u: recall %.3f on fresh queries", reg[r].region, fresh);
 		fresh_sum += fresh * nf;
 		fresh_n += nf;
 	}

@@ -234,8 +234,9 @@ rv_status rv_db_create(rv_db **out, const char *path, const rv_open_opts *user_o
 	db->pq_m = opts->quant == RV_QUANT_PQ ? rv_db_pq_subspaces(opts->dim, opts->pq_subspaces) : 0;
 	db->rerank = opts->quant == RV_QUANT_NONE ? 0 : opts->rerank ? opts->rerank : rv_db_default_rerank(opts->quant);
 	/* Graph level draws are seeded per file, so a rebuild of the same file
-	 * in the same order gives the same graph. */
-	db->seed = rv_hash64(path, strlen(path), (uint64_t)(rv_now() * 1e9));
+	 * in the same order gives the same graph; the caller may choose the
+	 * seed to make a new file repeat another's. */
+	db->seed = opts->seed ? opts->seed : rv_hash64(path, strlen(path), (uint64_t)(rv_now() * 1e9));
 
 	rv_buf state;
 	rv_buf_init(&state, db->a);

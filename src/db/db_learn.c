@@ -351,8 +351,14 @@ size_t rv_db_learn_rerank(const rv_db *db, const float *q, const float *sq, rv_h
 		atomic_fetch_add_explicit(&ls->rerank_ns, ns, memory_order_relaxed);
 		atomic_fetch_add_explicit(&ls->rerank_n, 1, memory_order_relaxed);
 	}
+	/* Only the queries of a share show the candidate's picks, so a
+	 * candidate that is no better costs the others nothing while it is
+	 * on trial; by the query, so that a query repeats its results (the
+	 * smaller share is part of the larger), and the candidate's number,
+	 * so that each trial meets other queries. */
 	size_t kept;
-	if (cv && interleave(db, cv, q, sq, hits, n, k, &kept))
+	if (cv && rv_hash64(q, (size_t)db->dim * sizeof(float), cv->info.version) % rv_learn_tdi_share(cv) == 0 &&
+	    interleave(db, cv, q, sq, hits, n, k, &kept))
 		return kept;
 	return keep;
 }

@@ -42,8 +42,8 @@
  * 2 = plus configuration and versions (0.3.0). */
 #define RV_OVERLAY_LAYOUT 2u
 
-/* Consolidation needs at least this many usable new events; one search in
- * RV_LEARN_HOLDOUT is held out of all training. */
+/* Consolidation needs at least this many usable new events; one query in
+ * RV_LEARN_HOLDOUT (by a hash of its vector) is held out of all training. */
 #define RV_LEARN_MIN_EVENTS 100
 #define RV_LEARN_HOLDOUT 10
 /* A version keeps a learner only if its held-out NDCG gain over the plain
@@ -56,6 +56,16 @@
 #define RV_LEARN_MAX_POOL 4096
 /* Interleaved searches waiting between re-ranking and being recorded. */
 #define RV_TDI_PENDING 64
+/* While a candidate is on trial, the searches of one query in
+ * RV_TDI_SHARE_START (by a hash of the query and the candidate's number)
+ * are interleaved, and of one in RV_TDI_SHARE_AHEAD while the candidate
+ * leads (rv_learn_tdi_share); the others show the active ranking alone. */
+#define RV_TDI_SHARE_START 8
+#define RV_TDI_SHARE_AHEAD 2
+/* A combination short of RV_LEARN_GATE_Z becomes the candidate when its
+ * held-out gain exceeds this many standard errors (a negative number:
+ * when the held-out searches do not show it worse). */
+#define RV_LEARN_TRIAL_Z (-1.0)
 
 /* One version: immutable once installed. */
 typedef struct rv_lversion {
@@ -121,6 +131,8 @@ rv_status rv_learn_activate(rv_db *db, uint32_t v, rv_err *e);
 void rv_learn_trim(rv_db *db);
 /* Interleaving feedback on search id with the item at position pos. */
 void rv_learn_credit(rv_db *db, uint64_t search_id, uint32_t pos, float reward);
+/* One query in this many is interleaved with candidate cv now. */
+unsigned rv_learn_tdi_share(const rv_lversion *cv);
 
 /* ---- the search path (db_learn.c) ---- */
 
