@@ -27,6 +27,7 @@
 #include <math.h>
 
 #include "learn/learn.h"
+#include "simd/simd.h"
 
 #define LORA_MAGIC "RVLA"
 #define LORA_VERSION 1
@@ -176,12 +177,11 @@ static inline const float *col_b(const rv_lora *l, size_t k)
 
 void rv_lora_add_delta(float *acc, const rv_lora *l, const float *q)
 {
+	const rv_simd_ops *ops = rv_simd();
 	size_t d = l->o.dim;
 	for (size_t k = 0; k < l->o.rank; k++) {
 		float c = l->o.scale * (float)rv_learn_dot(col_a(l, k), q, d, false);
-		const float *b = col_b(l, k);
-		for (size_t i = 0; i < d; i++)
-			acc[i] += c * b[i];
+		ops->axpy(acc, c, col_b(l, k), d);
 	}
 }
 
@@ -194,12 +194,8 @@ void rv_lora_apply(float *out, const rv_lora *l, const float *q)
 		u[k] = l->o.scale * rv_learn_dot(col_a(l, k), q, d, false);
 	if (out != q)
 		memcpy(out, q, d * sizeof(float));
-	for (size_t k = 0; k < l->o.rank; k++) {
-		const float *b = col_b(l, k);
-		float c = (float)u[k];
-		for (size_t i = 0; i < d; i++)
-			out[i] += c * b[i];
-	}
+	for (size_t k = 0; k < l->o.rank; k++)
+		rv_simd()->axpy(out, (float)u[k], col_b(l, k), d);
 }
 
 /* The pieces every loss and gradient needs at one event: u = A q,
