@@ -49,7 +49,7 @@
  * find it not READY compute their own copy. So apply takes no lock, and a
  * warm re-rank costs W_q q (out x dim) plus one dot of out floats per
  * candidate: the distance term comes with the hits (the search computed
- * it), the dot runs on the SIMD kernel, the best k are picked by insertion
+ * it), the prior with the row, the best k are picked by insertion
  * (a pool of 50 for k = 10 needs no full sort), and a pool of up to
  * RR_STACK_POOL hits with a representation of up to RR_STACK_OUT floats
  * allocates nothing. Slots past the cache's size (added after it was made)
@@ -361,13 +361,23 @@ static const float *get_rep(const rv_reranker *r, const rv_db *db, rr_cache *c, 
 	return row;
 }
 
+/* A plain sequential sum: out is small (32), and the SIMD kernel's other
+ * summation order would move near-ties, so that the same re-ranker would
+ * rank differently from one CPU to another. */
+static float dotf(const float *a, const float *b, size_t n)
+{
+	float s = 0;
+	for (size_t i = 0; i < n; i++)
+		s += a[i] * b[i];
+	return s;
+}
+
 /* Scores of slots[0..n) (all live) for q; dist[i] is slots[i]'s distance
  * to q in the collection's form, or dist is NULL to compute it. w: out
  * floats, row: out + 1 floats. */
 static void score_slots(float *scores, const rv_reranker *r, const rv_db *db, const float *q, const uint32_t *slots,
 			const float *dist, size_t n, float *w, float *row, rr_scratch *s)
 {
-	const rv_simd_ops *ops = rv_simd();
 	rr_cache *c = get_cache(r, db);
 	rv_gnn_head_vector(w, r->model, q);
 	float beta = rv_gnn_base_weight(r->model);
@@ -375,7 +385,7 @@ static void score_slots(float *scores, const rv_reranker *r, const rv_db *db, co
 		const float *h = get_rep(r, db, c, slots[i], row, s);
 		float d = dist ? dist[i] : slot_dist(db, q, slots[i]);
 		float base = -d * r->base_scale;
-		scores[i] = beta * base + ops->dot(w, h, r->out) + h[r->out];
+		scores[i] = beta * base + dotf(w, h, r->out) + h[r->out];
 	}
 }
 

@@ -23,9 +23,11 @@
  *             on VNNI (i8dot needs a second one to undo its sign trick)
  * and one the learners (src/learn/) run on every search with an adapter:
  *   axpy      y_i += a x_i: a low-rank adapter's delta added to a query
- *             (y and x must not overlap; the AVX sets fuse the multiply
- *             and add, so they agree with the scalar one within a
- *             rounding; NEON uses the scalar kernel)
+ *             (y and x must not overlap). Every set rounds the product
+ *             and then the sum, as the scalar one does, never fusing
+ *             them: each element is exactly the scalar kernel's, so an
+ *             adapted query does not depend on the CPU (NEON uses the
+ *             scalar kernel)
  * Every kernel of every set returns exactly the scalar reference's value
  * for the integer kernels; pq_adc sums in a different order, so it agrees
  * within float rounding (relative 1e-5 of the sum of |entries| used).

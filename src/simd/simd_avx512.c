@@ -67,10 +67,10 @@ void rv_axpy_avx512(float *y, float a, const float *x, size_t n)
 	__m512 va = _mm512_set1_ps(a);
 	size_t i = 0;
 	for (; i + 16 <= n; i += 16)
-		_mm512_storeu_ps(y + i, _mm512_fmadd_ps(va, _mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i)));
+		_mm512_storeu_ps(y + i, _mm512_add_ps(_mm512_loadu_ps(y + i), _mm512_mul_ps(va, _mm512_loadu_ps(x + i))));
 	if (i < n) {
 		__mmask16 m = (__mmask16)((1u << (n - i)) - 1);
-		__m512 r = _mm512_fmadd_ps(va, _mm512_maskz_loadu_ps(m, x + i), _mm512_maskz_loadu_ps(m, y + i));
+		__m512 r = _mm512_add_ps(_mm512_maskz_loadu_ps(m, y + i), _mm512_mul_ps(va, _mm512_maskz_loadu_ps(m, x + i)));
 		_mm512_mask_storeu_ps(y + i, m, r);
 	}
 }
