@@ -1008,10 +1008,26 @@ TEST(rerank_allocation_failures)
 	CHECK(rv_reranker_apply(t.r, w.db, q, re, np, K) == K);
 	ta.fail_at = 0;
 	CHECK(ta.count == count0 && ta.live == live && memcmp(re, want, np * sizeof *re) == 0);
-	/* A clone starts cold: each failure either leaves the order as it
-	 * was given or still reaches the re-ranked one. */
+	/* A clone of the warm re-ranker takes its cache: apply allocates
+	 * nothing there either. */
+	rv_reranker *cl = NULL;
+	CHECK(rv_reranker_clone(&cl, t.r, &ta.hooks, &e) == RV_OK);
+	CHECK(rv_reranker_memory(cl) == rv_reranker_memory(t.r));
+	long live_cl = ta.live;
+	count0 = ta.count;
+	memcpy(re, pool, sizeof pool);
+	ta.fail_at = 1;
+	CHECK(rv_reranker_apply(cl, w.db, q, re, np, K) == K);
+	ta.fail_at = 0;
+	CHECK(ta.count == count0 && ta.live == live_cl && memcmp(re, want, np * sizeof *re) == 0);
+	rv_reranker_free(cl);
+	/* A decoded copy starts cold: each failure either leaves the order
+	 * as it was given or still reaches the re-ranked one. */
 	rv_reranker *cold = NULL;
-	CHECK(rv_reranker_clone(&cold, t.r, &ta.hooks, &e) == RV_OK);
+	rv_buf_init(&b, &ta.hooks);
+	CHECK(rv_reranker_encode(&b, t.r, NULL) == RV_OK);
+	CHECK(rv_reranker_decode(&cold, w.db, b.data, b.len, &e) == RV_OK);
+	rv_buf_free(&b);
 	long live_c = ta.live;
 	size_t kept_order = 0;
 	for (long n = 1; n < 6; n++) {

@@ -471,6 +471,34 @@ size_t rv_reranker_memory(const rv_reranker *r)
 	return bytes;
 }
 
+/* Give c (a clone of r, with no cache yet) the rows r has computed so
+ * far. Best effort: short of memory, c computes its own. */
+static void cache_copy(rv_reranker *c, const rv_reranker *r)
+{
+	rr_cache *src = atomic_load_explicit(&((rv_reranker *)r)->cache, memory_order_acquire);
+	if (!src)
+		return;
+	size_t stride = r->out + 1;
+	rr_cache *d = rv_calloc(c->a, 1, sizeof *d);
+	if (!d)
+		return;
+	/* The source's rows were allocated at this size: no overflow. */
+	d->n = src->n;
+	d->rep = rv_malloc(c->a, (size_t)src->n * stride * sizeof(float));
+	d->state = rv_calloc(c->a, d->n, sizeof(uint8_t));
+	if (!d->rep || !d->state) {
+		cache_free(c->a, d);
+		return;
+	}
+	for (uint32_t s = 0; s < src->n; s++) {
+		if (atomic_load_explicit(&src->state[s], memory_order_acquire) != RR_READY)
+			continue;
+		memcpy(d->rep + (size_t)s * stride, src->rep + (size_t)s * stride, stride * sizeof(float));
+		atomic_store_explicit(&d->state[s], RR_READY, memory_order_relaxed);
+	}
+	atomic_store_explicit(&c->cache, d, memory_order_release);
+}
+
 rv_status rv_reranker_clone(rv_reranker **out, const rv_reranker *r, const rv_alloc *a, rv_err *e)
 {
 	rv_status st = RV_OK;
@@ -495,6 +523,8 @@ rv_status rv_reranker_clone(rv_reranker **out, const rv_reranker *r, const rv_al
 		memcpy(c->pval, r->pval, r->np * sizeof(float));
 		c->np = r->np;
 	}
+	/* Last: the copy is optional, every allocation before it is not. */
+	cache_copy(c, r);
 	*out = c;
 	c = NULL;
 done:

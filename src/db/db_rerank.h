@@ -105,6 +105,11 @@ size_t rv_reranker_apply(const rv_reranker *r, const rv_db *db, const float *q, 
 rv_status rv_reranker_explain(const rv_reranker *r, const rv_db *db, const float *q, uint32_t slot,
 			      uint32_t *slots, float *weights, size_t max, size_t *n, rv_err *e);
 rv_gnn_kind rv_reranker_kind(const rv_reranker *r);
+/* A copy of r (weights, priors) allocated through a, which takes the
+ * representations r has cached so far: activating a version clones its
+ * re-ranker, and a version's warm re-ranker then serves warm at once
+ * (without memory for the copy the clone computes its own). A read of
+ * r, like apply. Errors: RV_EINVAL, RV_ENOMEM. */
 rv_status rv_reranker_clone(rv_reranker **out, const rv_reranker *r, const rv_alloc *a, rv_err *e);
 /* Compute the representation of every live slot into r's cache now, on
  * `threads` threads, so that searches never pay for one (a cold slot costs
