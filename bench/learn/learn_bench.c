@@ -1627,12 +1627,16 @@ int main(int argc, char **argv)
 			}
 			o.shift_learner = found;
 		} else if (strcmp(a, "--learners") == 0) {
+			/* Any case: "gnn,all" and "GNN,ALL" alike (a case-sensitive
+			 * match once ran nothing for the second, without a word). */
+			bool any = false;
 			for (int l = 0; l < 4; l++) {
-				char lower[8];
-				size_t n = strlen(LEARNER_NAME[l]);
-				for (size_t j = 0; j <= n; j++)
-					lower[j] = (char)(LEARNER_NAME[l][j] | (j < n ? 0x20 : 0));
-				o.learner_on[l] = strstr(v, lower) != NULL;
+				o.learner_on[l] = strcasestr(v, LEARNER_NAME[l]) != NULL;
+				any |= o.learner_on[l];
+			}
+			if (!any) {
+				fprintf(stderr, "learn_bench: --learners: '%s' names none of micro, base, gnn, all\n", v);
+				return 2;
 			}
 		} else if (strcmp(a, "--fashion-n") == 0) {
 			if (parse_u64(v, a, 100, 60000, &x))
