@@ -7,13 +7,15 @@
  * field checks behind it (else nearly every input stops at the checksum).
  * Decoding must give RV_OK, RV_ECORRUPT or RV_EVERSION, never a crash; a
  * blob that decodes must encode to bytes that decode and encode to the
- * same bytes again, and survive use: score, apply, explain, observe,
- * clone, a remapped encode, and going on training.
+ * same bytes again, and survive use: score, apply (which must keep the
+ * best hits by score, best first), explain, clone, a remapped encode,
+ * and going on training.
  *
  * The collection (48 points of dimension 8, two of them deleted) is made
  * once per process in a temporary directory that is removed at once (the
  * handle keeps what it needs open or in memory).
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,6 +72,9 @@ static rv_db *fuzz_db(void)
 	return db;
 }
 
+/* A score as apply ranks it: anything not finite ranks last. */
+static float rank_score(float s) { return isfinite(s) ? s : -INFINITY; }
+
 /* Everything a decoded re-ranker must survive. */
 static void use(rv_reranker *r, rv_db *db)
 {
@@ -85,14 +90,39 @@ static void use(rv_reranker *r, rv_db *db)
 	float sc[16], w[64];
 	for (size_t i = 0; i < nh; i++)
 		slots[i] = hits[i].slot;
-	rv_reranker_score(sc, r, db, q, slots, nh, &e);
-	rv_reranker_apply(r, db, q, hits, nh, 5);
+	bool scored = rv_reranker_score(sc, r, db, q, slots, nh, &e) == RV_OK;
+	if (rv_reranker_apply(r, db, q, hits, nh, 5) != 5)
+		abort();
+	if (scored) {
+		/* The kept five are the best by score, best first, and every
+		 * hit is still there once. */
+		float kept_min = INFINITY, rest_max = -INFINITY, prev = INFINITY;
+		for (size_t i = 0; i < nh; i++) {
+			size_t j = 0;
+			while (j < nh && slots[j] != hits[i].slot)
+				j++;
+			if (j == nh)
+				abort();
+			float v = rank_score(sc[j]);
+			if (i < 5) {
+				if (v > prev)
+					abort();
+				prev = v;
+				kept_min = v < kept_min ? v : kept_min;
+			} else {
+				rest_max = v > rest_max ? v : rest_max;
+			}
+			for (size_t m = 0; m < i; m++)
+				if (hits[m].slot == hits[i].slot)
+					abort();
+		}
+		if (rest_max > kept_min)
+			abort();
+	}
 	uint32_t es[64];
 	size_t ne;
 	rv_reranker_explain(r, db, q, slots[0], es, w, 64, &ne, &e);
 	rv_rerank_sample s = { q, slots, (uint32_t)nh, 2, slots[2], 1.0f };
-	if (rv_reranker_observe(r, db, &s, &e) != RV_OK)
-		abort();
 	/* Going on training may fail (a model with absurd weights diverges)
 	 * but must leave the clone as it was. */
 	rv_reranker *c = NULL;

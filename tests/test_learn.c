@@ -9,6 +9,8 @@
  * Timings (MicroLoRA step at d = 384, GNN forward/backward for 100
  * candidates with 16 neighbours each) are printed, never asserted.
  */
+#include <float.h>
+
 #include "harness.h"
 
 #include "learn/learn.h"
@@ -163,6 +165,37 @@ TEST(lora_gradcheck)
 
 /* One SGD step must be exactly the documented update: -lr times the
  * gradient of rv_lora_loss_grad for data and l2, proximal for EWC. */
+/* A step leaves no weight subnormal: weight decay drives unused weights
+ * there, and every search's product with one costs a microcode assist. */
+TEST(lora_step_flushes_subnormal_weights)
+{
+	const size_t d = 16;
+	rv_rng r;
+	rv_rng_seed(&r, 5);
+	float q[16], p[16], n[16];
+	gauss_fill(q, d, 0.5f, &r);
+	gauss_fill(p, d, 0.5f, &r);
+	gauss_fill(n, d, 0.5f, &r);
+	rv_lora_opts o = RV_LORA_OPTS_INIT;
+	o.dim = d;
+	o.rank = 2;
+	o.l2 = 0.01f;
+	rv_lora *l;
+	CHECK(rv_lora_create(&l, &o, NULL, NULL) == RV_OK);
+	size_t np;
+	float *th = rv_lora_params(l, &np);
+	for (size_t i = 0; i < np; i++)
+		th[i] = (i % 2 ? -1e-40f : 1e-40f);
+	CHECK(th[0] != 0 && fabsf(th[0]) < FLT_MIN);
+	rv_lora_event ev = { q, p, n, NULL, 1.0f };
+	CHECK(rv_lora_step(NULL, l, &ev) == RV_OK);
+	size_t sub = 0;
+	for (size_t i = 0; i < np; i++)
+		sub += th[i] != 0 && fabsf(th[i]) < FLT_MIN;
+	CHECK_MSG(sub == 0, "%zu of %zu weights subnormal after a step", sub, np);
+	rv_lora_free(l);
+}
+
 TEST(lora_step_follows_gradient)
 {
 	const size_t d = 24;

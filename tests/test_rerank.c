@@ -11,6 +11,7 @@
  * on slots through the internal headers, as the learning layer does.
  * Re-ranking and training times are printed, never asserted.
  */
+#include <float.h>
 #include <pthread.h>
 
 #include "harness.h"
@@ -666,8 +667,6 @@ TEST(rerank_encode_decode_roundtrip_and_corruption)
 	CHECK(world_make(&w, "codec", 13, NULL));
 	CHECK(train_world(&t, &w, RV_GNN_GAT, 400) == RV_OK);
 	rv_err e;
-	for (size_t i = 0; i < 20; i++)
-		CHECK(rv_reranker_observe(t.r, w.db, &t.s[i], &e) == RV_OK);
 	rv_buf b, b2;
 	rv_buf_init(&b, NULL);
 	rv_buf_init(&b2, NULL);
@@ -675,10 +674,37 @@ TEST(rerank_encode_decode_roundtrip_and_corruption)
 	rv_reranker *r2 = NULL;
 	CHECK_MSG(rv_reranker_decode(&r2, w.db, b.data, b.len, &e) == RV_OK, "%s", e.msg);
 	CHECK(rv_reranker_kind(r2) == RV_GNN_GAT && rv_reranker_steps(r2) == rv_reranker_steps(t.r));
-	CHECK(rv_reranker_observed(r2) == 20);
 	/* Re-encoding gives the same bytes. */
 	CHECK(rv_reranker_encode(&b2, r2, NULL) == RV_OK);
 	CHECK(b2.len == b.len && memcmp(b.data, b2.data, b.len) == 0);
+	/* A blob whose "observed" count (bytes 44..51, from the versions that
+	 * stepped priors per event) is not 0 still decodes, to the same
+	 * model, and encodes with 0 there. */
+	CHECK(b.len > 60 && rv_get_u64(b.data + 44) == 0);
+	rv_put_u64(b2.data + 44, 20);
+	rv_put_u64(b2.data + b2.len - 8, rv_hash64(b2.data, b2.len - 8, 0));
+	rv_reranker *r3 = NULL;
+	CHECK_MSG(rv_reranker_decode(&r3, w.db, b2.data, b2.len, &e) == RV_OK, "%s", e.msg);
+	b2.len = 0;
+	CHECK(rv_reranker_encode(&b2, r3, NULL) == RV_OK);
+	CHECK(b2.len == b.len && memcmp(b.data, b2.data, b.len) == 0);
+	rv_reranker_free(r3);
+	/* A subnormal weight (the first, at byte 56) is served as 0: every
+	 * product with one would cost the CPU a microcode assist. */
+	float tiny = 1e-40f, got;
+	uint32_t bits;
+	memcpy(&bits, &tiny, 4);
+	CHECK(tiny != 0 && fabsf(tiny) < FLT_MIN);
+	rv_put_u32(b2.data + 56, bits);
+	rv_put_u64(b2.data + b2.len - 8, rv_hash64(b2.data, b2.len - 8, 0));
+	r3 = NULL;
+	CHECK_MSG(rv_reranker_decode(&r3, w.db, b2.data, b2.len, &e) == RV_OK, "%s", e.msg);
+	b2.len = 0;
+	CHECK(rv_reranker_encode(&b2, r3, NULL) == RV_OK);
+	bits = rv_get_u32(b2.data + 56);
+	memcpy(&got, &bits, 4);
+	CHECK(got == 0.0f);
+	rv_reranker_free(r3);
 	bool same = true;
 	size_t with_prior = 0;
 	for (int i = 0; i < 20; i++) {
@@ -796,55 +822,6 @@ TEST(rerank_compaction_remap_keeps_priors)
 	CHECK(found == kept_with_prior && found > 50 && del_with_prior > 0);
 }
 
-/* observe: a click at position p raises the item's prior and lowers the
- * items around it; repeated, it brings the item to the top. */
-TEST(rerank_observe_moves_priors)
-{
-	world w;
-	trained t;
-	CHECK(world_make(&w, "observe", 19, NULL));
-	CHECK(train_world(&t, &w, RV_GNN_SAGE, 300) == RV_OK);
-	float q[D];
-	rv_hnsw_hit pool[POOL], re[POOL];
-	make_query(&w, q);
-	size_t n = pool_of(&w, q, pool);
-	memcpy(re, pool, sizeof pool);
-	rv_reranker_apply(t.r, w.db, q, re, n, n);
-	uint32_t shown[SHOWN];
-	pool_slots(re, SHOWN, shown);
-	uint32_t target = shown[6];
-	float p0 = rv_reranker_prior(t.r, target), above0 = rv_reranker_prior(t.r, shown[5]);
-	rv_rerank_sample s = { q, shown, SHOWN, 6, target, 1.0f };
-	rv_err e;
-	CHECK(rv_reranker_observe(t.r, w.db, &s, &e) == RV_OK);
-	CHECK(rv_reranker_prior(t.r, target) > p0);
-	CHECK(rv_reranker_prior(t.r, shown[5]) < above0);
-	size_t rounds = 0;
-	for (; rounds < 200; rounds++) {
-		memcpy(re, pool, sizeof pool);
-		rv_reranker_apply(t.r, w.db, q, re, n, K);
-		if (re[0].slot == target)
-			break;
-		pool_slots(re, SHOWN, shown);
-		uint32_t pos = 0;
-		while (pos < SHOWN && shown[pos] != target)
-			pos++;
-		s = (rv_rerank_sample){ q, shown, SHOWN, pos < SHOWN ? pos : RV_FB_NOT_SHOWN, target, 1.0f };
-		CHECK(rv_reranker_observe(t.r, w.db, &s, &e) == RV_OK);
-	}
-	fprintf(stderr, "   item from position 6 to the top after %zu clicks\n", rounds + 1);
-	CHECK(rounds < 200);
-	/* A rejection moves it down again. */
-	float top = rv_reranker_prior(t.r, target);
-	pool_slots(re, SHOWN, shown);
-	s = (rv_rerank_sample){ q, shown, SHOWN, 0, target, -1.0f };
-	CHECK(rv_reranker_observe(t.r, w.db, &s, &e) == RV_OK);
-	CHECK(rv_reranker_prior(t.r, target) < top);
-	CHECK(rv_reranker_observed(t.r) == rounds + 2);
-	trained_free(&t);
-	world_free(&w);
-}
-
 /* Dead slots: a deleted item's prior is dropped by further training and
  * by decoding; a replaced item (new slot) starts without a prior. */
 TEST(rerank_dead_slots_dropped)
@@ -920,9 +897,6 @@ TEST(rerank_rejects_bad_input)
 	rv_rerank_sample ok = { q, odd, 4, 0, w.slot[1], 1.0f };
 	CHECK(rv_reranker_train(&r, w.db, RV_GNN_SAGE, &ok, 1, 1, &e) == RV_OK);
 	CHECK(rv_reranker_steps(r) > 0);
-	CHECK(rv_reranker_observe(r, w.db, &s, &e) == RV_OK);
-	s.reward = -2;
-	CHECK(rv_reranker_observe(r, w.db, &s, &e) == RV_EINVAL);
 	uint32_t bogus = w.db->vecs.n + 10;
 	float sc;
 	CHECK(rv_reranker_score(&sc, r, w.db, q, &bogus, 1, &e) == RV_EINVAL);
@@ -930,9 +904,10 @@ TEST(rerank_rejects_bad_input)
 	world_free(&w);
 }
 
-/* Every allocation of train, observe, clone, encode, decode, score and
+/* Every allocation of train, warm, clone, encode, decode, score and
  * explain fails in turn: RV_ENOMEM, nothing leaked, the re-ranker as it
- * was; apply keeps the order it was given. */
+ * was; apply on a warm cache allocates nothing, and on a cold one keeps
+ * the order it was given when it cannot compute a representation. */
 TEST(rerank_allocation_failures)
 {
 	rv_test_alloc ta;
@@ -957,18 +932,17 @@ TEST(rerank_allocation_failures)
 		fails++;
 	}
 	live = ta.live;
-	/* observe */
-	float before = rv_reranker_prior(t.r, t.s[0].slot);
+	/* warm: a failure keeps what was computed (the cache stays) */
 	for (long n = 1;; n++) {
 		ta.fail_at = n;
-		rv_status st = rv_reranker_observe(t.r, w.db, &t.s[1], &e);
+		rv_status st = rv_reranker_warm(t.r, w.db, 1, &e);
 		ta.fail_at = 0;
 		if (st == RV_OK)
 			break;
-		CHECK(st == RV_ENOMEM && rv_reranker_prior(t.r, t.s[0].slot) == before);
+		CHECK(st == RV_ENOMEM && ta.live <= live + 3);
 		fails++;
 	}
-	live = ta.live; /* observe made the cache */
+	live = ta.live; /* warm made the cache */
 	/* clone */
 	for (long n = 1;; n++) {
 		rv_reranker *c = NULL;
@@ -1013,9 +987,18 @@ TEST(rerank_allocation_failures)
 	float q[D], sc[POOL];
 	uint32_t slots[POOL], es[64];
 	float ew[64];
-	rv_hnsw_hit pool[POOL], re[POOL];
-	make_query(&w, q);
-	size_t np = pool_of(&w, q, pool);
+	rv_hnsw_hit pool[POOL], re[POOL], want[POOL];
+	/* A query whose top K the re-ranker changes, so that a kept order
+	 * and a re-ranked one tell apart below. */
+	size_t np = 0;
+	bool moved = false;
+	for (int i = 0; i < 100 && !moved; i++) {
+		make_query(&w, q);
+		np = pool_of(&w, q, pool);
+		memcpy(want, pool, sizeof pool);
+		moved = rv_reranker_apply(t.r, w.db, q, want, np, K) == K && memcmp(want, pool, K * sizeof *pool) != 0;
+	}
+	CHECK(moved);
 	pool_slots(pool, np, slots);
 	for (long n = 1;; n++) {
 		ta.fail_at = n;
@@ -1036,15 +1019,50 @@ TEST(rerank_allocation_failures)
 		CHECK(st == RV_ENOMEM && cnt == 0 && ta.live == live);
 		fails++;
 	}
-	for (long n = 1; n < 4; n++) {
+	long count0 = ta.count;
+	memcpy(re, pool, sizeof pool);
+	ta.fail_at = 1;
+	CHECK(rv_reranker_apply(t.r, w.db, q, re, np, K) == K);
+	ta.fail_at = 0;
+	CHECK(ta.count == count0 && ta.live == live && memcmp(re, want, np * sizeof *re) == 0);
+	/* A clone of the warm re-ranker takes its cache: apply allocates
+	 * nothing there either. */
+	rv_reranker *cl = NULL;
+	CHECK(rv_reranker_clone(&cl, t.r, &ta.hooks, &e) == RV_OK);
+	CHECK(rv_reranker_memory(cl) == rv_reranker_memory(t.r));
+	long live_cl = ta.live;
+	count0 = ta.count;
+	memcpy(re, pool, sizeof pool);
+	ta.fail_at = 1;
+	CHECK(rv_reranker_apply(cl, w.db, q, re, np, K) == K);
+	ta.fail_at = 0;
+	CHECK(ta.count == count0 && ta.live == live_cl && memcmp(re, want, np * sizeof *re) == 0);
+	rv_reranker_free(cl);
+	/* A decoded copy starts cold: each failure either leaves the order
+	 * as it was given or still reaches the re-ranked one. */
+	rv_reranker *cold = NULL;
+	rv_buf_init(&b, &ta.hooks);
+	CHECK(rv_reranker_encode(&b, t.r, NULL) == RV_OK);
+	CHECK(rv_reranker_decode(&cold, w.db, b.data, b.len, &e) == RV_OK);
+	rv_buf_free(&b);
+	long live_c = ta.live;
+	size_t kept_order = 0;
+	for (long n = 1; n < 6; n++) {
 		memcpy(re, pool, sizeof pool);
 		ta.fail_at = n;
-		size_t keep = rv_reranker_apply(t.r, w.db, q, re, np, K);
+		size_t keep = rv_reranker_apply(cold, w.db, q, re, np, K);
 		ta.fail_at = 0;
-		CHECK(keep == K && ta.live == live);
-		if (n == 1)
-			CHECK(memcmp(re, pool, np * sizeof *pool) == 0);
+		CHECK(keep == K);
+		bool as_given = memcmp(re, pool, np * sizeof *re) == 0;
+		CHECK(as_given || memcmp(re, want, K * sizeof *re) == 0);
+		kept_order += as_given;
+		if (ta.live > live_c) {
+			/* The cache was made: the rest runs warm or fills it. */
+			break;
+		}
 	}
+	CHECK(kept_order > 0);
+	rv_reranker_free(cold);
 	fprintf(stderr, "   %zu injected allocation failures, all clean\n", fails);
 	trained_free(&t);
 	world_free(&w);

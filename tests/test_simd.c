@@ -6,7 +6,9 @@
  * must equal the scalar ones exactly, the scalar ones must equal a 64-bit
  * computation, and extreme inputs (-128, 127, the longest int8 length)
  * must not overflow; the product-quantization kernel agrees within float
- * rounding.
+ * rounding. axpy (y += a x) must equal the scalar kernel exactly (each
+ * element is one rounded product and one rounded sum), agree with double
+ * precision, and leave every element past n untouched.
  */
 #include "harness.h"
 #include "simd/simd.h"
@@ -96,7 +98,8 @@ static void check_quant_kernels(const rv_simd_ops *ops)
 static void check_ops(const rv_simd_ops *ops)
 {
 	size_t maxn = 4100;
-	float *a = rv_test_random_vectors(maxn + 1, 1, 5), *b = rv_test_random_vectors(maxn + 1, 1, 6);
+	float *a = rv_test_random_vectors(maxn + 2, 1, 5), *b = rv_test_random_vectors(maxn + 2, 1, 6);
+	float *acc = malloc((maxn + 2) * sizeof(float)), *ref = malloc((maxn + 2) * sizeof(float));
 	for (size_t n = 1; n <= maxn; n = n < 1024 ? n + 1 : n * 2) {
 		for (size_t off = 0; off < 2; off++) { /* off = 1: unaligned */
 			const float *x = a + off, *y = b + off;
@@ -110,10 +113,23 @@ static void check_ops(const rv_simd_ops *ops)
 				  (double)ops->l2sq(x, y, n), l2);
 			CHECK_MSG(close_enough(ops->dot(x, y, n), dot, scale), "%s dot n=%zu: %g vs %g", ops->name, n,
 				  (double)ops->dot(x, y, n), dot);
+			/* axpy into a copy of y with a guard element past the end. */
+			memcpy(acc, y, (n + 1) * sizeof(float));
+			memcpy(ref, y, (n + 1) * sizeof(float));
+			float c = 0.75f - 0.5f * (float)off;
+			ops->axpy(acc, c, x, n);
+			rv_axpy_scalar(ref, c, x, n);
+			bool ok = acc[n] == y[n] && memcmp(acc, ref, n * sizeof(float)) == 0;
+			for (size_t i = 0; i < n && ok; i++)
+				ok = close_enough(acc[i], (double)y[i] + (double)c * x[i],
+						  fabs((double)y[i]) + fabs((double)c * x[i]));
+			CHECK_MSG(ok, "%s axpy n=%zu off=%zu", ops->name, n, off);
 		}
 	}
 	free(a);
 	free(b);
+	free(acc);
+	free(ref);
 	check_quant_kernels(ops);
 }
 

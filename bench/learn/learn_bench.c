@@ -508,9 +508,13 @@ static rv_status reopen(run *r, const opts *o)
 	return st;
 }
 
-/* Mean search time of the held-out queries with learning on and off.
- * Whole passes alternate (on, off, off, on, ...): timing the same query
- * twice in a row would hand the second search a warm cache. */
+/* Mean search time of the held-out queries with learning on and off, in
+ * CPU time of this thread: on a loaded machine wall time counts the time
+ * other processes held the core, which swung the ratio by tens of per
+ * cent between passes (a search is single-threaded, so its thread's CPU
+ * time is its cost). Whole passes alternate (on, off, off, on, ...):
+ * timing the same query twice in a row would hand the second search a
+ * warm cache. */
 static void time_search(run *r, double *on_us, double *off_us)
 {
 	const lb_set *s = r->set;
@@ -525,12 +529,12 @@ static void time_search(run *r, double *on_us, double *off_us)
 		rounds = LATENCY_ROUNDS;
 	for (int pass = 0; pass < 2 * rounds && !r->failed; pass++) {
 		int off = (pass & 1) ^ ((pass >> 1) & 1);
-		double t0 = lb_now();
+		double t0 = lb_cpu_now();
 		for (size_t q = s->n_train; q < s->nq && !r->failed; q++) {
 			search_rows(r, s->queries + q * s->dim, off ? RV_SEARCH_NO_LEARNING : 0, LB_K, rows, &m);
 			n[off]++;
 		}
-		t[off] += lb_now() - t0;
+		t[off] += lb_cpu_now() - t0;
 	}
 	*on_us = n[0] ? t[0] / (double)n[0] * 1e6 : 0;
 	*off_us = n[1] ? t[1] / (double)n[1] * 1e6 : 0;
@@ -1359,7 +1363,7 @@ static void write_report(setrun *srs, size_t nsets, const opts *o, double total_
 
 	fprintf(f, "### Latency\n\nOne core of a shared 2-core machine, single-threaded calls. Feedback: every "
 		"rv_db_feedback of the run up to %s events. Search: k = 10 over the held-out queries, at least %d passes each way and 2000 searches, alternating, "
-		"with learning vs RV_SEARCH_NO_LEARNING on the same handle after %s events. rv_db_learn_eval: the "
+		"with learning vs RV_SEARCH_NO_LEARNING on the same handle after %s events, mean CPU time of the searching thread. rv_db_learn_eval: the "
 		"library's own figures (MicroLoRA step, GNN re-ranking of one pool of rerank_pool x k = 50 "
 		"candidates) and its NDCG@10 of the rewarded items.\n\n"
 		"| set | dim | learner | feedback mean us | p50 us | p99 us | search off us | on us | on/off | "
@@ -1623,12 +1627,16 @@ int main(int argc, char **argv)
 			}
 			o.shift_learner = found;
 		} else if (strcmp(a, "--learners") == 0) {
+			/* Any case: "gnn,all" and "GNN,ALL" alike (a case-sensitive
+			 * match once ran nothing for the second, without a word). */
+			bool any = false;
 			for (int l = 0; l < 4; l++) {
-				char lower[8];
-				size_t n = strlen(LEARNER_NAME[l]);
-				for (size_t j = 0; j <= n; j++)
-					lower[j] = (char)(LEARNER_NAME[l][j] | (j < n ? 0x20 : 0));
-				o.learner_on[l] = strstr(v, lower) != NULL;
+				o.learner_on[l] = strcasestr(v, LEARNER_NAME[l]) != NULL;
+				any |= o.learner_on[l];
+			}
+			if (!any) {
+				fprintf(stderr, "learn_bench: --learners: '%s' names none of micro, base, gnn, all\n", v);
+				return 2;
 			}
 		} else if (strcmp(a, "--fashion-n") == 0) {
 			if (parse_u64(v, a, 100, 60000, &x))

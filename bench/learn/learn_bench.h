@@ -128,5 +128,9 @@ size_t lb_user(lb_event *ev, const lb_workload *w, size_t q, const uint32_t *row
 
 double lb_dot(const float *a, const float *b, size_t d);
 double lb_now(void);
+/* CPU time of the calling thread, in seconds: what a timed loop costs on
+ * a machine that other processes share (time spent descheduled is not
+ * counted). */
+double lb_cpu_now(void);
 
 #endif /* LEARN_BENCH_H */

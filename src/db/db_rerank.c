@@ -1,7 +1,7 @@
 /*
  * db_rerank.c - the GNN re-ranker of a collection: training from feedback
- * samples, per-event prior updates, re-ranking a search's candidate pool,
- * explanations, and the byte form.
+ * samples, re-ranking a search's candidate pool, explanations, and the
+ * byte form.
  *
  * Model. One GNN layer (src/learn/gnn.c) of kind SAGE, GCN or GAT (4
  * heads) maps a node's vector and its live HNSW layer-0 neighbours' to a
@@ -39,20 +39,28 @@
  * only the weights (no Adam moments, no workspace): going on training
  * later restarts the optimiser.
  *
- * Serving. Representations do not depend on the query. A cache (one row
- * per slot, allocated on first use and published with a compare-and-swap)
- * holds each slot's representation once computed; a row is claimed by
- * one thread (state EMPTY -> BUSY), written and then published (READY,
- * release); readers that find it not READY compute their own copy. So
- * apply takes no lock, and a warm re-rank costs W_q q (out x dim) plus one
- * short dot per candidate. Slots past the cache's size (added after it
- * was made) are computed on every use.
+ * Serving. Representations do not depend on the query, and a re-ranker
+ * never changes once made (training makes a new one), so neither do the
+ * priors. A cache (one row per slot, allocated on first use and published
+ * with a compare-and-swap) holds each slot's representation once computed,
+ * followed by its prior, so scoring a candidate reads one row instead of
+ * searching the prior array; a row is claimed by one thread (state EMPTY
+ * -> BUSY), written and then published (READY, release); readers that
+ * find it not READY compute their own copy. So apply takes no lock, and a
+ * warm re-rank costs W_q q (out x dim) plus one dot of out floats per
+ * candidate: the distance term comes with the hits (the search computed
+ * it), the prior with the row, the best k are picked by insertion
+ * (a pool of 50 for k = 10 needs no full sort), and a pool of up to
+ * RR_STACK_POOL hits with a representation of up to RR_STACK_OUT floats
+ * allocates nothing. Slots past the cache's size (added after it was made)
+ * are computed on every use.
  *
  * Byte form (little-endian; the trailing XXH3-64 covers everything):
  *
  *   "RVRR"  u16 version (1)  u16 kind (rv_gnn_kind)
  *   u32 dim  u32 out  u32 heads  u32 head (RV_GNN_HEAD_*)  f32 leaky
- *   f32 base_scale  f32 feat_scale  u64 steps  u64 observed
+ *   f32 base_scale  f32 feat_scale  u64 steps  u64 observed (0; read and
+ *   ignored: it counted per-event prior updates, which are gone)
  *   u32 n_theta  f32 theta[n_theta]     (layout of rv_gnn_params)
  *   u32 n_priors  n_priors x (u32 slot, f32 value), slots ascending
  *   u64 XXH3-64
@@ -61,6 +69,7 @@
  * (dimension, parameter count for the layer, slots below its slot count,
  * ascending, finite values) and drops priors of dead slots.
  */
+#include <float.h>
 #include <math.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -87,19 +96,21 @@
 #define RR_PRIOR_LR 0.01f
 #define RR_L2 1e-2f
 #define RR_HEAD RV_GNN_HEAD_BIAS
-#define RR_OBSERVE_LR 0.05f /* SGD step of the priors per event */
 #define RR_MIN_STEPS 3000
 #define RR_MAX_EPOCHS 8
 #define RR_SCALE_SAMPLES 1000 /* samples that estimate base_scale, at most */
 #define RR_MAX_DEG (2 * RV_HNSW_M_MAX)
 #define RR_CAND (RV_RERANK_MAX_PAIRS + 1)
 #define RR_MAX_OUT 1024    /* decode: largest representation accepted */
+#define RR_STACK_POOL 256  /* apply: pools up to this size score on the stack */
+#define RR_STACK_OUT 64    /* ... with representations up to this size */
+#define RR_PICK_MAX 64     /* apply keeps at most this many by insertion; more: a full sort */
 
 enum { RR_EMPTY = 0, RR_BUSY = 1, RR_READY = 2 };
 
 typedef struct rr_cache {
 	uint32_t n;               /* slots covered */
-	float *rep;               /* n x out */
+	float *rep;               /* n rows of out + 1: the representation, then the prior */
 	_Atomic uint8_t *state;   /* RR_EMPTY, RR_BUSY, RR_READY per slot */
 } rr_cache;
 
@@ -115,7 +126,6 @@ struct rv_reranker {
 	float *pval;
 	size_t np, pcap;
 	uint64_t steps;           /* training steps, all calls */
-	uint64_t observed;        /* events since the last training */
 	_Atomic(rr_cache *) cache; /* NULL until first use */
 };
 
@@ -194,7 +204,21 @@ static void model_opts(rv_gnn_opts *o, rv_gnn_kind kind, uint32_t dim, size_t ou
 	*o = d;
 }
 
-/* A serving copy of m: its weights, SGD form (no Adam moments, no workspace). */
+/* Weights below FLT_MIN in magnitude become 0. Weight decay leaves many
+ * weights subnormal, and every product with a subnormal costs the CPU a
+ * microcode assist: measured on the Fiori collection, searches with a
+ * GNN version took 1.14x the CPU time of plain ones, 0.96x with the
+ * subnormals flushed (same instructions). A subnormal weight moves a
+ * score by less than 1e-37, so the ranking does not change. */
+static void flush_subnormal(float *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (fabsf(p[i]) < FLT_MIN)
+			p[i] = 0.0f;
+}
+
+/* A serving copy of m: its weights, SGD form (no Adam moments, no
+ * workspace), subnormal weights flushed to 0. */
 static rv_status serving_model(rv_gnn **out, const rv_gnn *m, const rv_alloc *a, rv_err *e)
 {
 	rv_gnn_opts o = *rv_gnn_get_opts(m);
@@ -205,6 +229,7 @@ static rv_status serving_model(rv_gnn **out, const rv_gnn *m, const rv_alloc *a,
 	size_t n;
 	float *dst = rv_gnn_params(*out, &n);
 	memcpy(dst, rv_gnn_params((rv_gnn *)m, NULL), n * sizeof(float));
+	flush_subnormal(dst, n);
 	return RV_OK;
 }
 
@@ -249,21 +274,6 @@ static bool prior_reserve(rv_reranker *r, size_t extra)
 	return true;
 }
 
-/* Adds delta to slot's prior; room must be reserved. */
-static void prior_add(rv_reranker *r, uint32_t slot, float delta)
-{
-	bool found;
-	size_t i = prior_find(r, slot, &found);
-	if (!found) {
-		memmove(r->pslot + i + 1, r->pslot + i, (r->np - i) * sizeof(uint32_t));
-		memmove(r->pval + i + 1, r->pval + i, (r->np - i) * sizeof(float));
-		r->pslot[i] = slot;
-		r->pval[i] = 0;
-		r->np++;
-	}
-	r->pval[i] += delta;
-}
-
 static void cache_free(const rv_alloc *a, rr_cache *c)
 {
 	if (!c)
@@ -285,7 +295,7 @@ static rr_cache *get_cache(const rv_reranker *cr, const rv_db *db)
 	if (want > UINT32_MAX)
 		want = UINT32_MAX;
 	size_t bytes;
-	if (!rv_mul_ok((size_t)want, r->out * sizeof(float), &bytes))
+	if (!rv_mul_ok((size_t)want, (r->out + 1) * sizeof(float), &bytes))
 		return NULL;
 	c = rv_calloc(r->a, 1, sizeof *c);
 	if (!c)
@@ -335,36 +345,41 @@ static bool scratch_work(rr_scratch *s, const rv_reranker *r)
 
 static void scratch_free(rr_scratch *s) { rv_dealloc(s->a, s->work); }
 
-/* The representation of slot: the cached row, or computed into row (and
- * cached when this thread wins the row). Without memory for the work:
- * zeros, and s->failed. */
+/* The row of slot, out + 1 floats: its representation, then its prior.
+ * The cached row, or computed into row (and cached when this thread wins
+ * the row). Without memory for the work: zeros, and s->failed. */
 static const float *get_rep(const rv_reranker *r, const rv_db *db, rr_cache *c, uint32_t slot, float *row,
 			    rr_scratch *s)
 {
+	size_t stride = r->out + 1;
 	if (c && slot < c->n) {
 		uint8_t st = atomic_load_explicit(&c->state[slot], memory_order_acquire);
 		if (st == RR_READY)
-			return c->rep + (size_t)slot * r->out;
+			return c->rep + (size_t)slot * stride;
 	}
 	size_t deg = neighbours(db, slot, NULL, s->ptrs);
 	if (!scratch_work(s, r) ||
 	    rv_gnn_embed_node(row, NULL, r->model, db->vecs.ptr[slot], s->ptrs, deg, s->work) != RV_OK) {
 		/* Never cached: the caller sees s->failed and gives up. */
-		memset(row, 0, r->out * sizeof(float));
+		memset(row, 0, stride * sizeof(float));
 		s->failed = true;
 		return row;
 	}
+	row[r->out] = rv_reranker_prior(r, slot);
 	if (c && slot < c->n) {
 		uint8_t expect = RR_EMPTY;
 		if (atomic_compare_exchange_strong_explicit(&c->state[slot], &expect, RR_BUSY, memory_order_acq_rel,
 							    memory_order_relaxed)) {
-			memcpy(c->rep + (size_t)slot * r->out, row, r->out * sizeof(float));
+			memcpy(c->rep + (size_t)slot * stride, row, stride * sizeof(float));
 			atomic_store_explicit(&c->state[slot], RR_READY, memory_order_release);
 		}
 	}
 	return row;
 }
 
+/* A plain sequential sum: out is small (32), and the SIMD kernel's other
+ * summation order would move near-ties, so that the same re-ranker would
+ * rank differently from one CPU to another. */
 static float dotf(const float *a, const float *b, size_t n)
 {
 	float s = 0;
@@ -373,17 +388,20 @@ static float dotf(const float *a, const float *b, size_t n)
 	return s;
 }
 
-/* Scores of slots[0..n) (all live) for q; w: out floats, rows: out floats. */
+/* Scores of slots[0..n) (all live) for q; dist[i] is slots[i]'s distance
+ * to q in the collection's form, or dist is NULL to compute it. w: out
+ * floats, row: out + 1 floats. */
 static void score_slots(float *scores, const rv_reranker *r, const rv_db *db, const float *q, const uint32_t *slots,
-			size_t n, float *w, float *row, rr_scratch *s)
+			const float *dist, size_t n, float *w, float *row, rr_scratch *s)
 {
 	rr_cache *c = get_cache(r, db);
 	rv_gnn_head_vector(w, r->model, q);
 	float beta = rv_gnn_base_weight(r->model);
 	for (size_t i = 0; i < n; i++) {
 		const float *h = get_rep(r, db, c, slots[i], row, s);
-		float base = -slot_dist(db, q, slots[i]) * r->base_scale;
-		scores[i] = beta * base + dotf(w, h, r->out) + rv_reranker_prior(r, slots[i]);
+		float d = dist ? dist[i] : slot_dist(db, q, slots[i]);
+		float base = -d * r->base_scale;
+		scores[i] = beta * base + dotf(w, h, r->out) + h[r->out];
 	}
 }
 
@@ -401,7 +419,7 @@ static void warm_part(void *p, unsigned th)
 	warm_ctx *w = p;
 	rr_scratch sc;
 	scratch_init(&sc, w->r->a);
-	float *row = rv_malloc(w->r->a, w->r->out * sizeof(float));
+	float *row = rv_malloc(w->r->a, (w->r->out + 1) * sizeof(float));
 	for (uint32_t slot = th; row && !sc.failed && slot < w->n; slot += w->threads)
 		if (slot_live(w->db, slot))
 			get_rep(w->r, w->db, w->c, slot, row, &sc);
@@ -455,7 +473,6 @@ void rv_reranker_free(rv_reranker *r)
 
 rv_gnn_kind rv_reranker_kind(const rv_reranker *r) { return r->kind; }
 uint64_t rv_reranker_steps(const rv_reranker *r) { return r->steps; }
-uint64_t rv_reranker_observed(const rv_reranker *r) { return r->observed; }
 
 size_t rv_reranker_memory(const rv_reranker *r)
 {
@@ -466,8 +483,36 @@ size_t rv_reranker_memory(const rv_reranker *r)
 	bytes += r->pcap * (sizeof(uint32_t) + sizeof(float));
 	rr_cache *c = atomic_load_explicit(&((rv_reranker *)r)->cache, memory_order_acquire);
 	if (c)
-		bytes += sizeof *c + (size_t)c->n * (r->out * sizeof(float) + 1);
+		bytes += sizeof *c + (size_t)c->n * ((r->out + 1) * sizeof(float) + 1);
 	return bytes;
+}
+
+/* Give c (a clone of r, with no cache yet) the rows r has computed so
+ * far. Best effort: short of memory, c computes its own. */
+static void cache_copy(rv_reranker *c, const rv_reranker *r)
+{
+	rr_cache *src = atomic_load_explicit(&((rv_reranker *)r)->cache, memory_order_acquire);
+	if (!src)
+		return;
+	size_t stride = r->out + 1;
+	rr_cache *d = rv_calloc(c->a, 1, sizeof *d);
+	if (!d)
+		return;
+	/* The source's rows were allocated at this size: no overflow. */
+	d->n = src->n;
+	d->rep = rv_malloc(c->a, (size_t)src->n * stride * sizeof(float));
+	d->state = rv_calloc(c->a, d->n, sizeof(uint8_t));
+	if (!d->rep || !d->state) {
+		cache_free(c->a, d);
+		return;
+	}
+	for (uint32_t s = 0; s < src->n; s++) {
+		if (atomic_load_explicit(&src->state[s], memory_order_acquire) != RR_READY)
+			continue;
+		memcpy(d->rep + (size_t)s * stride, src->rep + (size_t)s * stride, stride * sizeof(float));
+		atomic_store_explicit(&d->state[s], RR_READY, memory_order_relaxed);
+	}
+	atomic_store_explicit(&c->cache, d, memory_order_release);
 }
 
 rv_status rv_reranker_clone(rv_reranker **out, const rv_reranker *r, const rv_alloc *a, rv_err *e)
@@ -483,7 +528,6 @@ rv_status rv_reranker_clone(rv_reranker **out, const rv_reranker *r, const rv_al
 	c->base_scale = r->base_scale;
 	c->feat_scale = r->feat_scale;
 	c->steps = r->steps;
-	c->observed = r->observed;
 	if ((st = serving_model(&c->model, r->model, a, e)) != RV_OK)
 		goto done;
 	if (r->np) {
@@ -495,6 +539,8 @@ rv_status rv_reranker_clone(rv_reranker **out, const rv_reranker *r, const rv_al
 		memcpy(c->pval, r->pval, r->np * sizeof(float));
 		c->np = r->np;
 	}
+	/* Last: the copy is optional, every allocation before it is not. */
+	cache_copy(c, r);
 	*out = c;
 	c = NULL;
 done:
@@ -926,58 +972,6 @@ done:
 }
 
 /* ------------------------------------------------------------------------
- * Per-event priors
- * ---------------------------------------------------------------------- */
-
-rv_status rv_reranker_observe(rv_reranker *r, const rv_db *db, const rv_rerank_sample *s, rv_err *e)
-{
-	rv_status st;
-	rr_scratch sc;
-	float *buf = NULL;
-	if (!r || !db || !s)
-		return rv_err_set(e, RV_EINVAL, "re-ranker observe: re-ranker, collection and sample are required");
-	scratch_init(&sc, r->a);
-	if (db->dim != r->dim)
-		return rv_err_set(e, RV_EINVAL, "re-ranker has dimension %u, collection %u", r->dim, db->dim);
-	if ((st = check_sample(db, s, 0, e)) != RV_OK)
-		return st;
-	rr_pairs pp;
-	make_pairs(&pp, db, s);
-	if (pp.np == 0)
-		return RV_OK;
-	/* Every allocation first, so a failure changes nothing. */
-	if (!prior_reserve(r, pp.nc) || !(buf = rv_malloc(r->a, (2 * r->out + RR_CAND) * sizeof(float)))) {
-		st = rv_err_nomem(e);
-		goto done;
-	}
-	float *w = buf, *row = buf + r->out, *sv = row + r->out;
-	score_slots(sv, r, db, s->query, pp.cand, pp.nc, w, row, &sc);
-	if (sc.failed) {
-		st = rv_err_nomem(e);
-		goto done;
-	}
-	/* One SGD step of weight * -log sigmoid(s_c - s_k) on the two priors
-	 * of each pair, scores kept current as the priors move. */
-	for (size_t i = 0; i < pp.np; i++) {
-		uint32_t c = pp.p[i].chosen, k = pp.p[i].skipped;
-		double g = pp.p[i].weight * rv_learn_sigmoid_neg(sv[c] - sv[k]);
-		float step = (float)(RR_OBSERVE_LR * g);
-		/* Scores out of float range give no usable step. */
-		if (!isfinite(step))
-			continue;
-		prior_add(r, pp.cand[c], step);
-		prior_add(r, pp.cand[k], -step);
-		sv[c] += step;
-		sv[k] -= step;
-	}
-	r->observed++;
-done:
-	rv_dealloc(r->a, buf);
-	scratch_free(&sc);
-	return st;
-}
-
-/* ------------------------------------------------------------------------
  * Re-ranking and explaining
  * ---------------------------------------------------------------------- */
 
@@ -995,6 +989,24 @@ static int order_cmp(const void *a, const void *b)
 	return (x->i > y->i) - (x->i < y->i);
 }
 
+/* pick[0..keep) = the indices of the keep highest of sv[0..n), best
+ * first, ties in index order (the distance order): insertion into the
+ * list of the best so far, which a pool of 50 for k = 10 mostly passes
+ * by with one comparison. keep <= RR_PICK_MAX. */
+static void pick_best(uint32_t *pick, const float *sv, size_t n, size_t keep)
+{
+	size_t m = 0;
+	for (size_t i = 0; i < n; i++) {
+		float s = sv[i];
+		if (m == keep && !(s > sv[pick[m - 1]]))
+			continue;
+		size_t j = m < keep ? m++ : keep - 1;
+		for (; j > 0 && s > sv[pick[j - 1]]; j--)
+			pick[j] = pick[j - 1];
+		pick[j] = (uint32_t)i;
+	}
+}
+
 size_t rv_reranker_apply(const rv_reranker *r, const rv_db *db, const float *q, rv_hnsw_hit *hits, size_t n,
 			 size_t k)
 {
@@ -1003,33 +1015,72 @@ size_t rv_reranker_apply(const rv_reranker *r, const rv_db *db, const float *q, 
 		return keep;
 	rr_scratch sc;
 	scratch_init(&sc, db->a);
-	size_t per = sizeof(rr_order) + sizeof(rv_hnsw_hit) + sizeof(uint32_t) + sizeof(float);
-	size_t bytes;
-	if (!rv_mul_ok(n, per, &bytes) || bytes > SIZE_MAX - 2 * r->out * sizeof(float))
-		return keep;
-	char *buf = rv_malloc(db->a, bytes + 2 * r->out * sizeof(float));
-	if (!buf)
-		goto done;
-	/* Carve: orders, hits copy, slots, scores, w, row (all 4-byte aligned). */
-	rr_order *ord = (rr_order *)(void *)buf;
-	rv_hnsw_hit *copy = (rv_hnsw_hit *)(void *)(ord + n);
-	uint32_t *slots = (uint32_t *)(void *)(copy + n);
-	float *sv = (float *)(void *)(slots + n), *w = sv + n, *row = w + r->out;
-	for (size_t i = 0; i < n; i++)
+	/* Small pools (every search's) use the stack: a search allocates
+	 * nothing here. */
+	struct {
+		uint32_t slots[RR_STACK_POOL];
+		float dist[RR_STACK_POOL], sv[RR_STACK_POOL];
+		rv_hnsw_hit copy[RR_STACK_POOL];
+		float w[RR_STACK_OUT], row[RR_STACK_OUT + 1];
+	} st;
+	uint32_t pick[RR_PICK_MAX];
+	bool sort_all = keep > RR_PICK_MAX;
+	char *buf = NULL;
+	uint32_t *slots = st.slots;
+	float *dist = st.dist, *sv = st.sv, *w = st.w, *row = st.row;
+	rv_hnsw_hit *copy = st.copy;
+	rr_order *ord = NULL;
+	if (n > RR_STACK_POOL || r->out > RR_STACK_OUT || sort_all) {
+		size_t per = sizeof(rr_order) + sizeof(rv_hnsw_hit) + sizeof(uint32_t) + 2 * sizeof(float);
+		size_t bytes;
+		if (!rv_mul_ok(n, per, &bytes) || bytes > SIZE_MAX - (2 * r->out + 1) * sizeof(float))
+			return keep;
+		buf = rv_malloc(db->a, bytes + (2 * r->out + 1) * sizeof(float));
+		if (!buf)
+			goto done;
+		/* Carve: orders, hits copy, slots, distances, scores, w, row
+		 * (all 4-byte aligned). */
+		ord = (rr_order *)(void *)buf;
+		copy = (rv_hnsw_hit *)(void *)(ord + n);
+		slots = (uint32_t *)(void *)(copy + n);
+		dist = (float *)(void *)(slots + n);
+		sv = dist + n;
+		w = sv + n;
+		row = w + r->out;
+	}
+	for (size_t i = 0; i < n; i++) {
 		slots[i] = hits[i].slot;
+		dist[i] = hits[i].dist;
+	}
 	/* Hits are live slots; anything else keeps its place at the bottom. */
 	for (size_t i = 0; i < n; i++)
 		if (!slot_live(db, slots[i]))
 			goto done;
-	score_slots(sv, r, db, q, slots, n, w, row, &sc);
+	score_slots(sv, r, db, q, slots, dist, n, w, row, &sc);
 	if (sc.failed)
 		goto done;
 	for (size_t i = 0; i < n; i++)
-		ord[i] = (rr_order){ isfinite(sv[i]) ? sv[i] : -INFINITY, (uint32_t)i };
-	qsort(ord, n, sizeof *ord, order_cmp);
+		if (!isfinite(sv[i]))
+			sv[i] = -INFINITY;
 	memcpy(copy, hits, n * sizeof *hits);
-	for (size_t i = 0; i < n; i++)
-		hits[i] = copy[ord[i].i];
+	if (sort_all) {
+		for (size_t i = 0; i < n; i++)
+			ord[i] = (rr_order){ sv[i], (uint32_t)i };
+		qsort(ord, n, sizeof *ord, order_cmp);
+		for (size_t i = 0; i < n; i++)
+			hits[i] = copy[ord[i].i];
+		goto done;
+	}
+	pick_best(pick, sv, n, keep);
+	/* The kept ones first; the others after them, in the order given
+	 * (a NaN score marks a kept one: real scores are never NaN now). */
+	for (size_t i = 0; i < keep; i++) {
+		hits[i] = copy[pick[i]];
+		sv[pick[i]] = NAN;
+	}
+	for (size_t i = 0, m = keep; i < n; i++)
+		if (!isnan(sv[i]))
+			hits[m++] = copy[i];
 done:
 	scratch_free(&sc);
 	rv_dealloc(db->a, buf);
@@ -1050,11 +1101,11 @@ rv_status rv_reranker_score(float *scores, const rv_reranker *r, const rv_db *db
 		if (!slot_live(db, slots[i]))
 			return rv_err_set(e, RV_EINVAL, "re-ranker score: slot %u is not a live point", slots[i]);
 	scratch_init(&sc, db->a);
-	if (!(buf = rv_malloc(db->a, 2 * r->out * sizeof(float)))) {
+	if (!(buf = rv_malloc(db->a, (2 * r->out + 1) * sizeof(float)))) {
 		st = rv_err_nomem(e);
 		goto done;
 	}
-	score_slots(scores, r, db, q, slots, n, buf, buf + r->out, &sc);
+	score_slots(scores, r, db, q, slots, NULL, n, buf, buf + r->out, &sc);
 	if (sc.failed)
 		st = rv_err_nomem(e);
 done:
@@ -1162,7 +1213,7 @@ rv_status rv_reranker_encode(rv_buf *b, const rv_reranker *r, const uint32_t *ol
 	rv_buf_f32(b, r->base_scale);
 	rv_buf_f32(b, r->feat_scale);
 	rv_buf_u64(b, r->steps);
-	rv_buf_u64(b, r->observed);
+	rv_buf_u64(b, 0); /* observed: no longer counted */
 	rv_buf_u32(b, (uint32_t)nt);
 	for (size_t i = 0; i < nt; i++)
 		rv_buf_f32(b, th[i]);
@@ -1218,7 +1269,8 @@ rv_status rv_reranker_decode(rv_reranker **out, const rv_db *db, const void *byt
 	uint32_t dim = rv_reader_u32(&rd), outd = rv_reader_u32(&rd), heads = rv_reader_u32(&rd);
 	uint32_t head = rv_reader_u32(&rd);
 	float leaky = rv_reader_f32(&rd), scale = rv_reader_f32(&rd), fscale = rv_reader_f32(&rd);
-	uint64_t steps = rv_reader_u64(&rd), observed = rv_reader_u64(&rd);
+	uint64_t steps = rv_reader_u64(&rd);
+	(void)rv_reader_u64(&rd); /* observed: read and ignored */
 	uint32_t nt = rv_reader_u32(&rd);
 	if (rd.bad)
 		return rv_err_set(e, RV_ECORRUPT, "re-ranker state: truncated header");
@@ -1231,8 +1283,10 @@ rv_status rv_reranker_decode(rv_reranker **out, const rv_db *db, const void *byt
 				  dim, outd);
 	if (kind == RV_GNN_GAT ? (heads < 1 || heads > RV_GNN_MAX_HEADS || outd % heads != 0) : heads != 1)
 		return rv_err_set(e, RV_ECORRUPT, "re-ranker state: %u heads for a representation of %u", heads, outd);
-	if ((head & ~(unsigned)RR_HEAD) || !(leaky >= 0 && leaky < 1) || !(scale > 0) || !isfinite(scale) ||
-	    !(fscale > 0) || !isfinite(fscale) || !isfinite(1.0f / fscale))
+	/* A learned beta (RV_GNN_HEAD_BASE) is no longer trained but still
+	 * loads: the model reads it from its weights. */
+	if ((head & ~(unsigned)(RV_GNN_HEAD_BIAS | RV_GNN_HEAD_BASE)) || !(leaky >= 0 && leaky < 1) || !(scale > 0) ||
+	    !isfinite(scale) || !(fscale > 0) || !isfinite(fscale) || !isfinite(1.0f / fscale))
 		return rv_err_set(e, RV_ECORRUPT,
 				  "re-ranker state: head 0x%x, slope %g, base scale %g or feature scale %g out of range",
 				  head, leaky, scale, fscale);
@@ -1247,7 +1301,6 @@ rv_status rv_reranker_decode(rv_reranker **out, const rv_db *db, const void *byt
 	r->base_scale = scale;
 	r->feat_scale = fscale;
 	r->steps = steps;
-	r->observed = observed;
 	rv_gnn_opts o;
 	model_opts(&o, (rv_gnn_kind)kind, dim, outd, heads, leaky, head, RV_LEARN_SGD, 1);
 	rv_err ge;
@@ -1268,6 +1321,7 @@ rv_status rv_reranker_decode(rv_reranker **out, const rv_db *db, const void *byt
 			goto done;
 		}
 	}
+	flush_subnormal(th, np);
 	uint32_t cnt = rv_reader_u32(&rd);
 	if (rd.bad || cnt > db->vecs.n || rv_reader_left(&rd) != (size_t)cnt * 8) {
 		st = rv_err_set(e, RV_ECORRUPT, "re-ranker state: %u priors in %zu bytes for a collection of %u slots", cnt,

@@ -12,10 +12,10 @@
  *
  * It is trained on chosen-versus-skipped pairs from feedback, with
  * position-bias correction, by rv_reranker_train (called by a
- * consolidation, db_learn*.c); rv_reranker_observe moves item priors
- * from one event (the collection does not call it: db_learn.c says why).
- * A re-ranker belongs to one learning version; versions own their
- * re-ranker and free it.
+ * consolidation, db_learn*.c), which makes a new re-ranker: once made, a
+ * re-ranker never changes (feedback events do not move its priors:
+ * db_learn.c says why). A re-ranker belongs to one learning version;
+ * versions own their re-ranker and free it.
  *
  * Training pairs from one sample: the item against each other live item
  * shown (the ones above it, which the user went past, and the ones below
@@ -38,15 +38,16 @@
  *
  * Representations do not depend on the query, so each is computed once
  * per re-ranker, on first use, from the live layer-0 neighbours at that
- * moment, and cached (about 130 bytes per slot of the collection, held
- * from the first apply/observe/explain until the re-ranker is freed).
+ * moment, and cached with the slot's prior (about 135 bytes per slot of
+ * the collection, held from the first apply/score/warm until the
+ * re-ranker is freed).
  * Slots added after the cache was sized are computed on every use; a new
  * version (a new re-ranker) starts a new cache.
  *
  * Threads: apply, explain and score are reads (many at once, under the
- * collection's read lock; the cache fills through atomics); train,
- * observe and free run under the write lock (train only reads db, so it
- * may also run under the read lock while searches go on).
+ * collection's read lock; the cache fills through atomics); train and
+ * free run under the write lock (train only reads db, so it may also run
+ * under the read lock while searches go on).
  */
 #ifndef RV_DB_RERANK_H
 #define RV_DB_RERANK_H
@@ -83,15 +84,15 @@ typedef struct rv_rerank_sample {
  * float range); *r unchanged on any error. */
 rv_status rv_reranker_train(rv_reranker **r, const rv_db *db, rv_gnn_kind kind, const rv_rerank_sample *samples,
 			    size_t n, uint64_t seed, rv_err *e);
-/* Instant update from one event: one SGD step of the pairwise loss on the
- * priors of the sample's items, at the current scores.
- * Errors: RV_EINVAL (bad sample), RV_ENOMEM (r unchanged). */
-rv_status rv_reranker_observe(rv_reranker *r, const rv_db *db, const rv_rerank_sample *s, rv_err *e);
 /* Reorder hits[0..n) (ascending dist, from the graph or an exact scan)
  * by the learned score for query q; returns min(n, k), the hits to keep,
- * which are the first ones. The score's distance term is recomputed from
- * q (the hits' dist fields are kept as they are). Never fails: without
- * memory for its scratch it keeps the order it was given. */
+ * which are the first ones, best first (ties in the order given); the
+ * others follow them. Each hit's dist must be its distance to q in the
+ * collection's form (db_int.h), as the index and rv_hnsw_distance give
+ * it: it is the score's distance term (and is kept as it is). A pool
+ * of up to 256 hits, keeping up to 64, whose representations are cached
+ * allocates nothing. Never fails: without memory for its scratch it
+ * keeps the order it was given. */
 size_t rv_reranker_apply(const rv_reranker *r, const rv_db *db, const float *q, rv_hnsw_hit *hits, size_t n,
 			 size_t k);
 /* The neighbours of slot that moved its score for q, most influential
@@ -104,6 +105,11 @@ size_t rv_reranker_apply(const rv_reranker *r, const rv_db *db, const float *q, 
 rv_status rv_reranker_explain(const rv_reranker *r, const rv_db *db, const float *q, uint32_t slot,
 			      uint32_t *slots, float *weights, size_t max, size_t *n, rv_err *e);
 rv_gnn_kind rv_reranker_kind(const rv_reranker *r);
+/* A copy of r (weights, priors) allocated through a, which takes the
+ * representations r has cached so far: activating a version clones its
+ * re-ranker, and a version's warm re-ranker then serves warm at once
+ * (without memory for the copy the clone computes its own). A read of
+ * r, like apply. Errors: RV_EINVAL, RV_ENOMEM. */
 rv_status rv_reranker_clone(rv_reranker **out, const rv_reranker *r, const rv_alloc *a, rv_err *e);
 /* Compute the representation of every live slot into r's cache now, on
  * `threads` threads, so that searches never pay for one (a cold slot costs
@@ -129,9 +135,7 @@ rv_status rv_reranker_score(float *scores, const rv_reranker *r, const rv_db *db
 			    const uint32_t *slots, size_t n, rv_err *e);
 /* The item prior of slot (0 when it has none). */
 float rv_reranker_prior(const rv_reranker *r, uint32_t slot);
-/* Training steps taken over all rv_reranker_train calls, and events
- * observed since the last training. */
+/* Training steps taken over all rv_reranker_train calls. */
 uint64_t rv_reranker_steps(const rv_reranker *r);
-uint64_t rv_reranker_observed(const rv_reranker *r);
 
 #endif /* RV_DB_RERANK_H */

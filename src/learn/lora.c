@@ -24,9 +24,11 @@
  * step; rv_lora_consolidate() copies theta into the anchor and arms the
  * penalty. Before the first consolidation the penalty is zero.
  */
+#include <float.h>
 #include <math.h>
 
 #include "learn/learn.h"
+#include "simd/simd.h"
 
 #define LORA_MAGIC "RVLA"
 #define LORA_VERSION 1
@@ -176,12 +178,11 @@ static inline const float *col_b(const rv_lora *l, size_t k)
 
 void rv_lora_add_delta(float *acc, const rv_lora *l, const float *q)
 {
+	const rv_simd_ops *ops = rv_simd();
 	size_t d = l->o.dim;
 	for (size_t k = 0; k < l->o.rank; k++) {
 		float c = l->o.scale * (float)rv_learn_dot(col_a(l, k), q, d, false);
-		const float *b = col_b(l, k);
-		for (size_t i = 0; i < d; i++)
-			acc[i] += c * b[i];
+		ops->axpy(acc, c, col_b(l, k), d);
 	}
 }
 
@@ -194,12 +195,8 @@ void rv_lora_apply(float *out, const rv_lora *l, const float *q)
 		u[k] = l->o.scale * rv_learn_dot(col_a(l, k), q, d, false);
 	if (out != q)
 		memcpy(out, q, d * sizeof(float));
-	for (size_t k = 0; k < l->o.rank; k++) {
-		const float *b = col_b(l, k);
-		float c = (float)u[k];
-		for (size_t i = 0; i < d; i++)
-			out[i] += c * b[i];
-	}
+	for (size_t k = 0; k < l->o.rank; k++)
+		rv_simd()->axpy(out, (float)u[k], col_b(l, k), d);
 }
 
 /* The pieces every loss and gradient needs at one event: u = A q,
@@ -342,12 +339,21 @@ rv_status rv_lora_step(float *loss, rv_lora *l, const rv_lora_event *ev)
 					 * overshoot the anchor however large lambda * F is. */
 					double lr = o->lr;
 					th[j] = (float)((th[j] - lr * g + lr * pf * l->anchor[base + j]) / (1.0 + lr * pf));
+					if (fabsf(th[j]) < FLT_MIN)
+						th[j] = 0.0f;
 					continue;
 				}
 				g += pf * ((double)th[j] - (pen ? l->anchor[base + j] : 0));
 				th[j] = rv_learn_update(th[j], g, l->m ? l->m + base + j : NULL,
 							l->v ? l->v + base + j : NULL, o->optim, o->lr,
 							o->beta1, o->beta2, o->eps, bc1, bc2);
+				/* Weight decay drives unused weights into the subnormal
+				 * range, where every search's product with them costs a
+				 * microcode assist (0.36x of a plain search's CPU time
+				 * with ALL on Fiori, together with the re-ranker's);
+				 * they move a query by less than 1e-37. */
+				if (fabsf(th[j]) < FLT_MIN)
+					th[j] = 0.0f;
 			}
 		}
 	}

@@ -25,14 +25,17 @@
 #endif
 
 static const rv_simd_ops ops_scalar = { "scalar", rv_l2sq_scalar, rv_dot_scalar, rv_i8dot_scalar,
-					rv_i8l2sq_scalar, rv_hamming_scalar, rv_pq_adc_scalar, rv_u8i8dot_scalar, "" };
+					rv_i8l2sq_scalar, rv_hamming_scalar, rv_pq_adc_scalar, rv_u8i8dot_scalar, "",
+					rv_axpy_scalar };
 #if defined(__aarch64__)
 static const rv_simd_ops ops_neon = { "neon", rv_l2sq_neon, rv_dot_neon, rv_i8dot_neon,
-				      rv_i8l2sq_neon, rv_hamming_neon, rv_pq_adc_neon, rv_u8i8dot_neon, "neon" };
+				      rv_i8l2sq_neon, rv_hamming_neon, rv_pq_adc_neon, rv_u8i8dot_neon, "neon",
+				      rv_axpy_scalar };
 #endif
 #ifdef RV_X86
 static const rv_simd_ops ops_avx2 = { "avx2", rv_l2sq_avx2, rv_dot_avx2, rv_i8dot_avx2,
-				      rv_i8l2sq_avx2, rv_hamming_avx2, rv_pq_adc_avx2, rv_u8i8dot_avx2, "avx2 fma" };
+				      rv_i8l2sq_avx2, rv_hamming_avx2, rv_pq_adc_avx2, rv_u8i8dot_avx2, "avx2 fma",
+				      rv_axpy_avx2 };
 static rv_simd_ops ops_avx512; /* filled by probe(), read-only afterwards */
 static char avx512_features[96];
 
@@ -51,6 +54,7 @@ static void build_avx512(int bw_vl, int vnni, int vpopcnt)
 	ops_avx512.name = "avx512";
 	ops_avx512.l2sq = rv_l2sq_avx512;
 	ops_avx512.dot = rv_dot_avx512;
+	ops_avx512.axpy = rv_axpy_avx512;
 	strcpy(avx512_features, "avx512f");
 	if (bw_vl) {
 		ops_avx512.i8dot = vnni ? rv_i8dot_avx512_vnni : rv_i8dot_avx512;

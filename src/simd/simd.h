@@ -21,6 +21,13 @@
  *             int32 for n <= 32768: SQ8 codes held as levels 0..255
  *             against a query's int8 weights, one vpdpbusd per 64 bytes
  *             on VNNI (i8dot needs a second one to undo its sign trick)
+ * and one the learners (src/learn/) run on every search with an adapter:
+ *   axpy      y_i += a x_i: a low-rank adapter's delta added to a query
+ *             (y and x must not overlap). Every set rounds the product
+ *             and then the sum, as the scalar one does, never fusing
+ *             them: each element is exactly the scalar kernel's, so an
+ *             adapted query does not depend on the CPU (NEON uses the
+ *             scalar kernel)
  * Every kernel of every set returns exactly the scalar reference's value
  * for the integer kernels; pq_adc sums in a different order, so it agrees
  * within float rounding (relative 1e-5 of the sum of |entries| used).
@@ -36,6 +43,7 @@ typedef int32_t (*rv_i8_fn)(const int8_t *a, const int8_t *b, size_t n);
 typedef uint64_t (*rv_hamming_fn)(const uint8_t *a, const uint8_t *b, size_t nbytes);
 typedef float (*rv_pq_adc_fn)(const float *tables, const uint8_t *codes, size_t m);
 typedef int32_t (*rv_u8i8_fn)(const uint8_t *u, const int8_t *s, size_t n);
+typedef void (*rv_axpy_fn)(float *y, float a, const float *x, size_t n);
 
 /* Largest n the int8 kernels accept without int32 overflow. */
 #define RV_SIMD_I8_MAX 32768
@@ -52,6 +60,7 @@ typedef struct rv_simd_ops {
 	/* The instruction-set extensions this set's kernels use, space
 	 * separated, e.g. "avx512f avx512bw avx512vnni avx512vpopcntdq". */
 	const char *features;
+	rv_axpy_fn axpy;   /* y_i += a x_i */
 } rv_simd_ops;
 
 const rv_simd_ops *rv_simd(void);
@@ -74,6 +83,7 @@ int32_t rv_i8l2sq_avx2(const int8_t *a, const int8_t *b, size_t n);
 uint64_t rv_hamming_avx2(const uint8_t *a, const uint8_t *b, size_t nbytes);
 float rv_pq_adc_avx2(const float *tables, const uint8_t *codes, size_t m);
 int32_t rv_u8i8dot_avx2(const uint8_t *u, const int8_t *s, size_t n);
+void rv_axpy_avx2(float *y, float a, const float *x, size_t n);
 
 float rv_l2sq_avx512(const float *a, const float *b, size_t n);
 float rv_dot_avx512(const float *a, const float *b, size_t n);
@@ -87,6 +97,7 @@ uint64_t rv_hamming_avx512_vpopcnt(const uint8_t *a, const uint8_t *b, size_t nb
 float rv_pq_adc_avx512(const float *tables, const uint8_t *codes, size_t m);
 int32_t rv_u8i8dot_avx512(const uint8_t *u, const int8_t *s, size_t n);
 int32_t rv_u8i8dot_avx512_vnni(const uint8_t *u, const int8_t *s, size_t n);
+void rv_axpy_avx512(float *y, float a, const float *x, size_t n);
 
 #if defined(__aarch64__)
 float rv_l2sq_neon(const float *a, const float *b, size_t n);
@@ -106,5 +117,6 @@ int32_t rv_i8l2sq_scalar(const int8_t *a, const int8_t *b, size_t n);
 uint64_t rv_hamming_scalar(const uint8_t *a, const uint8_t *b, size_t nbytes);
 float rv_pq_adc_scalar(const float *tables, const uint8_t *codes, size_t m);
 int32_t rv_u8i8dot_scalar(const uint8_t *u, const int8_t *s, size_t n);
+void rv_axpy_scalar(float *y, float a, const float *x, size_t n);
 
 #endif /* RV_SIMD_H */

@@ -79,6 +79,19 @@ static inline int32_t hsum256_epi32(__m256i v)
 	return _mm_cvtsi128_si32(x);
 }
 
+void rv_axpy_avx2(float *y, float a, const float *x, size_t n)
+{
+	__m256 va = _mm256_set1_ps(a);
+	size_t i = 0;
+	for (; i + 8 <= n; i += 8)
+		_mm256_storeu_ps(y + i, _mm256_add_ps(_mm256_loadu_ps(y + i), _mm256_mul_ps(va, _mm256_loadu_ps(x + i))));
+	if (i < n) {
+		__m256i m = tail_mask(n - i);
+		__m256 r = _mm256_add_ps(_mm256_maskload_ps(y + i, m), _mm256_mul_ps(va, _mm256_maskload_ps(x + i, m)));
+		_mm256_maskstore_ps(y + i, m, r);
+	}
+}
+
 int32_t rv_i8dot_avx2(const int8_t *a, const int8_t *b, size_t n)
 {
 	__m256i s0 = _mm256_setzero_si256(), s1 = _mm256_setzero_si256();

@@ -62,6 +62,19 @@ float rv_dot_avx512(const float *a, const float *b, size_t n)
 	return _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
 }
 
+void rv_axpy_avx512(float *y, float a, const float *x, size_t n)
+{
+	__m512 va = _mm512_set1_ps(a);
+	size_t i = 0;
+	for (; i + 16 <= n; i += 16)
+		_mm512_storeu_ps(y + i, _mm512_add_ps(_mm512_loadu_ps(y + i), _mm512_mul_ps(va, _mm512_loadu_ps(x + i))));
+	if (i < n) {
+		__mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+		__m512 r = _mm512_add_ps(_mm512_maskz_loadu_ps(m, y + i), _mm512_mul_ps(va, _mm512_maskz_loadu_ps(m, x + i)));
+		_mm512_mask_storeu_ps(y + i, m, r);
+	}
+}
+
 int32_t rv_i8dot_avx512(const int8_t *a, const int8_t *b, size_t n)
 {
 	__m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();

@@ -101,3 +101,9 @@ float rv_pq_adc_scalar(const float *tables, const uint8_t *codes, size_t m)
 		s0 += tables[j * 256 + codes[j]];
 	return (s0 + s1) + (s2 + s3);
 }
+
+void rv_axpy_scalar(float *y, float a, const float *x, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		y[i] += a * x[i];
+}
