@@ -1339,6 +1339,36 @@ TEST(explain_names_the_neighbours)
 	world_free(&w);
 }
 
+TEST(rollback_warms_the_reranker)
+{
+	/* A version read from the file serves with a re-ranker that has
+	 * computed nothing yet; activating it computes every item's
+	 * representation, as a consolidation does, so that no search pays
+	 * for a cold item. */
+	world w;
+	world_make(&w, NITEMS, 18);
+	rv_db *db = NULL;
+	CHECK_OK(fill(&db, 18, "ldb_warm.rvf", &w), db);
+	rv_learn_config c = RV_LEARN_CONFIG_INIT;
+	c.learners = RV_LEARN_GNN;
+	CHECK_OK(rv_db_learn_configure(db, &c), db);
+	CHECK_OK(rv_db_set_learning(db, 1), db);
+	CHECK_OK(simulate(&w, db, 1200, w.va, 1, 18), db);
+	uint32_t made = 0;
+	CHECK_OK(rv_db_learn_consolidate(db, 0, &made), db);
+	CHECK(made == 1 && (status_of(db).versions[0].learners & RV_LEARN_GNN));
+	CHECK_OK(rv_db_learn_rollback(db, 0), db);
+	CHECK_OK(rv_db_commit(db), db);
+	rv_db_close(db);
+	CHECK_OK(rv_db_open(&db, keep_path(18, "ldb_warm.rvf"), NULL), db);
+	const rv_lversion *v = rv_learn_find(db->ls, made);
+	CHECK(v && v->rerank && rv_reranker_cached(v->rerank) == 0 && !db->ls->live);
+	CHECK_OK(rv_db_learn_rollback(db, made), db);
+	CHECK(db->ls->live && rv_reranker_cached(db->ls->live) == NITEMS);
+	rv_db_close(db);
+	world_free(&w);
+}
+
 /* ------------------------------------------------------------------------
  * Speed at a realistic size (printed; skipped by the sanitizer run)
  * ---------------------------------------------------------------------- */

@@ -93,7 +93,7 @@ struct rv_learn_state {
 	uint32_t candidate;     /* [W] version interleaved against it; 0 = none */
 	uint32_t next_version;  /* [W] number of the next version made */
 	uint64_t last_events;   /* [W] db->fb_total when the last version was made */
-	rv_reranker *live;      /* [W] the active version's re-ranker + per-event priors */
+	rv_reranker *live;      /* [W] the active version's re-ranker, a warm copy */
 	float *scratch;         /* [W] 2 * dim floats for writers */
 	bool busy;              /* [W] a consolidation is between its phases */
 	/* Interleaving. */

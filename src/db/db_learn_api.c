@@ -151,6 +151,13 @@ rv_status rv_learn_activate(rv_db *db, uint32_t v, rv_err *e)
 		rv_status st = rv_reranker_clone(&live, ver->rerank, db->a, e);
 		if (st != RV_OK)
 			return st;
+		/* The clone has what the version's own copy had cached, which
+		 * is nothing for a version that never served (made while
+		 * another was active, or read from the file): compute the rest
+		 * now, as a consolidation does, so that no search pays for a
+		 * cold item. Short of memory, searches fill the cache. */
+		rv_err inner = { { 0 } };
+		(void)rv_reranker_warm(live, db, db->threads > 4 ? 4 : db->threads, &inner);
 	}
 	rv_reranker_free(ls->live);
 	ls->live = live;

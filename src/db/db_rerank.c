@@ -441,6 +441,17 @@ rv_status rv_reranker_warm(const rv_reranker *r, const rv_db *db, unsigned threa
 	return atomic_load(&w.failed) ? rv_err_nomem(e) : RV_OK;
 }
 
+size_t rv_reranker_cached(const rv_reranker *r)
+{
+	if (!r)
+		return 0;
+	rr_cache *c = atomic_load_explicit(&((rv_reranker *)r)->cache, memory_order_acquire);
+	size_t n = 0;
+	for (uint32_t i = 0; c && i < c->n; i++)
+		n += atomic_load_explicit(&c->state[i], memory_order_acquire) == RR_READY;
+	return n;
+}
+
 /* ------------------------------------------------------------------------
  * Handles
  * ---------------------------------------------------------------------- */

@@ -117,6 +117,8 @@ rv_status rv_reranker_clone(rv_reranker **out, const rv_reranker *r, const rv_al
  * dimensions, against well under one for a cached one). A read, like
  * apply. Errors: RV_EINVAL, RV_ENOMEM (what was computed stays cached). */
 rv_status rv_reranker_warm(const rv_reranker *r, const rv_db *db, unsigned threads, rv_err *e);
+/* How many slots have their representation cached (0 for NULL). */
+size_t rv_reranker_cached(const rv_reranker *r);
 void rv_reranker_free(rv_reranker *r); /* NULL is a no-op */
 size_t rv_reranker_memory(const rv_reranker *r);
 
