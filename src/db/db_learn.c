@@ -228,32 +228,6 @@ size_t rv_db_learn_pool(const rv_db *db, size_t k, unsigned flags)
 	return pool < cap ? pool : cap;
 }
 
-static int cmp_hit(const void *a, const void *b)
-{
-	const rv_hnsw_hit *x = a, *y = b;
-	if (x->dist != y->dist)
-		return x->dist < y->dist ? -1 : 1;
-	return x->slot < y->slot ? -1 : x->slot > y->slot;
-}
-
-/* Sort hits by cmp_hit. The candidate's distances of a pool come nearly
- * in the active order, which insertion sorts in a few comparisons per
- * hit; a long pool goes to qsort. */
-static void sort_hits(rv_hnsw_hit *h, size_t n)
-{
-	if (n > 64) {
-		qsort(h, n, sizeof *h, cmp_hit);
-		return;
-	}
-	for (size_t i = 1; i < n; i++) {
-		rv_hnsw_hit x = h[i];
-		size_t j = i;
-		for (; j > 0 && cmp_hit(&x, &h[j - 1]) < 0; j--)
-			h[j] = h[j - 1];
-		h[j] = x;
-	}
-}
-
 /* Key of an interleaved search between the re-ranking and the recording
  * hooks: the query and the hits kept. */
 static uint64_t tdi_key(const rv_db *db, const float *q, const rv_hnsw_hit *hits, size_t n)
@@ -331,7 +305,8 @@ static bool interleave(const rv_db *db, const rv_lversion *cv, const float *q, c
 		b[i].slot = a[i].slot;
 		b[i].dist = csq == sq ? a[i].dist : rv_hnsw_distance(db->index, csq, a[i].slot);
 	}
-	sort_hits(b, n);
+	/* The candidate's distances come nearly in the active order. */
+	rv_hnsw_sort_hits(b, n);
 	if (cr.rerank)
 		rv_reranker_apply(cr.rerank, db, csq, b, n, n);
 	uint64_t seed = rv_hash64(q, dim * sizeof(float), 0x7d1);

@@ -409,14 +409,6 @@ static double group_ndcg(const judge_ctx *c, const rv_learn_group *g, const rv_h
 	return idcg > 0 ? dcg / idcg : 0.0;
 }
 
-static int cmp_hit(const void *a, const void *b)
-{
-	const rv_hnsw_hit *x = a, *y = b;
-	if (x->dist != y->dist)
-		return x->dist < y->dist ? -1 : 1;
-	return x->slot < y->slot ? -1 : x->slot > y->slot;
-}
-
 /* The group's shown hits (the live ones) in the order ranker r gives. */
 static size_t rank_logged(rv_hnsw_hit *hits, const judge_ctx *c, const rv_learn_group *g, const rv_learn_ranker *r,
 			  float *work)
@@ -434,7 +426,7 @@ static size_t rank_logged(rv_hnsw_hit *hits, const judge_ctx *c, const rv_learn_
 		hits[n].dist = rv_hnsw_distance(db->index, sq, s);
 		n++;
 	}
-	qsort(hits, n, sizeof *hits, cmp_hit);
+	rv_hnsw_sort_hits(hits, n);
 	if (r->rerank && n > 1)
 		rv_reranker_apply(r->rerank, db, sq, hits, n, n);
 	return n;

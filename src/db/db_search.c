@@ -102,12 +102,6 @@ static void heap_push(rv_hnsw_hit *h, size_t *n, size_t k, rv_hnsw_hit x)
 	}
 }
 
-static int cmp_hit(const void *a, const void *b)
-{
-	const rv_hnsw_hit *x = a, *y = b;
-	return worse(x, y) ? 1 : worse(y, x) ? -1 : 0;
-}
-
 static size_t exact_scan(rv_hnsw_hit *hits, size_t k, const rv_db *db, const float *q,
 			 const accept_ctx *ac)
 {
@@ -118,7 +112,7 @@ static size_t exact_scan(rv_hnsw_hit *hits, size_t k, const rv_db *db, const flo
 		rv_hnsw_hit x = { s, rv_hnsw_distance(db->index, q, s) };
 		heap_push(hits, &n, k, x);
 	}
-	qsort(hits, n, sizeof *hits, cmp_hit);
+	rv_hnsw_sort_hits(hits, n);
 	return n;
 }
 

@@ -224,6 +224,11 @@ rv_status rv_hnsw_search_v2(rv_hnsw_hit *hits, size_t cap, size_t *n, const rv_h
 /* Distance between query and the vector of slot, in the index's form. */
 float rv_hnsw_distance(const rv_hnsw *h, const float *query, uint32_t slot);
 
+/* Sort hits nearest first, equal distances by slot (the order searches
+ * return). Hits that come nearly in order (a re-ranked or re-scored pool)
+ * take a few comparisons each. */
+void rv_hnsw_sort_hits(rv_hnsw_hit *hits, size_t n);
+
 /* Serialise the graph (parameters, entry point, levels, every node's
  * adjacency lists) into out, appending. Encoded field by field,
  * little-endian; the layout is in docs/FORMAT.md ("INDEX segment"). */

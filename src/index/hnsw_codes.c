@@ -180,7 +180,6 @@ static void fill_worker(void *arg, unsigned t)
 	/* Stored SQ8 codes are in the int8 form: levels flip the sign bit of
 	 * the first dim bytes. */
 	size_t flip = c->q && c->q->kind == RV_QUANT_SQ8 ? h->p.dim : 0;
-	(void)t;
 	for (;;) {
 		uint32_t lo = atomic_fetch_add(&c->next, ENCODE_CHUNK);
 		if (lo >= h->cap)

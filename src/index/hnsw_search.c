@@ -39,6 +39,7 @@
  * every ef from 10 to 800) where re-ranking the beam alone lost up to 0.05.
  */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "index/hnsw_int.h"
@@ -473,4 +474,29 @@ rv_status rv_hnsw_search(rv_hnsw_hit *hits, size_t cap, size_t *n, const rv_hnsw
 float rv_hnsw_distance(const rv_hnsw *h, const float *query, uint32_t slot)
 {
 	return rv_hnsw_dist(h, query, h->vecs->ptr[slot]);
+}
+
+static int hit_cmp(const void *pa, const void *pb)
+{
+	const rv_hnsw_hit *a = pa, *b = pb;
+	if (a->dist != b->dist)
+		return a->dist < b->dist ? -1 : 1;
+	return (a->slot > b->slot) - (a->slot < b->slot);
+}
+
+/* Insertion sort for the short lists searches and pools hold, qsort
+ * beyond. */
+void rv_hnsw_sort_hits(rv_hnsw_hit *hits, size_t n)
+{
+	if (n > 64) {
+		qsort(hits, n, sizeof *hits, hit_cmp);
+		return;
+	}
+	for (size_t i = 1; i < n; i++) {
+		rv_hnsw_hit x = hits[i];
+		size_t j = i;
+		for (; j > 0 && hit_cmp(&x, &hits[j - 1]) < 0; j--)
+			hits[j] = hits[j - 1];
+		hits[j] = x;
+	}
 }
