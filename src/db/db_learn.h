@@ -124,8 +124,13 @@ rv_lversion *rv_learn_find(const struct rv_learn_state *ls, uint32_t v);
 /* Check a configuration; message names the bad field. */
 rv_status rv_learn_check_config(const rv_learn_config *c, rv_err *e);
 /* Make version v (0: none) active: micro restarts at the identity, the
- * live re-ranker at v's. Caller holds the write lock. */
+ * live re-ranker at a warm copy of v's. Caller holds the write lock. */
 rv_status rv_learn_activate(rv_db *db, uint32_t v, rv_err *e);
+/* Compute r's representation of every live item now, off the search path
+ * (a cold item costs a search a GNN layer over its neighbours), on up to
+ * 4 of the collection's threads. Short of memory, searches fill the cache
+ * as they go. */
+void rv_learn_warm(const rv_db *db, const rv_reranker *r);
 /* Keep at most RV_LEARN_MAX_VERSIONS - 1 versions (room for one more),
  * dropping the oldest that is neither active nor the candidate. */
 void rv_learn_trim(rv_db *db);

@@ -153,11 +153,9 @@ rv_status rv_learn_activate(rv_db *db, uint32_t v, rv_err *e)
 			return st;
 		/* The clone has what the version's own copy had cached, which
 		 * is nothing for a version that never served (made while
-		 * another was active, or read from the file): compute the rest
-		 * now, as a consolidation does, so that no search pays for a
-		 * cold item. Short of memory, searches fill the cache. */
-		rv_err inner = { { 0 } };
-		(void)rv_reranker_warm(live, db, db->threads > 4 ? 4 : db->threads, &inner);
+		 * another was active, or read from the file): the rest now, as
+		 * a consolidation does. */
+		rv_learn_warm(db, live);
 	}
 	rv_reranker_free(ls->live);
 	ls->live = live;
@@ -171,6 +169,12 @@ rv_status rv_learn_activate(rv_db *db, uint32_t v, rv_err *e)
 	db->learn_dirty = true;
 	db->dirty = true;
 	return RV_OK;
+}
+
+void rv_learn_warm(const rv_db *db, const rv_reranker *r)
+{
+	rv_err inner = { { 0 } };
+	(void)rv_reranker_warm(r, db, db->threads > 4 ? 4 : db->threads, &inner);
 }
 
 void rv_learn_trim(rv_db *db)

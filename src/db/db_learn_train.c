@@ -1368,15 +1368,10 @@ static rv_status train_version(made *m, rv_db *db, unsigned flags, const atomic_
 	 * copy is made here so that installing it cannot fail. */
 	if (v->rerank && !m->candidate && (st = rv_reranker_clone(&m->live, v->rerank, db->a, e)) != RV_OK)
 		goto done;
-	/* The live re-ranker's representations are computed here, off the
-	 * search path (a fresh cache would make the first searches that meet
-	 * each item pay for its GNN layer). Short of memory, searches fill
-	 * the cache as they go. */
-	if (m->live || (m->candidate && v->rerank)) {
-		rv_err inner = { { 0 } };
-		unsigned threads = db->threads > 4 ? 4 : db->threads;
-		(void)rv_reranker_warm(m->live ? m->live : v->rerank, db, threads, &inner);
-	}
+	/* The live (or candidate's) re-ranker's representations are
+	 * computed here, off the search path. */
+	if (m->live || (m->candidate && v->rerank))
+		rv_learn_warm(db, m->live ? m->live : v->rerank);
 	v->info.parent = ls->active;
 	v->info.created_ns = rv_learn_wall_ns();
 	v->info.events = m->events;
