@@ -128,7 +128,7 @@ static void use(rv_reranker *r, rv_db *db)
 	rv_reranker *c = NULL;
 	if (rv_reranker_clone(&c, r, NULL, &e) == RV_OK) {
 		rv_reranker *keep = c;
-		if (rv_reranker_train(&c, db, rv_reranker_kind(r), &s, 1, 1, &e) != RV_OK && c != keep)
+		if (rv_reranker_train(&c, db, rv_reranker_kind(r), &s, 1, 1.0f, 1, &e) != RV_OK && c != keep)
 			abort();
 	}
 	rv_reranker_free(c);

@@ -1280,6 +1280,101 @@ TEST(gnn_gradcheck_head_terms)
 	gnn_gradcheck_head(t[1], out, h, 2, RV_GNN_HEAD_BIAS | RV_GNN_HEAD_BASE, "GAT -> SAGE + u + beta");
 }
 
+/* EWC++ anchor: the gradient with the Fisher-weighted pull towards the
+ * anchor (weights and priors, items past the anchor's table included)
+ * against finite differences; rv_gnn_data_grad is that gradient less the
+ * regulariser's; a heavy anchor holds the weights where a light one lets
+ * them go. */
+TEST(gnn_gradcheck_anchor)
+{
+	enum { D = 6, N = 14, NC = 6 };
+	rv_gnn_opts o = RV_GNN_OPTS_INIT;
+	o.in_dim = D;
+	o.out_dim[0] = 5;
+	o.l2 = 0.01f;
+	o.head = RV_GNN_HEAD_BIAS;
+	rv_gnn *m;
+	rv_err e;
+	CHECK_MSG(rv_gnn_create(&m, &o, NULL, &e) == RV_OK, "%s", e.msg);
+	rv_rng r;
+	rv_rng_seed(&r, 41);
+	size_t np, npr;
+	float *th = rv_gnn_params(m, &np);
+	for (size_t i = 0; i < np; i++)
+		th[i] = rv_rng_gauss(&r) * 0.5f + 0.05f;
+	test_graph tg;
+	graph_make(&tg, N, NC, D, 4, 3, 23);
+	float q[D];
+	gauss_fill(q, D, 1.0f, &r);
+	rv_gnn_pair pairs[] = { { 0, 1, 1.0f }, { 2, 0, 2.5f }, { 3, 5, 0.7f }, { 4, 2, 1.0f } };
+	double loss;
+	CHECK(rv_gnn_loss_grad(&loss, m, &tg.g, q, pairs, 4, false) == RV_OK);
+	float *pr = rv_gnn_priors(m, &npr);
+	for (size_t i = 0; i < npr; i++)
+		pr[i] = rv_rng_gauss(&r) * 0.3f;
+	float *fis = malloc(sizeof(float) * np), *star = malloc(sizeof(float) * np);
+	float pstar[64], pfis[64];
+	size_t na = npr > 4 ? npr - 4 : npr; /* the last items have no anchor */
+	CHECK(na <= 64);
+	for (size_t i = 0; i < np; i++)
+		fis[i] = fabsf(rv_rng_gauss(&r));
+	for (size_t i = 0; i < na; i++) {
+		pstar[i] = rv_rng_gauss(&r) * 0.3f;
+		pfis[i] = fabsf(rv_rng_gauss(&r));
+	}
+	const float lambda = 3.0f;
+	CHECK_MSG(rv_gnn_set_anchor(m, lambda, fis, pstar, pfis, na) == RV_OK, "%s", rv_gnn_errmsg(m));
+	memcpy(star, th, sizeof(float) * np);
+	for (size_t i = 0; i < np; i++)
+		th[i] += rv_rng_gauss(&r) * 0.2f;
+	size_t nonzero = 0, checked = 0;
+	double worst = gnn_fd_max_err(m, &tg.g, q, pairs, 4, &nonzero, &checked);
+	fprintf(stderr, "   anchored SAGE: %zu gradients checked, max relative error %.2e\n", checked, worst);
+	CHECK_MSG(worst < 1e-3, "max relative error %g", worst);
+	/* Data gradient = full gradient - (l2 + lambda F)(theta - theta*). */
+	CHECK(rv_gnn_loss_grad(&loss, m, &tg.g, q, pairs, 4, true) == RV_OK);
+	double *full = malloc(sizeof(double) * np);
+	memcpy(full, rv_gnn_grad(m), sizeof(double) * np);
+	double dl;
+	CHECK(rv_gnn_data_grad(&dl, m, &tg.g, q, pairs, 4) == RV_OK);
+	CHECK(dl < loss);
+	double derr = 0;
+	for (size_t i = 0; i < np; i++) {
+		double reg = ((double)o.l2 + lambda * (double)fis[i]) * ((double)th[i] - star[i]);
+		double d = fabs(full[i] - reg - rv_gnn_grad(m)[i]);
+		derr = d > derr ? d : derr;
+	}
+	CHECK_MSG(derr < 1e-9, "data gradient off by %g", derr);
+	/* Bad anchors are refused. */
+	fis[3] = -1.0f;
+	CHECK(rv_gnn_set_anchor(m, lambda, fis, pstar, pfis, na) == RV_EINVAL);
+	CHECK(rv_gnn_set_anchor(m, NAN, fis, pstar, pfis, na) == RV_EINVAL);
+	CHECK(rv_gnn_set_anchor(m, 1.0f, NULL, NULL, NULL, 0) == RV_EINVAL);
+	fis[3] = 1.0f;
+	/* Held: 300 steps from the anchor under a heavy one and a light one. */
+	double drift[2];
+	for (int k = 0; k < 2; k++) {
+		memcpy(th, star, sizeof(float) * np);
+		for (size_t i = 0; i < np; i++)
+			fis[i] = 1.0f;
+		CHECK(rv_gnn_set_anchor(m, k == 0 ? 1000.0f : 0.0f, fis, pstar, pfis, na) == RV_OK);
+		for (int it = 0; it < 300; it++)
+			CHECK(rv_gnn_step(NULL, m, &tg.g, q, pairs, 4) == RV_OK);
+		drift[k] = 0;
+		for (size_t i = 0; i < np; i++)
+			drift[k] += ((double)th[i] - star[i]) * ((double)th[i] - star[i]);
+		drift[k] = sqrt(drift[k]);
+	}
+	fprintf(stderr, "   drift from the anchor after 300 steps: %.4f anchored (lambda 1000), %.4f free\n", drift[0],
+		drift[1]);
+	CHECK_MSG(drift[0] < 0.2 * drift[1], "anchored drift %g, free %g", drift[0], drift[1]);
+	free(full);
+	free(fis);
+	free(star);
+	graph_free(&tg);
+	rv_gnn_free(m);
+}
+
 /* The serving path (one node, float, no workspace) against the reference
  * forward pass: representations, attention, the head vector; explain
  * weights sum to 1 (GAT) or in absolute value to 1 (GCN, SAGE). */

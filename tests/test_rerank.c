@@ -150,9 +150,12 @@ static void world_free(world *w)
 	free(w->item_of_slot);
 }
 
+/* Queries come from the super-clusters q_lo .. q_hi - 1. */
+static size_t q_lo = 0, q_hi = NSUPER;
+
 static void make_query(world *w, float *q)
 {
-	size_t g = (size_t)rv_rng_below(&w->rng, NSUPER);
+	size_t g = q_lo + (size_t)rv_rng_below(&w->rng, q_hi - q_lo);
 	for (size_t j = 0; j < D; j++)
 		q[j] = w->sup[g * D + j] + SUB_SD * rv_rng_gauss(&w->rng);
 }
@@ -287,7 +290,7 @@ static void learns_preference(rv_gnn_kind kind, const char *name, double min_gai
 	rv_reranker *r = NULL;
 	rv_err e;
 	double t0 = rv_now();
-	rv_status st = rv_reranker_train(&r, w.db, kind, s, ns, 7, &e);
+	rv_status st = rv_reranker_train(&r, w.db, kind, s, ns, 0.0f, 7, &e);
 	double t1 = rv_now();
 	double plain = 0, learned = 0;
 	if (st == RV_OK)
@@ -336,7 +339,7 @@ static rv_status train_world(trained *t, world *w, rv_gnn_kind kind, size_t nq)
 	t->s = malloc(sizeof *t->s * nq * 2);
 	t->ns = simulate(w, nq, t->qs, t->shown, t->s, true);
 	t->r = NULL;
-	rv_status st = rv_reranker_train(&t->r, w->db, kind, t->s, t->ns, 7, &e);
+	rv_status st = rv_reranker_train(&t->r, w->db, kind, t->s, t->ns, 0.0f, 7, &e);
 	if (st != RV_OK)
 		fprintf(stderr, "training failed: %s\n", e.msg);
 	return st;
@@ -364,7 +367,7 @@ TEST(rerank_untrained_keeps_distance_order)
 	CHECK(world_make(&w, "untrained", 3, NULL));
 	rv_reranker *r = NULL;
 	rv_err e;
-	CHECK_MSG(rv_reranker_train(&r, w.db, RV_GNN_SAGE, NULL, 0, 1, &e) == RV_OK, "%s", e.msg);
+	CHECK_MSG(rv_reranker_train(&r, w.db, RV_GNN_SAGE, NULL, 0, 0.0f, 1, &e) == RV_OK, "%s", e.msg);
 	CHECK(rv_reranker_kind(r) == RV_GNN_SAGE && rv_reranker_steps(r) == 0);
 	rv_hnsw_hit pool[POOL], re[POOL];
 	float q[D];
@@ -754,6 +757,99 @@ TEST(rerank_encode_decode_roundtrip_and_corruption)
 	world_free(&w);
 }
 
+/* EWC++: workload A asks near half the super-clusters; B near the other
+ * half, with every preference reversed (taste changed). A re-ranker that
+ * goes on from A's with the anchor keeps more of A's gain than one that
+ * goes on without it, and still learns B; the Fisher estimate it keeps
+ * survives encode and decode. Two parts hold A: the l2 term pulling
+ * towards the anchor instead of zero, and the Fisher-weighted pull; the
+ * second is measured alone against an anchor of negligible strength
+ * (measured: 98% kept, 86% with the l2 part alone, 32% without). */
+TEST(rerank_ewc_keeps_earlier_workload)
+{
+	enum { NQ = 2000 };
+	const float EWC = 10.0f;
+	world w;
+	CHECK(world_make(&w, "ewc", 19, NULL));
+	float *qs = malloc(sizeof(float) * NQ * D);
+	uint32_t *shown = malloc(sizeof(uint32_t) * NQ * SHOWN);
+	rv_rerank_sample *s = malloc(sizeof *s * NQ * 2);
+	rv_reranker *ra = NULL, *plain_a = NULL, *r1 = NULL, *r2 = NULL, *r3 = NULL;
+	rv_err e;
+	rv_buf b, b2;
+	rv_buf_init(&b, NULL);
+	rv_buf_init(&b2, NULL);
+	q_lo = 0;
+	q_hi = NSUPER / 2;
+	size_t ns = simulate(&w, NQ, qs, shown, s, true);
+	CHECK_MSG(rv_reranker_train(&ra, w.db, RV_GNN_SAGE, s, ns, EWC, 7, &e) == RV_OK, "%s", e.msg);
+	CHECK_MSG(rv_reranker_train(&plain_a, w.db, RV_GNN_SAGE, s, ns, 0.0f, 7, &e) == RV_OK, "%s", e.msg);
+	double p_a, l_a;
+	rv_rng_seed(&w.rng, 77);
+	evaluate(&w, ra, 1000, &p_a, &l_a);
+	/* The estimate is part of the byte form: one float per weight and
+	 * per prior more, and it round-trips. */
+	CHECK(rv_reranker_encode(&b, ra, NULL) == RV_OK && rv_reranker_encode(&b2, plain_a, NULL) == RV_OK);
+	size_t nw = rv_get_u32(b.data + 52); /* n_theta */
+	CHECK_MSG(b.len >= b2.len + 4 * nw, "%zu bytes with the estimate, %zu without, %zu weights", b.len, b2.len, nw);
+	rv_reranker *dec = NULL;
+	CHECK_MSG(rv_reranker_decode(&dec, w.db, b.data, b.len, &e) == RV_OK, "%s", e.msg);
+	b2.len = 0;
+	CHECK(rv_reranker_encode(&b2, dec, NULL) == RV_OK);
+	CHECK(b2.len == b.len && memcmp(b.data, b2.data, b.len) == 0);
+
+	/* Workload B, going on from the decoded A with and without EWC++. */
+	for (size_t i = 0; i < NSUPER * NSUB; i++)
+		w.pref[i] = !w.pref[i];
+	q_lo = NSUPER / 2;
+	q_hi = NSUPER;
+	ns = simulate(&w, NQ, qs, shown, s, true);
+	CHECK(rv_reranker_clone(&r1, dec, NULL, &e) == RV_OK && rv_reranker_clone(&r2, dec, NULL, &e) == RV_OK &&
+	      rv_reranker_clone(&r3, dec, NULL, &e) == RV_OK);
+	CHECK_MSG(rv_reranker_train(&r1, w.db, RV_GNN_SAGE, s, ns, EWC, 8, &e) == RV_OK, "%s", e.msg);
+	CHECK_MSG(rv_reranker_train(&r2, w.db, RV_GNN_SAGE, s, ns, 0.0f, 8, &e) == RV_OK, "%s", e.msg);
+	CHECK_MSG(rv_reranker_train(&r3, w.db, RV_GNN_SAGE, s, ns, 1e-6f, 8, &e) == RV_OK, "%s", e.msg);
+	double p_b, l_b1, l_b2;
+	evaluate(&w, r1, NTEST, &p_b, &l_b1);
+	evaluate(&w, r2, NTEST, &p_b, &l_b2);
+	/* Back to A. */
+	for (size_t i = 0; i < NSUPER * NSUB; i++)
+		w.pref[i] = !w.pref[i];
+	q_lo = 0;
+	q_hi = NSUPER / 2;
+	/* The same 1000 queries for the three (paired). */
+	double p1, l1, p2, l2, p3, l3;
+	rv_rng_seed(&w.rng, 77);
+	evaluate(&w, r1, 1000, &p1, &l1);
+	rv_rng_seed(&w.rng, 77);
+	evaluate(&w, r2, 1000, &p2, &l2);
+	rv_rng_seed(&w.rng, 77);
+	evaluate(&w, r3, 1000, &p3, &l3);
+	q_lo = 0;
+	q_hi = NSUPER;
+	double kept1 = (l1 - p1) / (l_a - p_a), kept2 = (l2 - p2) / (l_a - p_a), kept3 = (l3 - p3) / (l_a - p_a);
+	fprintf(stderr,
+		"   A: NDCG@10 %.4f -> %.4f; after B: kept %.0f%% with EWC++ (lambda %g), %.0f%% with the anchor's "
+		"l2 part alone, %.0f%% without; B: %.4f -> %.4f with, %.4f without\n",
+		p_a, l_a, 100 * kept1, (double)EWC, 100 * kept3, 100 * kept2, p_b, l_b1, l_b2);
+	rv_reranker_free(dec);
+	rv_reranker_free(r1);
+	rv_reranker_free(r2);
+	rv_reranker_free(r3);
+	rv_reranker_free(ra);
+	rv_reranker_free(plain_a);
+	rv_buf_free(&b);
+	rv_buf_free(&b2);
+	free(s);
+	free(shown);
+	free(qs);
+	world_free(&w);
+	CHECK_MSG(l_a > p_a * 1.1, "A was not learned: %.4f -> %.4f", p_a, l_a);
+	CHECK_MSG(kept1 > kept2 + 0.15, "kept %.2f with EWC++, %.2f without", kept1, kept2);
+	CHECK_MSG(kept1 > kept3 + 0.06, "kept %.2f with EWC++, %.2f with its l2 part alone", kept1, kept3);
+	CHECK_MSG(l_b1 > p_b * 1.05, "B not learned with EWC++: %.4f -> %.4f", p_b, l_b1);
+}
+
 /* Compaction renumbers slots: encoding through the same old_to_new map
  * keeps each prior with its item, and drops the deleted items' ones. */
 TEST(rerank_compaction_remap_keeps_priors)
@@ -850,12 +946,12 @@ TEST(rerank_dead_slots_dropped)
 	CHECK(rv_reranker_decode(&r2, w.db, b.data, b.len, &e) == RV_OK);
 	CHECK(rv_reranker_prior(r2, old_slot) == 0 && rv_reranker_prior(r2, new_slot) == 0);
 	/* Going on training with samples naming the dead slot. */
-	CHECK(rv_reranker_train(&r2, w.db, RV_GNN_SAGE, t.s, 50, 3, &e) == RV_OK);
+	CHECK(rv_reranker_train(&r2, w.db, RV_GNN_SAGE, t.s, 50, 0.0f, 3, &e) == RV_OK);
 	CHECK(rv_reranker_prior(r2, old_slot) == 0);
 	CHECK(rv_reranker_steps(r2) > rv_reranker_steps(t.r));
 	/* Training on the original (with the prior) also drops it. */
 	CHECK(rv_reranker_prior(t.r, old_slot) != 0);
-	CHECK(rv_reranker_train(&t.r, w.db, RV_GNN_SAGE, t.s, 10, 3, &e) == RV_OK);
+	CHECK(rv_reranker_train(&t.r, w.db, RV_GNN_SAGE, t.s, 10, 0.0f, 3, &e) == RV_OK);
 	CHECK(rv_reranker_prior(t.r, old_slot) == 0);
 	rv_reranker_free(r2);
 	rv_buf_free(&b);
@@ -872,30 +968,30 @@ TEST(rerank_rejects_bad_input)
 	rv_rerank_sample s = { q, shown, 3, 1, w.slot[1], 1.0f };
 	rv_reranker *r = NULL;
 	rv_err e;
-	CHECK(rv_reranker_train(&r, w.db, (rv_gnn_kind)3, &s, 1, 1, &e) == RV_EINVAL && r == NULL);
+	CHECK(rv_reranker_train(&r, w.db, (rv_gnn_kind)3, &s, 1, 0.0f, 1, &e) == RV_EINVAL && r == NULL);
 	fprintf(stderr, "   %s\n", e.msg);
 	s.reward = 1.5f;
-	CHECK(rv_reranker_train(&r, w.db, RV_GNN_SAGE, &s, 1, 1, &e) == RV_EINVAL);
+	CHECK(rv_reranker_train(&r, w.db, RV_GNN_SAGE, &s, 1, 0.0f, 1, &e) == RV_EINVAL);
 	s.reward = NAN;
-	CHECK(rv_reranker_train(&r, w.db, RV_GNN_SAGE, &s, 1, 1, &e) == RV_EINVAL);
+	CHECK(rv_reranker_train(&r, w.db, RV_GNN_SAGE, &s, 1, 0.0f, 1, &e) == RV_EINVAL);
 	s.reward = 1;
 	s.position = 3;
-	CHECK(rv_reranker_train(&r, w.db, RV_GNN_SAGE, &s, 1, 1, &e) == RV_EINVAL);
+	CHECK(rv_reranker_train(&r, w.db, RV_GNN_SAGE, &s, 1, 0.0f, 1, &e) == RV_EINVAL);
 	fprintf(stderr, "   %s\n", e.msg);
 	s.position = 1;
 	q[5] = INFINITY;
-	CHECK(rv_reranker_train(&r, w.db, RV_GNN_SAGE, &s, 1, 1, &e) == RV_EINVAL);
+	CHECK(rv_reranker_train(&r, w.db, RV_GNN_SAGE, &s, 1, 0.0f, 1, &e) == RV_EINVAL);
 	q[5] = 0;
 	s.query = NULL;
-	CHECK(rv_reranker_train(&r, w.db, RV_GNN_SAGE, &s, 1, 1, &e) == RV_EINVAL);
+	CHECK(rv_reranker_train(&r, w.db, RV_GNN_SAGE, &s, 1, 0.0f, 1, &e) == RV_EINVAL);
 	s.query = q;
-	CHECK(rv_reranker_train(&r, w.db, RV_GNN_SAGE, NULL, 1, 1, &e) == RV_EINVAL);
+	CHECK(rv_reranker_train(&r, w.db, RV_GNN_SAGE, NULL, 1, 0.0f, 1, &e) == RV_EINVAL);
 	CHECK(r == NULL);
 	/* Shown slots that are out of range or not live are skipped; a
 	 * position whose entry is another item is looked up by slot. */
 	uint32_t odd[4] = { UINT32_MAX, w.slot[5], 999999, w.slot[1] };
 	rv_rerank_sample ok = { q, odd, 4, 0, w.slot[1], 1.0f };
-	CHECK(rv_reranker_train(&r, w.db, RV_GNN_SAGE, &ok, 1, 1, &e) == RV_OK);
+	CHECK(rv_reranker_train(&r, w.db, RV_GNN_SAGE, &ok, 1, 0.0f, 1, &e) == RV_OK);
 	CHECK(rv_reranker_steps(r) > 0);
 	uint32_t bogus = w.db->vecs.n + 10;
 	float sc;
@@ -923,7 +1019,7 @@ TEST(rerank_allocation_failures)
 	for (long n = 1;; n++) {
 		rv_reranker *keep = t.r;
 		ta.fail_at = n;
-		rv_status st = rv_reranker_train(&t.r, w.db, RV_GNN_GAT, t.s, t.ns, 5, &e);
+		rv_status st = rv_reranker_train(&t.r, w.db, RV_GNN_GAT, t.s, t.ns, 0.0f, 5, &e);
 		ta.fail_at = 0;
 		if (st == RV_OK)
 			break;
@@ -1130,7 +1226,7 @@ TEST(slow_rerank_latency_d384)
 	for (int k = 0; k < 3; k++) {
 		rv_reranker *r = NULL;
 		double t0 = rv_now();
-		CHECK_MSG(rv_reranker_train(&r, db, kinds[k], s, BT, 1, &e) == RV_OK, "%s", e.msg);
+		CHECK_MSG(rv_reranker_train(&r, db, kinds[k], s, BT, 0.0f, 1, &e) == RV_OK, "%s", e.msg);
 		double t1 = rv_now();
 		uint64_t steps = rv_reranker_steps(r);
 		rv_hnsw_hit h[BP];

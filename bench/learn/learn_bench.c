@@ -9,7 +9,7 @@
  *               [--learners micro,base,gnn,all] [--fashion-n 20000]
  *               [--events 10000] [--max-events 100000] [--every 2000]
  *               [--budget-min 15] [--seed 1] [--quick] [--no-random] [--no-shift]
- *               [--shift-learner micro|base|gnn|all]
+ *               [--shift-learner micro|base|gnn|all] [--shift-reps 4]
  *
  * Experiments (docs/LEARNING.md explains them and the simulation):
  *   learning  per data set and learner (MICRO, BASE, GNN alone, ALL): NDCG@10
@@ -19,9 +19,11 @@
  *             every --every events and at each checkpoint
  *   random    the same users replaced by uniformly random clicks with
  *             random rewards: learning must not hurt
- *   shift     Fashion-MNIST workload A (permutation P1) then B (P2) then A
- *             again, with EWC++ at its default strength and with it off
- *             (learners ALL, or --shift-learner)
+ *   shift     workload A then B then A again, with EWC++ at its default
+ *             strength and with it off (learners ALL, or --shift-learner):
+ *             Fashion-MNIST (permutation P1, then P2) once, Fiori (good
+ *             items and query region, then others) in --shift-reps
+ *             replicates with other users each, reported as a mean
  *   latency   rv_db_feedback (mean, p99), search with learning on vs off
  *             (RV_SEARCH_NO_LEARNING), consolidation, rv_db_learn_eval's
  *             MicroLoRA step and re-ranking cost (also for a 100-item pool)
@@ -48,7 +50,8 @@
 
 #define MAX_POINTS 64
 #define EVAL_TRAIN_MAX 500   /* seen queries evaluated (a prefix of the train pool) */
-#define LATENCY_ROUNDS 4     /* pairs of passes (on, off) over the held-out queries when timing search */
+#define LATENCY_ROUNDS 4
+#define LB_MAX_REPS 8        /* shift replicates, at most */     /* pairs of passes (on, off) over the held-out queries when timing search */
 
 static const unsigned LEARNER_MASK[4] = { RV_LEARN_MICRO, RV_LEARN_BASE, RV_LEARN_GNN, RV_LEARN_ALL };
 static const char *const LEARNER_NAME[4] = { "MICRO", "BASE", "GNN", "ALL" };
@@ -68,6 +71,7 @@ typedef struct opts {
 	double budget_s;
 	bool random, shift;
 	int shift_learner;    /* index into LEARNER_*: the learners of the shift runs */
+	unsigned shift_reps;  /* Fiori's shift: replicates (other users), each with EWC++ on and off */
 } opts;
 
 /* ======================================================================
@@ -92,6 +96,7 @@ typedef struct run {
 	int learner;              /* index into LEARNER_*, -1 for none */
 	unsigned learners;
 	bool random_mode;
+	unsigned rep;             /* shift replicate: its users' streams differ */
 	bool ewc_set;
 	float ewc_lambda;
 	rv_db *db;
@@ -463,8 +468,8 @@ static int run_open(run *r, const opts *o, const char *base_path)
 	}
 	/* The same users in every run: query choice and user decisions come
 	 * from streams seeded alike. */
-	r->qrng.s = o->d.seed * 0x51ull + 1;
-	r->urng.s = o->d.seed * 0x77ull + 2;
+	r->qrng.s = o->d.seed * 0x51ull + 1 + r->rep * 0x9e3779b97f4a7c15ull;
+	r->urng.s = o->d.seed * 0x77ull + 2 + r->rep * 0xc2b2ae3d27d4eb4full;
 	r->next_consolidate = o->every;
 	r->last_consolidated = 0;
 	rv_learn_config c = RV_LEARN_CONFIG_INIT;
@@ -676,7 +681,8 @@ typedef struct setrun {
 	double plain_ph, plain_pt;  /* share of relevant hits */
 	run *learn[4];            /* per learner (NULL: not run) */
 	run *rnd[4];              /* random clicks */
-	run *shift[2];            /* EWC on, off */
+	run *shift[LB_MAX_REPS][2]; /* per replicate: EWC on, off */
+	unsigned n_reps;          /* replicates run */
 	double load_s, truth_s, build_s, total_s;
 	bool loaded;
 	char *example;            /* Markdown of the Fiori example, or NULL */
@@ -1004,14 +1010,20 @@ static void run_set_phase1(setrun *sr, const opts *o)
 			run_close(r);
 		}
 	}
-	if (o->shift && sr->wb.set) {
+	/* Fashion's shift costs about 5 min a replicate (and its A phase has
+	 * gained little to keep by 10k events): one. */
+	sr->n_reps = o->shift && sr->wb.set ? (s->variant == LB_QUALITY ? o->shift_reps : 1) : 0;
+	for (unsigned k = 0; k < sr->n_reps; k++) {
 		for (int e = 0; e < 2; e++) {
 			int l = o->shift_learner;
-			run *r = sr->shift[e] = new_run(sr, e == 0 ? "shift-ewc-" : "shift-noewc-", l);
+			char kind[48];
+			snprintf(kind, sizeof kind, "shift%u-%s-", k + 1, e == 0 ? "ewc" : "noewc");
+			run *r = sr->shift[k][e] = new_run(sr, kind, l);
+			r->rep = k;
 			r->ewc_set = e == 1;
 			r->ewc_lambda = 0;
-			printf("%s: shift A -> B -> A with %s, %s\n", s->name, LEARNER_NAME[l],
-			       e == 0 ? "EWC++ default" : "EWC++ off");
+			printf("%s: shift A -> B -> A with %s, %s, replicate %u\n", s->name, LEARNER_NAME[l],
+			       e == 0 ? "EWC++ default" : "EWC++ off", k + 1);
 			if (run_open(r, o, sr->base_path) != 0)
 				continue;
 			checkpoint(r, &sr->sa, &sr->wb);
@@ -1158,7 +1170,7 @@ static void write_shift_tsv(const setrun *sr, const opts *o)
 		(unsigned long long)(2 * o->events + o->events / 5));
 	for (int e = 0; e < 2; e++) {
 		fprintf(f, "# %s\n", e == 0 ? "EWC++ default" : "EWC++ off");
-		const run *r = sr->shift[e];
+		const run *r = sr->shift[0][e];
 		if (!r || r->n_pts == 0)
 			fprintf(f, "0 NaN NaN\n");
 		for (size_t j = 0; r && j < r->n_pts; j++)
@@ -1181,7 +1193,7 @@ typedef struct targets {
 	const char *worst_ratio_name;
 	double kept_gain_a;          /* the A phase's gain on the set the kept figures come from */
 	const char *kept_set;
-	bool kept_pending;           /* kept_ewc set, kept_noewc of the same set next */
+	double kept_se_ewc, kept_se_noewc; /* standard errors of the kept means over replicates */
 } targets;
 
 static void shift_numbers(const run *r, const opts *o, double *kept, double *kept_back, double *gain_a,
@@ -1217,7 +1229,7 @@ static void write_report(setrun *srs, size_t nsets, const opts *o, double total_
 		return;
 	}
 	char b1[96], b2[96], b3[32], b4[32], b5[32], b6[32], k1[24], k2[24];
-	targets t = { INFINITY, NULL, INFINITY, NAN, NAN, NAN, NAN, NAN, NAN, NAN, 0, NULL, 0, NULL, false };
+	targets t = { INFINITY, NULL, INFINITY, NAN, NAN, NAN, NAN, NAN, NAN, NAN, 0, NULL, 0, NULL, NAN, NAN };
 
 	fprintf(f, "<!-- written by bench/learn/learn_bench (make bench-learn); do not edit -->\n\n");
 	fprintf(f, "ruvector %s, SIMD %s (%s). Events are rv_db_feedback calls; "
@@ -1298,67 +1310,91 @@ static void write_report(setrun *srs, size_t nsets, const opts *o, double total_
 
 	for (size_t i = 0; i < nsets && o->shift; i++) {
 		setrun *sr = &srs[i];
-		if (!sr->shift[0])
+		if (sr->n_reps == 0 || !sr->shift[0][0])
 			continue;
 		write_shift_tsv(sr, o);
 		fprintf(f, "### Workload shift (%s)\n\n"
 			"%s %s events of A, %s of B, then %llu of A "
 			"again; learner %s. Kept = (held-out NDCG@10 under A now - before any event) / (gain after the "
-			"A phase).\n\n"
-			"| EWC++ | A: before | after A | after B | kept after B | after A again | kept | "
+			"A phase). %u replicate%s: the same workloads, other users (query and click streams).\n\n"
+			"| replicate | EWC++ | A: before | after A | after B | kept after B | after A again | kept | "
 			"NDCG under B: after A -> after B | active version after A / B / A again |\n"
-			"|---|---:|---:|---:|---:|---:|---:|---:|---|\n",
+			"|---:|---|---:|---:|---:|---:|---:|---:|---:|---|\n",
 			sr->set.name,
 			sr->set.variant == LB_TOPIC ? "A: class c wants m1(c); B: class c wants m2(c) != m1(c)."
 						    : "A: the set's good items; B: as many others, none good under A.",
 			kilo(o->events, k1, sizeof k1), kilo(o->events, k2, sizeof k2),
-			(unsigned long long)(o->events / 5), LEARNER_NAME[sr->shift[0]->learner]);
-		for (int e = 0; e < 2; e++) {
-			const run *r = sr->shift[e];
-			if (!r)
-				continue;
-			double kept, back, ga, gb;
-			shift_numbers(r, o, &kept, &back, &ga, &gb);
-			const point *p0 = point_at(r, 0), *pa = point_at(r, o->events), *pb = point_at(r, 2 * o->events),
-				    *pc = point_at(r, 2 * o->events + o->events / 5);
-			fmt_num(b1, sizeof b1, p0 ? p0->ndcg_h : NAN, 4);
-			fmt_num(b2, sizeof b2, pa ? pa->ndcg_h : NAN, 4);
-			fmt_num(b3, sizeof b3, pb ? pb->ndcg_h : NAN, 4);
-			fmt_num(b4, sizeof b4, pc ? pc->ndcg_h : NAN, 4);
-			fmt_num(b5, sizeof b5, kept, 1);
-			fmt_num(b6, sizeof b6, back, 1);
-			char gbs[64];
-			if (pa && pb)
-				snprintf(gbs, sizeof gbs, "%.4f -> %.4f (%+.4f)", pa->ndcg_b, pb->ndcg_b, gb);
-			else
-				snprintf(gbs, sizeof gbs, "n/a");
-			char va[32], vb[32], vc[32];
-			learners_str(va, sizeof va, pa ? pa->version : 0, pa ? pa->version_learners : 0);
-			learners_str(vb, sizeof vb, pb ? pb->version : 0, pb ? pb->version_learners : 0);
-			learners_str(vc, sizeof vc, pc ? pc->version : 0, pc ? pc->version_learners : 0);
-			rv_learn_config dflt = RV_LEARN_CONFIG_INIT;
-			char lam[48];
-			snprintf(lam, sizeof lam, "default (lambda %g)", (double)dflt.ewc_lambda);
-			fprintf(f, "| %s | %s | %s | %s | %s%s | %s | %s%s | %s | %s / %s / %s |\n",
-				e == 0 ? lam : "off (lambda 0)", b1, b2, b3, b5,
-				isnan(kept) ? "" : "%", b4, b6, isnan(back) ? "" : "%", gbs, va, vb, vc);
-			if (r->failed)
-				fprintf(f, "\nFailed: `%s`\n\n", r->err);
-			/* The targets row shows the set whose A phase gained
-			 * most (with EWC++ on). */
-			if (e == 0 && !isnan(kept) && (isnan(t.kept_ewc) || ga > t.kept_gain_a)) {
-				t.kept_ewc = kept;
-				t.kept_back_ewc = back;
-				t.kept_gain_a = ga;
-				t.kept_set = sr->set.name;
-				t.kept_pending = true;
-			} else if (e == 1 && t.kept_pending) {
-				t.kept_noewc = kept;
-				t.kept_back_noewc = back;
-				t.kept_pending = false;
+			(unsigned long long)(o->events / 5), LEARNER_NAME[sr->shift[0][0]->learner], sr->n_reps,
+			sr->n_reps == 1 ? "" : "s");
+		rv_learn_config dflt = RV_LEARN_CONFIG_INIT;
+		char lam[48];
+		snprintf(lam, sizeof lam, "default (lambda %g)", (double)dflt.ewc_lambda);
+		/* Per setting: sums over the replicates whose A phase gained. */
+		double sk[2] = { 0, 0 }, sk2[2] = { 0, 0 }, sb[2] = { 0, 0 }, sb2[2] = { 0, 0 }, sga = 0;
+		unsigned nk[2] = { 0, 0 };
+		for (unsigned k = 0; k < sr->n_reps; k++)
+			for (int e = 0; e < 2; e++) {
+				const run *r = sr->shift[k][e];
+				if (!r)
+					continue;
+				double kept, back, ga, gb;
+				shift_numbers(r, o, &kept, &back, &ga, &gb);
+				const point *p0 = point_at(r, 0), *pa = point_at(r, o->events),
+					    *pb = point_at(r, 2 * o->events), *pc = point_at(r, 2 * o->events + o->events / 5);
+				fmt_num(b1, sizeof b1, p0 ? p0->ndcg_h : NAN, 4);
+				fmt_num(b2, sizeof b2, pa ? pa->ndcg_h : NAN, 4);
+				fmt_num(b3, sizeof b3, pb ? pb->ndcg_h : NAN, 4);
+				fmt_num(b4, sizeof b4, pc ? pc->ndcg_h : NAN, 4);
+				fmt_num(b5, sizeof b5, kept, 1);
+				fmt_num(b6, sizeof b6, back, 1);
+				char gbs[64];
+				if (pa && pb)
+					snprintf(gbs, sizeof gbs, "%.4f -> %.4f (%+.4f)", pa->ndcg_b, pb->ndcg_b, gb);
+				else
+					snprintf(gbs, sizeof gbs, "n/a");
+				char va[32], vb[32], vc[32];
+				learners_str(va, sizeof va, pa ? pa->version : 0, pa ? pa->version_learners : 0);
+				learners_str(vb, sizeof vb, pb ? pb->version : 0, pb ? pb->version_learners : 0);
+				learners_str(vc, sizeof vc, pc ? pc->version : 0, pc ? pc->version_learners : 0);
+				fprintf(f, "| %u | %s | %s | %s | %s | %s%s | %s | %s%s | %s | %s / %s / %s |\n", k + 1,
+					e == 0 ? lam : "off (lambda 0)", b1, b2, b3, b5, isnan(kept) ? "" : "%", b4, b6,
+					isnan(back) ? "" : "%", gbs, va, vb, vc);
+				if (r->failed)
+					fprintf(f, "\nFailed: `%s`\n\n", r->err);
+				if (!isnan(kept) && !isnan(back)) {
+					sk[e] += kept;
+					sk2[e] += kept * kept;
+					sb[e] += back;
+					sb2[e] += back * back;
+					nk[e]++;
+					if (e == 0)
+						sga += ga;
+				}
 			}
+		double mk[2], sek[2], mb[2], seb[2];
+		for (int e = 0; e < 2; e++) {
+			mk[e] = nk[e] ? sk[e] / nk[e] : NAN;
+			mb[e] = nk[e] ? sb[e] / nk[e] : NAN;
+			sek[e] = nk[e] > 1 ? sqrt(fmax(0, (sk2[e] - nk[e] * mk[e] * mk[e]) / (nk[e] - 1)) / nk[e]) : NAN;
+			seb[e] = nk[e] > 1 ? sqrt(fmax(0, (sb2[e] - nk[e] * mb[e] * mb[e]) / (nk[e] - 1)) / nk[e]) : NAN;
 		}
-		fprintf(f, "\n");
+		fprintf(f, "\nMean over the replicates whose A phase gained more than 2 SE (%u with EWC++, %u without): "
+			"kept after B %.1f%% ± %.1f%% with EWC++, %.1f%% ± %.1f%% without; after A again %.1f%% ± %.1f%% "
+			"and %.1f%% ± %.1f%% (± 2 SE).\n\n",
+			nk[0], nk[1], mk[0], 2 * sek[0], mk[1], 2 * sek[1], mb[0], 2 * seb[0], mb[1], 2 * seb[1]);
+		/* The targets row shows the set whose A phase gained most (with
+		 * EWC++ on, mean over the replicates). */
+		double ga_mean = nk[0] ? sga / nk[0] : NAN;
+		if (nk[0] && nk[1] && (isnan(t.kept_ewc) || ga_mean > t.kept_gain_a)) {
+			t.kept_ewc = mk[0];
+			t.kept_noewc = mk[1];
+			t.kept_back_ewc = mb[0];
+			t.kept_back_noewc = mb[1];
+			t.kept_se_ewc = sek[0];
+			t.kept_se_noewc = sek[1];
+			t.kept_gain_a = ga_mean;
+			t.kept_set = sr->set.name;
+		}
 	}
 
 	fprintf(f, "### Latency\n\nOne core of a shared 2-core machine, single-threaded calls. Feedback: every "
@@ -1464,12 +1500,18 @@ static void write_report(setrun *srs, size_t nsets, const opts *o, double total_
 	fmt_num(b2, sizeof b2, t.kept_noewc, 1);
 	fmt_num(b3, sizeof b3, t.kept_back_ewc, 1);
 	fmt_num(b4, sizeof b4, t.kept_back_noewc, 1);
-	fprintf(f, "| shift: >= 70%% of A's gain kept with EWC++ after B, clearly more than without | with %s%%, "
-		"without %s%% (after A again: %s%% / %s%%)%s%s%s | %s |\n", b1, b2, b3, b4,
-		t.kept_set ? "; set " : "", t.kept_set ? t.kept_set : "",
+	/* Clearly more: the difference of the two means beyond 2 standard
+	 * errors (replicates are independent; one replicate has no SE, and
+	 * then 10 points stand in). */
+	double dse = sqrt(t.kept_se_ewc * t.kept_se_ewc + t.kept_se_noewc * t.kept_se_noewc);
+	bool clearly = isnan(dse) ? t.kept_ewc >= t.kept_noewc + 10.0 : t.kept_ewc - t.kept_noewc > 2 * dse;
+	fmt_num(b5, sizeof b5, 2 * t.kept_se_ewc, 1);
+	fmt_num(b6, sizeof b6, 2 * t.kept_se_noewc, 1);
+	fprintf(f, "| shift: >= 70%% of A's gain kept with EWC++ after B, clearly more than without | mean over "
+		"replicates: with %s%% ± %s%%, without %s%% ± %s%% (after A again: %s%% / %s%%)%s%s%s | %s |\n", b1, b5,
+		b2, b6, b3, b4, t.kept_set ? "; set " : "", t.kept_set ? t.kept_set : "",
 		isnan(t.kept_ewc) || isnan(t.kept_noewc) ? "; n/a: no gain beyond 2 SE after the A phase" : "",
-		isnan(t.kept_ewc) || isnan(t.kept_noewc) ? na
-		: t.kept_ewc >= 70.0 && t.kept_ewc >= t.kept_noewc + 10.0 ? yes : no);
+		isnan(t.kept_ewc) || isnan(t.kept_noewc) ? na : t.kept_ewc >= 70.0 && clearly ? yes : no);
 	fmt_num(b1, sizeof b1, t.micro_us_384, 1);
 	fmt_num(b2, sizeof b2, t.ev_micro_us_384, 1);
 	fprintf(f, "| MicroLoRA update < 50 us at d = 384 | rv_db_feedback %s us mean (MICRO, fiori); "
@@ -1497,9 +1539,10 @@ static void write_report(setrun *srs, size_t nsets, const opts *o, double total_
 			if (sr->rnd[l])
 				rr += sr->rnd[l]->train_s + sr->rnd[l]->eval_s;
 		}
-		for (int e = 0; e < 2; e++)
-			if (sr->shift[e])
-				sh += sr->shift[e]->train_s + sr->shift[e]->eval_s;
+		for (unsigned k = 0; k < sr->n_reps; k++)
+			for (int e = 0; e < 2; e++)
+				if (sr->shift[k][e])
+					sh += sr->shift[k][e]->train_s + sr->shift[k][e]->eval_s;
 		fprintf(f, "| %s | %.1f s | %.1f s | %.1f s | %.1f s | %.1f s | %.1f s |\n", sr->set.name, sr->load_s,
 			sr->truth_s, sr->build_s, lr, rr, sh);
 	}
@@ -1532,7 +1575,7 @@ static void usage(void)
 		"usage: learn_bench [--data DIR] [--out DIR] [--work DIR] [--sets fashion,fiori,debian]\n"
 		"                   [--learners micro,base,gnn,all] [--fashion-n N] [--events N]\n"
 		"                   [--max-events N] [--every N] [--budget-min M] [--seed S] [--quick]\n"
-		"                   [--no-random] [--no-shift] [--shift-learner all]\n");
+		"                   [--no-random] [--no-shift] [--shift-learner all] [--shift-reps 4]\n");
 }
 
 static int mkdir_p(const char *dir)
@@ -1576,6 +1619,7 @@ int main(int argc, char **argv)
 	o.budget_s = 15 * 60;
 	o.random = o.shift = true;
 	o.shift_learner = 3;
+	o.shift_reps = 4;
 	char work_buf[4200] = "";
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -1616,7 +1660,11 @@ int main(int argc, char **argv)
 			o.work = v;
 		else if (strcmp(a, "--sets") == 0)
 			snprintf(o.sets, sizeof o.sets, "%s", v);
-		else if (strcmp(a, "--shift-learner") == 0) {
+		else if (strcmp(a, "--shift-reps") == 0) {
+			if (parse_u64(v, a, 1, LB_MAX_REPS, &x))
+				return 2;
+			o.shift_reps = (unsigned)x;
+		} else if (strcmp(a, "--shift-learner") == 0) {
 			int found = -1;
 			for (int l = 0; l < 4; l++)
 				if (strcasecmp(v, LEARNER_NAME[l]) == 0)
@@ -1754,8 +1802,9 @@ int main(int argc, char **argv)
 			free_run(srs[i].learn[l], &o);
 			free_run(srs[i].rnd[l], &o);
 		}
-		for (int e = 0; e < 2; e++)
-			free_run(srs[i].shift[e], &o);
+		for (unsigned k = 0; k < srs[i].n_reps; k++)
+			for (int e = 0; e < 2; e++)
+				free_run(srs[i].shift[k][e], &o);
 		free(srs[i].wa.truth);
 		free(srs[i].wb.truth);
 		free(srs[i].good_b);

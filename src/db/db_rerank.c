@@ -57,12 +57,14 @@
  *
  * Byte form (little-endian; the trailing XXH3-64 covers everything):
  *
- *   "RVRR"  u16 version (1)  u16 kind (rv_gnn_kind)
+ *   "RVRR"  u16 version (2)  u16 kind (rv_gnn_kind)
  *   u32 dim  u32 out  u32 heads  u32 head (RV_GNN_HEAD_*)  f32 leaky
  *   f32 base_scale  f32 feat_scale  u64 steps  u64 observed (0; read and
  *   ignored: it counted per-event prior updates, which are gone)
  *   u32 n_theta  f32 theta[n_theta]     (layout of rv_gnn_params)
- *   u32 n_priors  n_priors x (u32 slot, f32 value), slots ascending
+ *   u32 n_fisher (0 or n_theta)  f32 fisher[n_fisher]        (version 2)
+ *   u32 n_priors  n_priors x (u32 slot, f32 value, f32 fisher), slots
+ *                 ascending (version 1: no fisher, which reads as 0)
  *   u64 XXH3-64
  *
  * Decoding checks the checksum, then every field against the collection
@@ -81,7 +83,7 @@
 #include "simd/simd.h"
 
 #define RR_MAGIC "RVRR"
-#define RR_VERSION 1
+#define RR_VERSION 2
 #define RR_OUT 32          /* representation size */
 #define RR_GAT_HEADS 4
 #define RR_LEAKY 0.2f
@@ -98,6 +100,10 @@
 #define RR_HEAD RV_GNN_HEAD_BIAS
 #define RR_MIN_STEPS 3000
 #define RR_MAX_EPOCHS 8
+/* EWC++ (rv_reranker_train's ewc > 0): samples of the Fisher estimate, at
+ * most, and the weight of the previous re-ranker's estimate in the new. */
+#define RR_FISHER_SAMPLES 1000
+#define RR_FISHER_KEEP 0.8
 #define RR_SCALE_SAMPLES 1000 /* samples that estimate base_scale, at most */
 #define RR_MAX_DEG (2 * RV_HNSW_M_MAX)
 #define RR_CAND (RV_RERANK_MAX_PAIRS + 1)
@@ -124,7 +130,9 @@ struct rv_reranker {
 	float feat_scale;         /* training saw vectors and queries times this (folded into model) */
 	uint32_t *pslot;          /* prior slots, strictly ascending */
 	float *pval;
+	float *pfis;              /* per prior slot: its Fisher estimate (EWC++), 0 without */
 	size_t np, pcap;
+	float *fisher;            /* per weight, in training coordinates, or NULL: EWC++ */
 	uint64_t steps;           /* training steps, all calls */
 	_Atomic(rr_cache *) cache; /* NULL until first use */
 };
@@ -270,6 +278,10 @@ static bool prior_reserve(rv_reranker *r, size_t extra)
 	if (!v)
 		return false;
 	r->pval = v;
+	float *f = rv_realloc(r->a, r->pfis, cap * sizeof(float));
+	if (!f)
+		return false;
+	r->pfis = f;
 	r->pcap = cap;
 	return true;
 }
@@ -478,6 +490,8 @@ void rv_reranker_free(rv_reranker *r)
 	cache_free(a, atomic_load_explicit(&r->cache, memory_order_acquire));
 	rv_dealloc(a, r->pslot);
 	rv_dealloc(a, r->pval);
+	rv_dealloc(a, r->pfis);
+	rv_dealloc(a, r->fisher);
 	rv_gnn_free(r->model);
 	rv_dealloc(a, r);
 }
@@ -491,7 +505,9 @@ size_t rv_reranker_memory(const rv_reranker *r)
 		return 0;
 	/* The model holds its weights (float) and a gradient (double). */
 	size_t bytes = sizeof *r + rv_gnn_param_count(r->model) * (sizeof(float) + sizeof(double));
-	bytes += r->pcap * (sizeof(uint32_t) + sizeof(float));
+	if (r->fisher)
+		bytes += rv_gnn_param_count(r->model) * sizeof(float);
+	bytes += r->pcap * (sizeof(uint32_t) + 2 * sizeof(float));
 	rr_cache *c = atomic_load_explicit(&((rv_reranker *)r)->cache, memory_order_acquire);
 	if (c)
 		bytes += sizeof *c + (size_t)c->n * ((r->out + 1) * sizeof(float) + 1);
@@ -548,7 +564,16 @@ rv_status rv_reranker_clone(rv_reranker **out, const rv_reranker *r, const rv_al
 		}
 		memcpy(c->pslot, r->pslot, r->np * sizeof(uint32_t));
 		memcpy(c->pval, r->pval, r->np * sizeof(float));
+		memcpy(c->pfis, r->pfis, r->np * sizeof(float));
 		c->np = r->np;
+	}
+	if (r->fisher) {
+		size_t nt = rv_gnn_param_count(r->model);
+		if (!(c->fisher = rv_malloc(a, nt * sizeof(float)))) {
+			st = rv_err_nomem(e);
+			goto done;
+		}
+		memcpy(c->fisher, r->fisher, nt * sizeof(float));
 	}
 	/* Last: the copy is optional, every allocation before it is not. */
 	cache_copy(c, r);
@@ -745,8 +770,10 @@ static uint32_t graph_node(rr_train *t, uint32_t slot, size_t *n)
 	return v;
 }
 
-/* One step on one sample's graph. */
-static rv_status train_step(rr_train *t, const rv_rerank_sample *s, const rr_pairs *pp, rv_err *e)
+/* The graph of one sample's candidates and their neighbours, and its
+ * query (times feat_scale) in t->q. */
+static rv_status sample_graph(rv_gnn_graph *g, rr_train *t, const rv_rerank_sample *s, const rr_pairs *pp,
+			      rv_err *e)
 {
 	rv_status st;
 	if (++t->epoch == 0) {
@@ -771,9 +798,19 @@ static rv_status train_step(rr_train *t, const rv_rerank_sample *s, const rr_pai
 	/* Context nodes: their own neighbourhoods are outside one layer's reach. */
 	for (size_t v = pp->nc; v < n; v++)
 		t->off[v + 1] = (uint32_t)ne;
-	rv_gnn_graph g = { n, pp->nc, t->x, t->off, t->nbrs, t->items, t->base };
+	*g = (rv_gnn_graph){ n, pp->nc, t->x, t->off, t->nbrs, t->items, t->base };
 	for (size_t i = 0; i < t->dim; i++)
 		t->q[i] = s->query[i] * t->fs;
+	return RV_OK;
+}
+
+/* One step on one sample's graph. */
+static rv_status train_step(rr_train *t, const rv_rerank_sample *s, const rr_pairs *pp, rv_err *e)
+{
+	rv_gnn_graph g;
+	rv_status st = sample_graph(&g, t, s, pp, e);
+	if (st != RV_OK)
+		return st;
 	double loss;
 	st = rv_gnn_step(&loss, t->m, &g, t->q, pp->p, pp->np);
 	if (st != RV_OK)
@@ -781,9 +818,71 @@ static rv_status train_step(rr_train *t, const rv_rerank_sample *s, const rr_pai
 	return RV_OK;
 }
 
+/* EWC++: the Fisher estimate of the trained weights (fw, np) and of the
+ * priors (fp, by item id, nitems), the mean squared gradient of the pair
+ * loss over an even spread of up to RR_FISHER_SAMPLES samples, blended
+ * with the previous re-ranker's (weight RR_FISHER_KEEP on the old). */
+static rv_status fisher_pass(float *fw, float *fp, size_t nitems, rr_train *t, const rv_reranker *prev,
+			     const rv_rerank_sample *samples, size_t n, rv_err *e)
+{
+	size_t np = rv_gnn_param_count(t->m);
+	double *aw = rv_calloc(t->a, np ? np : 1, sizeof(double));
+	double *ap = rv_calloc(t->a, nitems ? nitems : 1, sizeof(double));
+	rv_status st = RV_OK;
+	if (!aw || !ap) {
+		st = rv_err_nomem(e);
+		goto done;
+	}
+	size_t stride = n > RR_FISHER_SAMPLES ? (n + RR_FISHER_SAMPLES - 1) / RR_FISHER_SAMPLES : 1, cnt = 0;
+	rr_pairs pp;
+	for (size_t i = 0; i < n; i += stride) {
+		const rv_rerank_sample *s = &samples[i];
+		make_pairs(&pp, t->db, s);
+		if (pp.np == 0)
+			continue;
+		rv_gnn_graph g;
+		double loss;
+		if ((st = sample_graph(&g, t, s, &pp, e)) != RV_OK)
+			goto done;
+		if ((st = rv_gnn_data_grad(&loss, t->m, &g, t->q, pp.p, pp.np)) != RV_OK) {
+			st = rv_err_set(e, st, "re-ranker Fisher estimate: %s", rv_gnn_errmsg(t->m));
+			goto done;
+		}
+		const double *gw = rv_gnn_grad(t->m), *gp = rv_gnn_prior_grad(t->m);
+		for (size_t j = 0; j < np; j++)
+			aw[j] += gw[j] * gw[j];
+		/* A candidate's prior gradient is complete once per item:
+		 * duplicates in one graph share it. */
+		for (size_t c = 0; c < pp.nc; c++) {
+			uint32_t it = t->items[c];
+			bool dup = false;
+			for (size_t k = 0; k < c && !dup; k++)
+				dup = t->items[k] == it;
+			if (!dup && it < nitems)
+				ap[it] += gp[it] * gp[it];
+		}
+		cnt++;
+	}
+	double keep = prev && prev->fisher ? RR_FISHER_KEEP : 0.0, inv = cnt ? (1.0 - keep) / (double)cnt : 0.0;
+	for (size_t j = 0; j < np; j++)
+		fw[j] = (float)(keep * (prev && prev->fisher ? prev->fisher[j] : 0.0) + inv * aw[j]);
+	for (size_t it = 0; it < nitems; it++)
+		fp[it] = (float)(inv * ap[it]);
+	if (keep > 0)
+		for (size_t i = 0; i < prev->np; i++) {
+			uint32_t sl = prev->pslot[i];
+			if (slot_live(t->db, sl) && t->item_of[sl] < nitems)
+				fp[t->item_of[sl]] += (float)(keep * prev->pfis[i]);
+		}
+done:
+	rv_dealloc(t->a, aw);
+	rv_dealloc(t->a, ap);
+	return st;
+}
+
 typedef struct rr_prior {
 	uint32_t slot;
-	float value;
+	float value, fisher;
 } rr_prior;
 
 static int prior_cmp(const void *a, const void *b)
@@ -792,8 +891,11 @@ static int prior_cmp(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-/* The trained re-ranker: serving model, live non-zero priors by slot. */
-static rv_status train_result(rv_reranker **out, rr_train *t, rv_gnn_kind kind, rv_err *e)
+/* The trained re-ranker: serving model, the priors of live slots that
+ * are non-zero or have a Fisher estimate, and the Fisher estimate of the
+ * weights (fw, fp: NULL without EWC++). */
+static rv_status train_result(rv_reranker **out, rr_train *t, rv_gnn_kind kind, const float *fw, const float *fp,
+			      rv_err *e)
 {
 	rv_status st = RV_OK;
 	rr_prior *pr = NULL;
@@ -822,9 +924,16 @@ static rv_status train_result(rv_reranker **out, rr_train *t, rv_gnn_kind kind, 
 			st = rv_err_set(e, RV_ERROR, "re-ranker training diverged (a prior is not finite)");
 			goto done;
 		}
+	if (fw) {
+		if (!(r->fisher = rv_malloc(t->a, nth * sizeof(float)))) {
+			st = rv_err_nomem(e);
+			goto done;
+		}
+		memcpy(r->fisher, fw, nth * sizeof(float));
+	}
 	size_t cnt = 0;
 	for (size_t i = 0; i < t->nitems && i < ntab; i++)
-		cnt += tab[i] != 0 && slot_live(t->db, t->slot_of[i]);
+		cnt += (tab[i] != 0 || (fp && fp[i] != 0)) && slot_live(t->db, t->slot_of[i]);
 	if (cnt) {
 		pr = rv_malloc(t->a, cnt * sizeof *pr);
 		if (!pr || !prior_reserve(r, cnt)) {
@@ -833,12 +942,13 @@ static rv_status train_result(rv_reranker **out, rr_train *t, rv_gnn_kind kind, 
 		}
 		size_t k = 0;
 		for (size_t i = 0; i < t->nitems && i < ntab; i++)
-			if (tab[i] != 0 && slot_live(t->db, t->slot_of[i]))
-				pr[k++] = (rr_prior){ t->slot_of[i], tab[i] };
+			if ((tab[i] != 0 || (fp && fp[i] != 0)) && slot_live(t->db, t->slot_of[i]))
+				pr[k++] = (rr_prior){ t->slot_of[i], tab[i], fp ? fp[i] : 0.0f };
 		qsort(pr, cnt, sizeof *pr, prior_cmp);
 		for (size_t i = 0; i < cnt; i++) {
 			r->pslot[i] = pr[i].slot;
 			r->pval[i] = pr[i].value;
+			r->pfis[i] = pr[i].fisher;
 		}
 		r->np = cnt;
 	}
@@ -851,11 +961,12 @@ done:
 }
 
 rv_status rv_reranker_train(rv_reranker **rp, const rv_db *db, rv_gnn_kind kind, const rv_rerank_sample *samples,
-			    size_t n, uint64_t seed, rv_err *e)
+			    size_t n, float ewc, uint64_t seed, rv_err *e)
 {
 	rv_status st = RV_OK;
 	rr_train t = { 0 };
 	uint32_t *order = NULL;
+	float *fw = NULL, *fp = NULL, *pstar = NULL, *pfis = NULL;
 	rv_reranker *result = NULL;
 	if (!rp || !db)
 		return rv_err_set(e, RV_EINVAL, "re-ranker training: output and collection are required");
@@ -863,6 +974,8 @@ rv_status rv_reranker_train(rv_reranker **rp, const rv_db *db, rv_gnn_kind kind,
 		return rv_err_set(e, RV_EINVAL, "GNN kind %d is not SAGE (0), GCN (1) or GAT (2)", (int)kind);
 	if (n && !samples)
 		return rv_err_set(e, RV_EINVAL, "re-ranker training: %zu samples but no array", n);
+	if (!(ewc >= 0) || !isfinite(ewc))
+		return rv_err_set(e, RV_EINVAL, "re-ranker training: EWC strength %g must be finite and >= 0", (double)ewc);
 	if (db->dim > RV_LEARN_MAX_DIM)
 		return rv_err_set(e, RV_EINVAL, "re-ranker: dimension %u is above the learners' %d", db->dim,
 				  RV_LEARN_MAX_DIM);
@@ -930,6 +1043,26 @@ rv_status rv_reranker_train(rv_reranker **rp, const rv_db *db, rv_gnn_kind kind,
 			if (slot_live(db, prev->pslot[i]))
 				tab[t.item_of[prev->pslot[i]]] = prev->pval[i];
 	}
+	/* EWC++: held near the previous re-ranker, each weight and prior as
+	 * firmly as the pairs it learned from determined it. */
+	if (ewc > 0 && prev && prev->fisher) {
+		size_t ni = t.nitems;
+		pstar = rv_calloc(t.a, ni ? ni : 1, sizeof(float));
+		pfis = rv_calloc(t.a, ni ? ni : 1, sizeof(float));
+		if (!pstar || !pfis) {
+			st = rv_err_nomem(e);
+			goto done;
+		}
+		for (size_t i = 0; i < prev->np; i++)
+			if (slot_live(db, prev->pslot[i])) {
+				pstar[t.item_of[prev->pslot[i]]] = prev->pval[i];
+				pfis[t.item_of[prev->pslot[i]]] = prev->pfis[i];
+			}
+		if ((st = rv_gnn_set_anchor(t.m, ewc, prev->fisher, pstar, pfis, ni)) != RV_OK) {
+			st = rv_err_set(e, st, "re-ranker: %s", rv_gnn_errmsg(t.m));
+			goto done;
+		}
+	}
 
 	size_t epochs = n ? (RR_MIN_STEPS + n - 1) / n : 0;
 	if (epochs < 1)
@@ -959,13 +1092,27 @@ rv_status rv_reranker_train(rv_reranker **rp, const rv_db *db, rv_gnn_kind kind,
 			steps++;
 		}
 	}
-	if ((st = train_result(&result, &t, kind, e)) != RV_OK)
+	if (ewc > 0) {
+		fw = rv_malloc(t.a, rv_gnn_param_count(t.m) * sizeof(float));
+		fp = rv_malloc(t.a, (t.nitems ? t.nitems : 1) * sizeof(float));
+		if (!fw || !fp) {
+			st = rv_err_nomem(e);
+			goto done;
+		}
+		if ((st = fisher_pass(fw, fp, t.nitems, &t, prev, samples, n, e)) != RV_OK)
+			goto done;
+	}
+	if ((st = train_result(&result, &t, kind, fw, fp, e)) != RV_OK)
 		goto done;
 	result->steps = (prev ? prev->steps : 0) + steps;
 	rv_reranker_free(*rp);
 	*rp = result;
 	result = NULL;
 done:
+	rv_dealloc(t.a, fw);
+	rv_dealloc(t.a, fp);
+	rv_dealloc(t.a, pstar);
+	rv_dealloc(t.a, pfis);
 	rv_dealloc(t.a, order);
 	rv_dealloc(t.a, t.q);
 	rv_dealloc(t.a, t.nbrs);
@@ -1203,8 +1350,8 @@ rv_status rv_reranker_encode(rv_buf *b, const rv_reranker *r, const uint32_t *ol
 			return RV_ENOMEM;
 		for (size_t i = 0; i < r->np; i++) {
 			uint32_t s = old_to_new ? old_to_new[r->pslot[i]] : r->pslot[i];
-			if (s != RV_NO_SLOT && r->pval[i] != 0)
-				pr[cnt++] = (rr_prior){ s, r->pval[i] };
+			if (s != RV_NO_SLOT && (r->pval[i] != 0 || r->pfis[i] != 0))
+				pr[cnt++] = (rr_prior){ s, r->pval[i], r->pfis[i] };
 		}
 		/* Compaction keeps the kept slots' order; sort anyway, the
 		 * reader insists on ascending slots. */
@@ -1228,10 +1375,14 @@ rv_status rv_reranker_encode(rv_buf *b, const rv_reranker *r, const uint32_t *ol
 	rv_buf_u32(b, (uint32_t)nt);
 	for (size_t i = 0; i < nt; i++)
 		rv_buf_f32(b, th[i]);
+	rv_buf_u32(b, r->fisher ? (uint32_t)nt : 0);
+	for (size_t i = 0; r->fisher && i < nt; i++)
+		rv_buf_f32(b, r->fisher[i]);
 	rv_buf_u32(b, (uint32_t)cnt);
 	for (size_t i = 0; i < cnt; i++) {
 		rv_buf_u32(b, pr[i].slot);
 		rv_buf_f32(b, pr[i].value);
+		rv_buf_f32(b, pr[i].fisher);
 	}
 	rv_learn_seal(b, start);
 	rv_dealloc(b->a, pr);
@@ -1333,8 +1484,27 @@ rv_status rv_reranker_decode(rv_reranker **out, const rv_db *db, const void *byt
 		}
 	}
 	flush_subnormal(th, np);
+	/* Version 2: the EWC++ Fisher estimate of the weights (none or all),
+	 * and one per prior. */
+	uint32_t nf = version >= 2 ? rv_reader_u32(&rd) : 0;
+	if (rd.bad || (nf != 0 && nf != nt) || rv_reader_left(&rd) < (size_t)nf * 4 + 4) {
+		st = rv_err_set(e, RV_ECORRUPT, "re-ranker state: %u Fisher values for %u weights", nf, nt);
+		goto done;
+	}
+	if (nf && !(r->fisher = rv_malloc(db->a, nf * sizeof(float)))) {
+		st = rv_err_nomem(e);
+		goto done;
+	}
+	for (uint32_t i = 0; i < nf; i++) {
+		r->fisher[i] = rv_reader_f32(&rd);
+		if (!(r->fisher[i] >= 0) || !isfinite(r->fisher[i])) {
+			st = rv_err_set(e, RV_ECORRUPT, "re-ranker state: Fisher value %u is %g", i, (double)r->fisher[i]);
+			goto done;
+		}
+	}
+	size_t per = version >= 2 ? 12 : 8;
 	uint32_t cnt = rv_reader_u32(&rd);
-	if (rd.bad || cnt > db->vecs.n || rv_reader_left(&rd) != (size_t)cnt * 8) {
+	if (rd.bad || cnt > db->vecs.n || rv_reader_left(&rd) != (size_t)cnt * per) {
 		st = rv_err_set(e, RV_ECORRUPT, "re-ranker state: %u priors in %zu bytes for a collection of %u slots", cnt,
 				rv_reader_left(&rd), db->vecs.n);
 		goto done;
@@ -1346,8 +1516,8 @@ rv_status rv_reranker_decode(rv_reranker **out, const rv_db *db, const void *byt
 	uint32_t last = 0;
 	for (uint32_t i = 0; i < cnt; i++) {
 		uint32_t s = rv_reader_u32(&rd);
-		float v = rv_reader_f32(&rd);
-		if (s >= db->vecs.n || (i && s <= last) || !isfinite(v)) {
+		float v = rv_reader_f32(&rd), f = version >= 2 ? rv_reader_f32(&rd) : 0.0f;
+		if (s >= db->vecs.n || (i && s <= last) || !isfinite(v) || !(f >= 0) || !isfinite(f)) {
 			st = rv_err_set(e, RV_ECORRUPT, "re-ranker state: prior %u names slot %u (after %u, of %u) or is not finite",
 					i, s, last, db->vecs.n);
 			goto done;
@@ -1357,6 +1527,7 @@ rv_status rv_reranker_decode(rv_reranker **out, const rv_db *db, const void *byt
 		if (!slot_live(db, s))
 			continue;
 		r->pslot[r->np] = s;
+		r->pfis[r->np] = f;
 		r->pval[r->np++] = v;
 	}
 	*out = r;

@@ -76,14 +76,20 @@ typedef struct rv_rerank_sample {
  * re-ranker (so pass a re-ranker of your own, e.g. a clone of a version's,
  * never one that a version still holds). Going on keeps *r's weights, priors and
  * base scale when its kind and dimension match (else it starts afresh);
- * the optimiser restarts. Samples whose item is dead, or with reward 0,
+ * the optimiser restarts. ewc > 0 (EWC++): the re-ranker keeps a Fisher
+ * estimate of its weights and priors (the mean squared gradient of the
+ * pair loss on the samples, blended with the previous estimate), and
+ * training that goes on from one that has it is anchored there:
+ * rv_gnn_set_anchor with lambda = ewc, so a weight or prior the earlier
+ * pairs determined moves only as far as the new pairs outweigh them.
+ * ewc = 0: no estimate, and l2 pulls towards zero. Samples whose item is dead, or with reward 0,
  * give no pairs and are skipped; a position whose shown[] entry is not the
  * item is looked up by slot. Allocates through db's allocator.
  * Errors: RV_EINVAL (kind, a sample's query, reward, position or counts,
  * named by index), RV_ENOMEM, RV_ERROR (training diverged: a weight left
  * float range); *r unchanged on any error. */
 rv_status rv_reranker_train(rv_reranker **r, const rv_db *db, rv_gnn_kind kind, const rv_rerank_sample *samples,
-			    size_t n, uint64_t seed, rv_err *e);
+			    size_t n, float ewc, uint64_t seed, rv_err *e);
 /* Reorder hits[0..n) (ascending dist, from the graph or an exact scan)
  * by the learned score for query q; returns min(n, k), the hits to keep,
  * which are the first ones, best first (ties in the order given); the

@@ -62,6 +62,11 @@ struct rv_gnn {
 	double *prior_grad;
 	size_t nprior;         /* prior table size (item ids < nprior) */
 	uint64_t steps;
+	/* EWC++ anchor (rv_gnn_set_anchor); ewc = 0: none. */
+	float ewc;
+	float *a_theta, *a_fis;    /* np each */
+	float *a_prior, *a_pfis;   /* a_nitems each */
+	size_t a_nitems;
 	/* Workspace of the last forward pass. */
 	void *ws;
 	size_t ws_bytes;
@@ -226,6 +231,10 @@ void rv_gnn_free(rv_gnn *m)
 		return;
 	const rv_alloc *a = m->a;
 	rv_dealloc(a, m->ws);
+	rv_dealloc(a, m->a_theta);
+	rv_dealloc(a, m->a_fis);
+	rv_dealloc(a, m->a_prior);
+	rv_dealloc(a, m->a_pfis);
 	rv_dealloc(a, m->prior_grad);
 	rv_dealloc(a, m->prior_v);
 	rv_dealloc(a, m->prior_m);
@@ -1043,8 +1052,81 @@ rv_status rv_gnn_reserve_priors(rv_gnn *m, size_t n)
 	return grow_priors(m, n);
 }
 
-rv_status rv_gnn_loss_grad(double *loss, rv_gnn *m, const rv_gnn_graph *g, const float *query,
-			   const rv_gnn_pair *pairs, size_t npairs, bool want_grad)
+rv_status rv_gnn_set_anchor(rv_gnn *m, float lambda, const float *fisher, const float *prior_star,
+			    const float *prior_fisher, size_t nitems)
+{
+	if (!(lambda >= 0) || !isfinite(lambda))
+		return rv_err_set(&m->err, RV_EINVAL, "gnn anchor: lambda %g must be finite and >= 0", (double)lambda);
+	if (lambda > 0 && !fisher)
+		return rv_err_set(&m->err, RV_EINVAL, "gnn anchor: a Fisher estimate of the weights is required");
+	if (nitems > RV_GNN_MAX_ITEMS || (nitems && (!prior_star || !prior_fisher)))
+		return rv_err_set(&m->err, RV_EINVAL, "gnn anchor: %zu items need their priors and Fisher estimate",
+				  nitems);
+	for (size_t i = 0; lambda > 0 && i < m->np; i++)
+		if (!(fisher[i] >= 0) || !isfinite(fisher[i]))
+			return rv_err_set(&m->err, RV_EINVAL, "gnn anchor: Fisher value %zu is %g", i, (double)fisher[i]);
+	for (size_t i = 0; lambda > 0 && i < nitems; i++)
+		if (!(prior_fisher[i] >= 0) || !isfinite(prior_fisher[i]) || !isfinite(prior_star[i]))
+			return rv_err_set(&m->err, RV_EINVAL, "gnn anchor: item %zu has prior %g, Fisher %g", i,
+					  (double)prior_star[i], (double)prior_fisher[i]);
+	rv_dealloc(m->a, m->a_theta);
+	rv_dealloc(m->a, m->a_fis);
+	rv_dealloc(m->a, m->a_prior);
+	rv_dealloc(m->a, m->a_pfis);
+	m->a_theta = m->a_fis = m->a_prior = m->a_pfis = NULL;
+	m->a_nitems = 0;
+	m->ewc = 0;
+	if (lambda == 0)
+		return RV_OK;
+	m->a_theta = rv_malloc(m->a, m->np * sizeof(float));
+	m->a_fis = rv_malloc(m->a, m->np * sizeof(float));
+	m->a_prior = rv_malloc(m->a, (nitems ? nitems : 1) * sizeof(float));
+	m->a_pfis = rv_malloc(m->a, (nitems ? nitems : 1) * sizeof(float));
+	if (!m->a_theta || !m->a_fis || !m->a_prior || !m->a_pfis) {
+		rv_gnn_set_anchor(m, 0, NULL, NULL, NULL, 0);
+		return rv_err_nomem(&m->err);
+	}
+	memcpy(m->a_theta, m->theta, m->np * sizeof(float));
+	memcpy(m->a_fis, fisher, m->np * sizeof(float));
+	if (nitems) {
+		memcpy(m->a_prior, prior_star, nitems * sizeof(float));
+		memcpy(m->a_pfis, prior_fisher, nitems * sizeof(float));
+	}
+	m->a_nitems = nitems;
+	m->ewc = lambda;
+	return RV_OK;
+}
+
+/* The regulariser of parameter i: its weight (the l2 strength, plus
+ * lambda F_i when anchored) and the offset it pulls on. Anchored, the l2
+ * term too pulls towards theta*: the anchor stands for the earlier
+ * posterior, which already holds the l2 prior, and a decay towards zero
+ * on top of it would erase, at Adam's full step size, every weight the
+ * new data does not touch. */
+static inline void reg_term(const rv_gnn *m, size_t i, double *w, double *off)
+{
+	if (m->ewc > 0) {
+		*w = m->o.l2 + (double)m->ewc * m->a_fis[i];
+		*off = (double)m->theta[i] - m->a_theta[i];
+	} else {
+		*w = m->o.l2;
+		*off = reg_offset(m, i);
+	}
+}
+
+static inline void prior_reg(const rv_gnn *m, uint32_t it, double *w, double *off)
+{
+	if (m->ewc > 0 && it < m->a_nitems) {
+		*w = m->o.l2 + (double)m->ewc * m->a_pfis[it];
+		*off = (double)m->prior[it] - m->a_prior[it];
+	} else {
+		*w = m->o.l2;
+		*off = m->prior[it];
+	}
+}
+
+static rv_status loss_grad(double *loss, rv_gnn *m, const rv_gnn_graph *g, const float *query,
+			   const rv_gnn_pair *pairs, size_t npairs, bool want_grad, bool reg)
 {
 	rv_status st;
 	if ((st = check_graph(m, g, query, true)) != RV_OK)
@@ -1083,31 +1165,41 @@ rv_status rv_gnn_loss_grad(double *loss, rv_gnn *m, const rv_gnn_graph *g, const
 		ds[pairs[i].chosen] += c;
 		ds[pairs[i].skipped] -= c;
 	}
-	double l2 = m->o.l2;
-	for (size_t i = 0; i < m->np; i++) {
-		double t = reg_offset(m, i);
-		total += 0.5 * l2 * t * t;
+	double rw, ro;
+	for (size_t i = 0; reg && i < m->np; i++) {
+		reg_term(m, i, &rw, &ro);
+		total += 0.5 * rw * ro * ro;
 	}
 	/* Priors are regularised where they are used (once per candidate
 	 * naming them), which keeps a step O(candidates) however many items
 	 * the table holds. */
-	if (g->items)
+	if (g->items && reg)
 		for (size_t v = 0; v < nc; v++)
-			if (g->items[v] != RV_GNN_NO_ITEM)
-				total += 0.5 * l2 * (double)m->prior[g->items[v]] * m->prior[g->items[v]];
+			if (g->items[v] != RV_GNN_NO_ITEM) {
+				prior_reg(m, g->items[v], &rw, &ro);
+				total += 0.5 * rw * ro * ro;
+			}
 	*loss = total;
 	if (!want_grad)
 		return RV_OK;
 
-	for (size_t i = 0; i < m->np; i++)
-		m->grad[i] = l2 * reg_offset(m, i);
+	for (size_t i = 0; i < m->np; i++) {
+		rw = ro = 0;
+		if (reg)
+			reg_term(m, i, &rw, &ro);
+		m->grad[i] = rw * ro;
+	}
 	if (g->items) {
 		for (size_t v = 0; v < nc; v++)
 			if (g->items[v] != RV_GNN_NO_ITEM)
 				m->prior_grad[g->items[v]] = 0;
 		for (size_t v = 0; v < nc; v++)
-			if (g->items[v] != RV_GNN_NO_ITEM)
-				m->prior_grad[g->items[v]] += ds[v] + l2 * (double)m->prior[g->items[v]];
+			if (g->items[v] != RV_GNN_NO_ITEM) {
+				rw = ro = 0;
+				if (reg)
+					prior_reg(m, g->items[v], &rw, &ro);
+				m->prior_grad[g->items[v]] += ds[v] + rw * ro;
+			}
 	}
 
 	/* Head: s_v = <W_q q + u, h_v>: dW_q[o][:] = (sum_v ds_v h_v[o]) q,
@@ -1142,6 +1234,18 @@ rv_status rv_gnn_loss_grad(double *loss, rv_gnn *m, const rv_gnn_graph *g, const
 		prev = t;
 	}
 	return RV_OK;
+}
+
+rv_status rv_gnn_loss_grad(double *loss, rv_gnn *m, const rv_gnn_graph *g, const float *query,
+			   const rv_gnn_pair *pairs, size_t npairs, bool want_grad)
+{
+	return loss_grad(loss, m, g, query, pairs, npairs, want_grad, true);
+}
+
+rv_status rv_gnn_data_grad(double *loss, rv_gnn *m, const rv_gnn_graph *g, const float *query,
+			   const rv_gnn_pair *pairs, size_t npairs)
+{
+	return loss_grad(loss, m, g, query, pairs, npairs, true, false);
 }
 
 rv_status rv_gnn_step(double *loss, rv_gnn *m, const rv_gnn_graph *g, const float *query,

@@ -415,6 +415,24 @@ rv_status rv_gnn_attention(float *w, size_t cap, size_t *n, const rv_gnn *m, siz
  * Errors: RV_EINVAL, RV_ENOMEM. */
 rv_status rv_gnn_loss_grad(double *loss, rv_gnn *m, const rv_gnn_graph *g, const float *query,
 			   const rv_gnn_pair *pairs, size_t npairs, bool want_grad);
+/* The gradient of the pair term alone (no l2, no anchor) at the current
+ * parameters, in rv_gnn_grad() and rv_gnn_prior_grad() as above, *loss
+ * its value: what an EWC++ Fisher estimate squares. */
+rv_status rv_gnn_data_grad(double *loss, rv_gnn *m, const rv_gnn_graph *g, const float *query,
+			   const rv_gnn_pair *pairs, size_t npairs);
+/* EWC++ anchor. With lambda > 0 the regulariser of rv_gnn_loss_grad
+ * becomes
+ *   1/2 sum_i (l2 + lambda F_i) (theta_i - theta*_i)^2
+ *   + 1/2 sum_{candidates v} (l2 + lambda Fp_{item_v}) (prior[item_v] - p*_{item_v})^2
+ * with theta* the parameters at this call, F = fisher (rv_gnn_param_count
+ * floats) and, for item ids < nitems, p* = prior_star and Fp =
+ * prior_fisher (items past them: p* = 0, Fp = 0). The l2 term then pulls
+ * towards the anchor, not zero: the anchor stands for what earlier
+ * training concluded, l2 prior included. lambda = 0 removes the anchor
+ * (the plain l2 term again). The arrays are copied.
+ * Errors: RV_EINVAL (negative or non-finite values), RV_ENOMEM (no anchor). */
+rv_status rv_gnn_set_anchor(rv_gnn *m, float lambda, const float *fisher, const float *prior_star,
+			    const float *prior_fisher, size_t nitems);
 /* rv_gnn_loss_grad then one optimiser step on the weights and priors.
  * The priors take the weights' optimiser and lr, or plain SGD with
  * opts.prior_lr when that is set: a prior is seen only when its item is
