@@ -821,15 +821,21 @@ static rv_status train_step(rr_train *t, const rv_rerank_sample *s, const rr_pai
 /* EWC++: the Fisher estimate of the trained weights (fw, np) and of the
  * priors (fp, by item id, nitems), the mean squared gradient of the pair
  * loss over an even spread of up to RR_FISHER_SAMPLES samples, blended
- * with the previous re-ranker's (weight RR_FISHER_KEEP on the old). */
+ * with the previous re-ranker's (weight RR_FISHER_KEEP on the old). A
+ * weight's mean runs over every sample, as its penalty acts at every
+ * step; a prior's over the samples that name its item, as its penalty
+ * acts only on the steps whose candidates name it (rv_gnn_set_anchor):
+ * averaged over all samples, a prior seen in 1 of 1000 would be held
+ * 1000 times too weakly. */
 static rv_status fisher_pass(float *fw, float *fp, size_t nitems, rr_train *t, const rv_reranker *prev,
 			     const rv_rerank_sample *samples, size_t n, rv_err *e)
 {
 	size_t np = rv_gnn_param_count(t->m);
 	double *aw = rv_calloc(t->a, np ? np : 1, sizeof(double));
 	double *ap = rv_calloc(t->a, nitems ? nitems : 1, sizeof(double));
+	uint32_t *seen = rv_calloc(t->a, nitems ? nitems : 1, sizeof(uint32_t));
 	rv_status st = RV_OK;
-	if (!aw || !ap) {
+	if (!aw || !ap || !seen) {
 		st = rv_err_nomem(e);
 		goto done;
 	}
@@ -858,8 +864,10 @@ static rv_status fisher_pass(float *fw, float *fp, size_t nitems, rr_train *t, c
 			bool dup = false;
 			for (size_t k = 0; k < c && !dup; k++)
 				dup = t->items[k] == it;
-			if (!dup && it < nitems)
+			if (!dup && it < nitems) {
 				ap[it] += gp[it] * gp[it];
+				seen[it]++;
+			}
 		}
 		cnt++;
 	}
@@ -867,7 +875,7 @@ static rv_status fisher_pass(float *fw, float *fp, size_t nitems, rr_train *t, c
 	for (size_t j = 0; j < np; j++)
 		fw[j] = (float)(keep * (prev && prev->fisher ? prev->fisher[j] : 0.0) + inv * aw[j]);
 	for (size_t it = 0; it < nitems; it++)
-		fp[it] = (float)(inv * ap[it]);
+		fp[it] = seen[it] ? (float)((1.0 - keep) * ap[it] / seen[it]) : 0.0f;
 	if (keep > 0)
 		for (size_t i = 0; i < prev->np; i++) {
 			uint32_t sl = prev->pslot[i];
@@ -877,6 +885,7 @@ static rv_status fisher_pass(float *fw, float *fp, size_t nitems, rr_train *t, c
 done:
 	rv_dealloc(t->a, aw);
 	rv_dealloc(t->a, ap);
+	rv_dealloc(t->a, seen);
 	return st;
 }
 
