@@ -226,8 +226,10 @@ typedef struct rv_learn_version {
  * repeats its results while the share stays); the other queries show the
  * active ranking alone, so a candidate that is no better costs them
  * nothing. Feedback with a search id on such a search credits the side
- * that placed the item: reward > 0 a win for that side, reward < 0 a win
- * for the other, 0 nothing (wins and losses above are the candidate's).
+ * that placed the item when reward > 0, a win for that side (wins and
+ * losses above are the candidate's); reward <= 0 credits nothing (a skip
+ * falls on either side about as often as it places unwanted hits, and
+ * counted it only dilutes the clicks).
  * A sequential probability ratio test (win rate 1/2 against 0.6;
  * promoting a candidate that is no better 1% of the time, dropping one
  * that wins 60% of the time 5% of the time, however long it runs)
