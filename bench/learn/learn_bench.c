@@ -1378,10 +1378,16 @@ static void write_report(setrun *srs, size_t nsets, const opts *o, double total_
 			sek[e] = nk[e] > 1 ? sqrt(fmax(0, (sk2[e] - nk[e] * mk[e] * mk[e]) / (nk[e] - 1)) / nk[e]) : NAN;
 			seb[e] = nk[e] > 1 ? sqrt(fmax(0, (sb2[e] - nk[e] * mb[e] * mb[e]) / (nk[e] - 1)) / nk[e]) : NAN;
 		}
+		/* One replicate has no standard error: "n/a". */
+		char se1[32], se2[32], se3[32], se4[32];
+		fmt_num(se1, sizeof se1, 2 * sek[0], 1);
+		fmt_num(se2, sizeof se2, 2 * sek[1], 1);
+		fmt_num(se3, sizeof se3, 2 * seb[0], 1);
+		fmt_num(se4, sizeof se4, 2 * seb[1], 1);
 		fprintf(f, "\nMean over the replicates whose A phase gained more than 2 SE (%u with EWC++, %u without): "
-			"kept after B %.1f%% ± %.1f%% with EWC++, %.1f%% ± %.1f%% without; after A again %.1f%% ± %.1f%% "
-			"and %.1f%% ± %.1f%% (± 2 SE).\n\n",
-			nk[0], nk[1], mk[0], 2 * sek[0], mk[1], 2 * sek[1], mb[0], 2 * seb[0], mb[1], 2 * seb[1]);
+			"kept after B %.1f%% ± %s with EWC++, %.1f%% ± %s without; after A again %.1f%% ± %s "
+			"and %.1f%% ± %s (± 2 SE, in points).\n\n",
+			nk[0], nk[1], mk[0], se1, mk[1], se2, mb[0], se3, mb[1], se4);
 		/* The targets row shows the set whose A phase gained most (with
 		 * EWC++ on, mean over the replicates). */
 		double ga_mean = nk[0] ? sga / nk[0] : NAN;
