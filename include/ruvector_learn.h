@@ -96,7 +96,10 @@ typedef struct rv_learn_config {
 	                              about 10..100 (at 50, about 70% of an old workload's gain
 	                              stays after a conflicting new one, which gets about a third
 	                              of the gain it would get without EWC++; at 20, half of it
-	                              and half of the old one's) */
+	                              and half of the old one's). The GNN re-ranker has its own
+	                              EWC++ at ewc_lambda / 20: each weight and item prior is
+	                              held near the previous re-ranker's by its Fisher estimate,
+	                              which is saved with the version */
 	uint32_t rerank_pool;      /* candidates the GNN re-ranks, as a multiple of k, 2..20 (default 5) */
 	uint32_t auto_consolidate; /* consolidate in a background thread every this many
 	                              events, 0 or >= 100; 0 = only when asked (default 0) */
@@ -145,12 +148,16 @@ enum {
  * The BaseLoRA starts from the active version's (same rank) and is held
  * near it by EWC++ with its Fisher estimate (config.ewc_lambda); the GNN
  * goes on training from the active version's re-ranker (on queries as
- * the new BaseLoRA adapts them); a GNN that cannot be trained (too few
+ * the new BaseLoRA adapts them), held near it by its own EWC++ (see
+ * ewc_lambda); a GNN that cannot be trained (too few
  * usable pairs) is left out rather than failing. The version keeps the
  * combination (BaseLoRA, GNN, or both) with the best held-out NDCG gain
  * over the plain ranking among those whose gain, paired over the held-out
- * searches, exceeds 2 standard errors; its learners field says what was
- * kept. When none does, the best one that the held-out searches do not
+ * searches, exceeds 2 standard errors; a learner the active version has
+ * is added to that combination unless the combination with it is shown
+ * worse than plain (gain below -1 standard error) or leaving it out is
+ * better by more than 2 standard errors of their paired difference. Its
+ * learners field says what was kept. When none does, the best one that the held-out searches do not
  * show worse than plain (gain above -1 standard error) is kept and the
  * version becomes the candidate for interleaving (below), whatever the
  * flags: logged feedback cannot judge items nobody was shown, live

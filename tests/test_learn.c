@@ -163,8 +163,6 @@ TEST(lora_gradcheck)
 			}
 }
 
-/* One SGD step must be exactly the documented update: -lr times the
- * gradient of rv_lora_loss_grad for data and l2, proximal for EWC. */
 /* A step leaves no weight subnormal: weight decay drives unused weights
  * there, and every search's product with one costs a microcode assist. */
 TEST(lora_step_flushes_subnormal_weights)
@@ -196,6 +194,8 @@ TEST(lora_step_flushes_subnormal_weights)
 	rv_lora_free(l);
 }
 
+/* One SGD step must be exactly the documented update: -lr times the
+ * gradient of rv_lora_loss_grad for data and l2, proximal for EWC. */
 TEST(lora_step_follows_gradient)
 {
 	const size_t d = 24;

@@ -37,8 +37,7 @@
  * candidate's win rate at 54-55%, where the test, at TDI_P1 0.6, hardly
  * moves: the trials that did not lose at once went undecided until the
  * next consolidation replaced their candidate, and the version at 10k
- * events kept no learner
- * (+0.4% NDCG@10; +50% with clicks alone).
+ * events kept no learner (+0.4% NDCG@10; +50% with clicks alone).
  */
 #include <math.h>
 #include <stddef.h>

@@ -33,9 +33,9 @@
  * below 2 standard errors. The BaseLoRA trains on the new training
  * events (EWC++ keeps what the older ones taught); the re-ranker, which
  * goes on from the live one (anchored there by its own EWC++, below), on
- * every training event of the window, so that when an earlier version left it out (its
- * gain was not significant then) it gets all the evidence again, not only
- * what came since. Each event's shown list is its search's when the
+ * every training event of the window, so that when an earlier version
+ * left it out (its gain was not significant then) it gets all the
+ * evidence again, not only what came since. Each event's shown list is its search's when the
  * search ring still has it, else the plain top 10 for its query (searched
  * again).
  *
@@ -1347,18 +1347,13 @@ static rv_status train_version(made *m, rv_db *db, unsigned flags, const atomic_
 	 * after B the versions kept A's gain, 0.64 NDCG@10 under A and 0.52
 	 * under B, until one picked the BaseLoRA alone, +0.006 over both
 	 * learners on B's held-out searches; A fell to 0.19). */
-	unsigned had = (prev_base ? 1u : 0u) | (prev_rr ? 2u : 0u);
-	if (pick && ((unsigned)pick & had) != had) {
-		int with = pick | (int)had;
-		if (((with & 1) && !v->base) || ((with & 2) && !v->rerank))
-			with = 0;
+	int with = pick | (prev_base ? 1 : 0) | (prev_rr ? 2 : 0);
+	if (pick && with != pick && (!(with & 1) || v->base) && (!(with & 2) || v->rerank)) {
 		double mean, se, dm, dse;
-		if (with) {
-			paired_gain(&j, NR, (size_t)with, &mean, &se);
-			paired_diff(&j, NR, (size_t)pick, (size_t)with, &dm, &dse);
-			if (mean > RV_LEARN_TRIAL_Z * se && !(dm > RV_LEARN_GATE_Z * dse))
-				pick = with;
-		}
+		paired_gain(&j, NR, (size_t)with, &mean, &se);
+		paired_diff(&j, NR, (size_t)pick, (size_t)with, &dm, &dse);
+		if (mean > RV_LEARN_TRIAL_Z * se && !(dm > RV_LEARN_GATE_Z * dse))
+			pick = with;
 	}
 	bool keep_prev = false;
 	if (prev_base || prev_rr) {

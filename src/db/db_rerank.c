@@ -71,7 +71,6 @@
  * (dimension, parameter count for the layer, slots below its slot count,
  * ascending, finite values) and drops priors of dead slots.
  */
-#include <float.h>
 #include <math.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -212,17 +211,13 @@ static void model_opts(rv_gnn_opts *o, rv_gnn_kind kind, uint32_t dim, size_t ou
 	*o = d;
 }
 
-/* Weights below FLT_MIN in magnitude become 0. Weight decay leaves many
- * weights subnormal, and every product with a subnormal costs the CPU a
- * microcode assist: measured on the Fiori collection, searches with a
- * GNN version took 1.14x the CPU time of plain ones, 0.96x with the
- * subnormals flushed (same instructions). A subnormal weight moves a
- * score by less than 1e-37, so the ranking does not change. */
+/* Subnormal weights become 0 (rv_learn_flush): measured on the Fiori
+ * collection, searches with a GNN version took 1.14x the CPU time of
+ * plain ones, 0.96x with the subnormals flushed (same instructions). */
 static void flush_subnormal(float *p, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
-		if (fabsf(p[i]) < FLT_MIN)
-			p[i] = 0.0f;
+		p[i] = rv_learn_flush(p[i]);
 }
 
 /* A serving copy of m: its weights, SGD form (no Adam moments, no
@@ -975,7 +970,7 @@ rv_status rv_reranker_train(rv_reranker **rp, const rv_db *db, rv_gnn_kind kind,
 	rv_status st = RV_OK;
 	rr_train t = { 0 };
 	uint32_t *order = NULL;
-	float *fw = NULL, *fp = NULL, *pstar = NULL, *pfis = NULL;
+	float *fw = NULL, *fp = NULL, *pfis = NULL;
 	rv_reranker *result = NULL;
 	if (!rp || !db)
 		return rv_err_set(e, RV_EINVAL, "re-ranker training: output and collection are required");
@@ -1055,18 +1050,17 @@ rv_status rv_reranker_train(rv_reranker **rp, const rv_db *db, rv_gnn_kind kind,
 	/* EWC++: held near the previous re-ranker, each weight and prior as
 	 * firmly as the pairs it learned from determined it. */
 	if (ewc > 0 && prev && prev->fisher) {
+		/* The items so far are the previous priors' (just loaded into
+		 * the table, which is their anchor). */
 		size_t ni = t.nitems;
-		pstar = rv_calloc(t.a, ni ? ni : 1, sizeof(float));
-		pfis = rv_calloc(t.a, ni ? ni : 1, sizeof(float));
-		if (!pstar || !pfis) {
+		if (!(pfis = rv_calloc(t.a, ni ? ni : 1, sizeof(float)))) {
 			st = rv_err_nomem(e);
 			goto done;
 		}
 		for (size_t i = 0; i < prev->np; i++)
-			if (slot_live(db, prev->pslot[i])) {
-				pstar[t.item_of[prev->pslot[i]]] = prev->pval[i];
+			if (slot_live(db, prev->pslot[i]))
 				pfis[t.item_of[prev->pslot[i]]] = prev->pfis[i];
-			}
+		const float *pstar = ni ? rv_gnn_priors(t.m, NULL) : NULL;
 		if ((st = rv_gnn_set_anchor(t.m, ewc, prev->fisher, pstar, pfis, ni)) != RV_OK) {
 			st = rv_err_set(e, st, "re-ranker: %s", rv_gnn_errmsg(t.m));
 			goto done;
@@ -1120,7 +1114,6 @@ rv_status rv_reranker_train(rv_reranker **rp, const rv_db *db, rv_gnn_kind kind,
 done:
 	rv_dealloc(t.a, fw);
 	rv_dealloc(t.a, fp);
-	rv_dealloc(t.a, pstar);
 	rv_dealloc(t.a, pfis);
 	rv_dealloc(t.a, order);
 	rv_dealloc(t.a, t.q);

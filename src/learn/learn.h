@@ -32,6 +32,7 @@
 #ifndef RV_LEARN_H
 #define RV_LEARN_H
 
+#include <float.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -471,6 +472,11 @@ double rv_learn_dot(const float *a, const float *b, size_t n, bool precise);
 /* The byte-form trailer: append / verify the XXH3-64 of bytes[0..n). */
 void rv_learn_seal(rv_buf *out, size_t start);
 bool rv_learn_check_seal(const uint8_t *bytes, size_t n);
+/* x, or 0 when x is subnormal. Weight decay drives unused weights into
+ * the subnormal range, where every product with one costs the CPU a
+ * microcode assist; such a weight moves a score by less than 1e-37. */
+static inline float rv_learn_flush(float x) { return fabsf(x) < FLT_MIN ? 0.0f : x; }
+
 /* One SGD or Adam update of a parameter theta with gradient g; m, v are
  * its Adam moments (unused by SGD), bc1 = 1 - b1^t and bc2 = 1 - b2^t the
  * bias corrections at step t >= 1. Returns the new value. */

@@ -24,7 +24,6 @@
  * step; rv_lora_consolidate() copies theta into the anchor and arms the
  * penalty. Before the first consolidation the penalty is zero.
  */
-#include <float.h>
 #include <math.h>
 
 #include "learn/learn.h"
@@ -332,28 +331,25 @@ rv_status rv_lora_step(float *loss, rv_lora *l, const rv_lora_event *ev)
 				double pf = pen ? o->ewc_lambda * (double)l->fisher[base + j] : 0;
 				if (ewc)
 					l->fisher[base + j] = (float)(gamma * l->fisher[base + j] + (1.0 - gamma) * gd * gd);
+				float nt;
 				if (pen && o->optim == RV_LEARN_SGD) {
 					/* Proximal step on the quadratic penalty: minimises
 					 * lr * <g, t> + lr * pf/2 (t - anchor)^2 + (t - theta)^2 / 2
 					 * in closed form. Unlike the explicit step it cannot
 					 * overshoot the anchor however large lambda * F is. */
 					double lr = o->lr;
-					th[j] = (float)((th[j] - lr * g + lr * pf * l->anchor[base + j]) / (1.0 + lr * pf));
-					if (fabsf(th[j]) < FLT_MIN)
-						th[j] = 0.0f;
-					continue;
+					nt = (float)((th[j] - lr * g + lr * pf * l->anchor[base + j]) / (1.0 + lr * pf));
+				} else {
+					g += pf * ((double)th[j] - (pen ? l->anchor[base + j] : 0));
+					nt = rv_learn_update(th[j], g, l->m ? l->m + base + j : NULL,
+							    l->v ? l->v + base + j : NULL, o->optim, o->lr, o->beta1,
+							    o->beta2, o->eps, bc1, bc2);
 				}
-				g += pf * ((double)th[j] - (pen ? l->anchor[base + j] : 0));
-				th[j] = rv_learn_update(th[j], g, l->m ? l->m + base + j : NULL,
-							l->v ? l->v + base + j : NULL, o->optim, o->lr,
-							o->beta1, o->beta2, o->eps, bc1, bc2);
-				/* Weight decay drives unused weights into the subnormal
-				 * range, where every search's product with them costs a
-				 * microcode assist (0.36x of a plain search's CPU time
-				 * with ALL on Fiori, together with the re-ranker's);
-				 * they move a query by less than 1e-37. */
-				if (fabsf(th[j]) < FLT_MIN)
-					th[j] = 0.0f;
+				/* No subnormal weights: they cost every search a
+				 * microcode assist per product (0.36x of a plain
+				 * search's CPU time with ALL on Fiori, together with
+				 * the re-ranker's). */
+				th[j] = rv_learn_flush(nt);
 			}
 		}
 	}
