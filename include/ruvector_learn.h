@@ -105,10 +105,15 @@ typedef struct rv_learn_config {
 	                              events, 0 or >= 100; 0 = only when asked (default 0) */
 	uint32_t regions;          /* ReasoningBank regions, 1..256 (default 16); fewer when the
 	                              training set has fewer than 2 queries per region */
-	float recall_target;       /* for the per-region ef, in (0, 1] (default 0.95) */
+	float recall_target;       /* for the per-region ef, in (0, 1] (default 0.99): a region
+	                              searches with the smallest ef whose recall@10 meets it, which
+	                              can be below the collection's ef_search (faster, and lower
+	                              recall). At 0.95 Fashion-MNIST searched 2x faster and its
+	                              held-out NDCG@10 moved by up to 2% with nothing else learned;
+	                              at 0.99 by 0.1% */
 } rv_learn_config;
 
-#define RV_LEARN_CONFIG_INIT { sizeof(rv_learn_config), RV_LEARN_ALL, RV_GNN_SAGE, 8, 50.0f, 5, 0, 16, 0.95f }
+#define RV_LEARN_CONFIG_INIT { sizeof(rv_learn_config), RV_LEARN_ALL, RV_GNN_SAGE, 8, 50.0f, 5, 0, 16, 0.99f }
 
 /* Set the learning configuration of the collection (saved at commit).
  * Learning itself is switched on and off with rv_db_set_learning(). The
