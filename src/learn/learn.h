@@ -120,10 +120,8 @@ void rv_lora_apply(float *out, const rv_lora *l, const float *q);
 /* acc[i] += s (B A q)[i]; acc must not overlap q. */
 void rv_lora_add_delta(float *acc, const rv_lora *l, const float *q);
 
-/* The full objective at one event (data loss + l2/2 ||theta||^2; once
- * anchored, by rv_lora_consolidate or rv_lora_derive with EWC on, data
- * loss + 1/2 sum (l2 + lambda F) (theta - theta*)^2: l2 then pulls towards
- * the anchor, not zero) in *loss,
+/* The full objective at one event (data loss + l2/2 ||theta||^2 + the EWC
+ * penalty lambda/2 sum F (theta - theta*)^2 once consolidated) in *loss,
  * and its exact gradient in grad[0..rv_lora_param_count) when grad is not
  * NULL. Accumulates in double. Changes nothing but the error message.
  * Errors: RV_EINVAL. */
@@ -131,9 +129,9 @@ rv_status rv_lora_loss_grad(double *loss, double *grad, rv_lora *l, const rv_lor
 
 /* One optimiser step on one event: O(dim * rank) time, no allocation.
  * Updates the EWC++ Fisher estimate with the squared data-loss gradient
- * when EWC is on. Under SGD an anchored regulariser is applied as a
- * proximal (implicit) step, theta <- (theta - lr g + lr w theta*) /
- * (1 + lr w) with w = l2 + lambda F, stable for any lambda; under Adam its gradient joins
+ * when EWC is on. Under SGD the EWC penalty is applied as a proximal
+ * (implicit) step, theta <- (theta - lr g + lr lambda F theta*) /
+ * (1 + lr lambda F), stable for any lambda; under Adam its gradient joins
  * the others. *loss (may be NULL) gets the data loss before the step.
  * Errors: RV_EINVAL (bad event). */
 rv_status rv_lora_step(float *loss, rv_lora *l, const rv_lora_event *ev);

@@ -16,8 +16,8 @@
  * and 2/tau for L2, diff = p - n):
  *     dL/dB_k = c s u_k diff
  *     dL/dA_k = c s <B_k, diff> q
- * plus l2 * theta for the regulariser, or once anchored (EWC++)
- * (l2 + lambda F) (theta - theta*). docs/LEARNING-CORE.md derives them.
+ * plus l2 * theta for the regulariser and lambda F (theta - theta*) for the
+ * EWC penalty. docs/LEARNING-CORE.md derives them.
  *
  * EWC++: the Fisher diagonal is the running average of the squared
  * data-loss gradient, F <- gamma F + (1 - gamma) g^2, updated on every
@@ -253,24 +253,6 @@ double rv_lora_eval(const rv_lora *l, const rv_lora_event *ev, size_t n)
  * Loss, gradient, step
  * ---------------------------------------------------------------------- */
 
-/* The regulariser of parameter i: its weight and the offset it pulls on.
- * Before an anchor, l2 towards zero. Anchored (EWC++), (l2 + lambda F_i)
- * towards theta*_i: the anchor stands for the earlier posterior, which
- * already holds the l2 prior, and a decay towards zero on top of it
- * would take a weight the new pairs do not touch back to zero (at
- * BaseLoRA's training strength, 39% of it per consolidation), which is
- * forgetting by another name. */
-static inline void reg_term(const rv_lora *l, size_t i, double *w, double *off)
-{
-	if (l->fisher && l->anchored) {
-		*w = l->o.l2 + (double)l->o.ewc_lambda * l->fisher[i];
-		*off = (double)l->theta[i] - l->anchor[i];
-	} else {
-		*w = l->o.l2;
-		*off = l->theta[i];
-	}
-}
-
 rv_status rv_lora_loss_grad(double *loss, double *grad, rv_lora *l, const rv_lora_event *ev)
 {
 	rv_status st;
@@ -282,10 +264,14 @@ rv_status rv_lora_loss_grad(double *loss, double *grad, rv_lora *l, const rv_lor
 	double w = ev->weight, s = l->o.scale;
 	double c = -w * rv_learn_sigmoid_neg(t.delta) * t.kappa;
 	double total = w * rv_learn_softplus_neg(t.delta);
+	bool pen = l->fisher && l->anchored;
 	for (size_t i = 0; i < l->np; i++) {
-		double rw, off;
-		reg_term(l, i, &rw, &off);
-		total += 0.5 * rw * off * off;
+		double th = l->theta[i];
+		total += 0.5 * l->o.l2 * th * th;
+		if (pen) {
+			double dd = th - l->anchor[i];
+			total += 0.5 * l->o.ewc_lambda * l->fisher[i] * dd * dd;
+		}
 	}
 	if (grad) {
 		for (size_t k = 0; k < r; k++) {
@@ -297,9 +283,9 @@ rv_status rv_lora_loss_grad(double *loss, double *grad, rv_lora *l, const rv_lor
 			}
 		}
 		for (size_t i = 0; i < l->np; i++) {
-			double rw, off;
-			reg_term(l, i, &rw, &off);
-			grad[i] += rw * off;
+			grad[i] += l->o.l2 * (double)l->theta[i];
+			if (pen)
+				grad[i] += l->o.ewc_lambda * (double)l->fisher[i] * ((double)l->theta[i] - l->anchor[i]);
 		}
 	}
 	*loss = total;
@@ -339,23 +325,22 @@ rv_status rv_lora_step(float *loss, rv_lora *l, const rv_lora_event *ev)
 				double x = half == 0 ? (double)ev->query[j]
 						     : (double)ev->chosen[j] - ev->skipped[j];
 				double gd = coef * x;
-				/* The regulariser uses the Fisher from before this
-				 * event, so the step follows rv_lora_loss_grad. */
-				double w, off;
-				reg_term(l, base + j, &w, &off);
+				double g = gd + o->l2 * th[j];
+				/* The penalty uses the Fisher from before this event, so
+				 * the step follows rv_lora_loss_grad. */
+				double pf = pen ? o->ewc_lambda * (double)l->fisher[base + j] : 0;
 				if (ewc)
 					l->fisher[base + j] = (float)(gamma * l->fisher[base + j] + (1.0 - gamma) * gd * gd);
 				float nt;
 				if (pen && o->optim == RV_LEARN_SGD) {
-					/* Proximal step on the quadratic regulariser:
-					 * minimises lr * gd t + lr * w/2 (t - anchor)^2 +
-					 * (t - theta)^2 / 2 in closed form. Unlike the
-					 * explicit step it cannot overshoot the anchor
-					 * however large lambda * F is. */
+					/* Proximal step on the quadratic penalty: minimises
+					 * lr * <g, t> + lr * pf/2 (t - anchor)^2 + (t - theta)^2 / 2
+					 * in closed form. Unlike the explicit step it cannot
+					 * overshoot the anchor however large lambda * F is. */
 					double lr = o->lr;
-					nt = (float)((th[j] - lr * gd + lr * w * l->anchor[base + j]) / (1.0 + lr * w));
+					nt = (float)((th[j] - lr * g + lr * pf * l->anchor[base + j]) / (1.0 + lr * pf));
 				} else {
-					double g = gd + w * off;
+					g += pf * ((double)th[j] - (pen ? l->anchor[base + j] : 0));
 					nt = rv_learn_update(th[j], g, l->m ? l->m + base + j : NULL,
 							    l->v ? l->v + base + j : NULL, o->optim, o->lr, o->beta1,
 							    o->beta2, o->eps, bc1, bc2);
