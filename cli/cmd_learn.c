@@ -27,6 +27,8 @@ static const char usage[] =
 	"      --auto-consolidate N     consolidate in the background every N events (0 = never)\n"
 	"      --regions N              ReasoningBank regions, 1..256\n"
 	"      --recall-target R        recall the per-region ef aims at, (0, 1]\n"
+	"      --away on|off            hand the query regions the workload left to the\n"
+	"                               version that served them (default on)\n"
 	"  consolidate FILE [--candidate]\n"
 	"                               train a new version from the replay buffer; with\n"
 	"                               --candidate it must win an interleaving test on live\n"
@@ -93,6 +95,7 @@ static void status_json(const rv_learn_status *s)
 	printf(",\"rerank_pool\":%u,\"auto_consolidate\":%u,\"regions_wanted\":%u,\"recall_target\":",
 	       s->config.rerank_pool, s->config.auto_consolidate, s->config.regions);
 	rv_json_float(stdout, s->config.recall_target);
+	printf(",\"away_regions\":%s", s->config.away_regions ? "true" : "false");
 	printf(",\"active_version\":%u,\"events\":%llu,\"replay_events\":%llu,"
 	       "\"events_since_consolidation\":%llu,\"micro_steps\":%llu,\"regions\":%u,\"versions\":[",
 	       s->active_version, (unsigned long long)s->events, (unsigned long long)s->replay_events,
@@ -106,9 +109,10 @@ static void status_json(const rv_learn_status *s)
 		rv_json_float(stdout, v->ndcg_before);
 		fputs(",\"ndcg_after\":", stdout);
 		rv_json_float(stdout, v->ndcg_after);
-		printf(",\"active\":%s,\"candidate\":%s,\"interleave_wins\":%llu,\"interleave_losses\":%llu}",
+		printf(",\"active\":%s,\"candidate\":%s,\"interleave_wins\":%llu,\"interleave_losses\":%llu,"
+		       "\"away_regions\":%u}",
 		       v->active ? "true" : "false", v->candidate ? "true" : "false",
-		       (unsigned long long)v->interleave_wins, (unsigned long long)v->interleave_losses);
+		       (unsigned long long)v->interleave_wins, (unsigned long long)v->interleave_losses, s->away_regions[i]);
 	}
 	puts("]}");
 }
@@ -129,7 +133,8 @@ static void status_text(const rv_learn_status *s)
 	       (unsigned long long)s->events, (unsigned long long)s->replay_events,
 	       (unsigned long long)s->events_since_consolidation);
 	printf("micro steps       %llu\n", (unsigned long long)s->micro_steps);
-	printf("regions           %u (recall target %g)\n", s->regions, (double)s->config.recall_target);
+	printf("regions           %u (recall target %g; away regions %s)\n", s->regions, (double)s->config.recall_target,
+	       s->config.away_regions ? "on" : "off");
 	if (!s->n_versions)
 		return;
 	printf("\nversion  parent  created               events    learners         ndcg@10 before  after   gain\n");
@@ -140,12 +145,15 @@ static void status_text(const rv_learn_status *s)
 		printf("  %8llu  %-15s  %14.4f  %6.4f  %+.1f%%", (unsigned long long)v->events,
 		       learner_names(v->learners, lb, sizeof lb), (double)v->ndcg_before, (double)v->ndcg_after,
 		       v->ndcg_before > 0 ? 100.0 * ((double)v->ndcg_after / v->ndcg_before - 1.0) : 0.0);
+		if (s->away_regions[i])
+			printf("  (%u away regions)", s->away_regions[i]);
 		if (v->candidate)
 			printf("  (candidate: %llu wins, %llu losses)", (unsigned long long)v->interleave_wins,
 			       (unsigned long long)v->interleave_losses);
 		putchar('\n');
 	}
-	printf("(* active, ? candidate under interleaving)\n");
+	printf("(* active, ? candidate under interleaving; away regions: query regions a version hands to the\n"
+	       " earlier version that served them, as the workload left them)\n");
 }
 
 int rv_cmd_learn(int argc, char **argv)
@@ -153,7 +161,7 @@ int rv_cmd_learn(int argc, char **argv)
 	int rc = RV_EXIT_USAGE;
 	bool json = false, candidate = false;
 	const char *learners_s = NULL, *gnn_s = NULL, *rank_s = NULL, *ewc_s = NULL, *pool_s = NULL,
-		   *auto_s = NULL, *regions_s = NULL, *target_s = NULL;
+		   *auto_s = NULL, *regions_s = NULL, *target_s = NULL, *away_s = NULL;
 	const rv_arg_spec specs[] = {
 		{ "--json", NULL, RV_ARG_FLAG, &json },
 		{ "--candidate", NULL, RV_ARG_FLAG, &candidate },
@@ -165,6 +173,7 @@ int rv_cmd_learn(int argc, char **argv)
 		{ "--auto-consolidate", NULL, RV_ARG_VALUE, &auto_s },
 		{ "--regions", NULL, RV_ARG_VALUE, &regions_s },
 		{ "--recall-target", NULL, RV_ARG_VALUE, &target_s },
+		{ "--away", NULL, RV_ARG_VALUE, &away_s },
 	};
 	const char *pos[3];
 	size_t npos;
@@ -244,6 +253,8 @@ int rv_cmd_learn(int argc, char **argv)
 		if (end == target_s || *end || !(target > 0 && target <= 1))
 			return rv_cli_usage("learn", "--recall-target: '%s' is not a number in (0, 1]", target_s);
 	}
+	if (away_s && strcmp(away_s, "on") != 0 && strcmp(away_s, "off") != 0)
+		return rv_cli_usage("learn", "--away: '%s' is not on or off", away_s);
 
 	rc = RV_EXIT_ERROR;
 	bool writes = what != STATUS && what != EVAL;
@@ -292,13 +303,15 @@ int rv_cmd_learn(int argc, char **argv)
 			want.regions = (uint32_t)regions;
 		if (target_s)
 			want.recall_target = (float)target;
+		if (away_s)
+			want.away_regions = strcmp(away_s, "on") == 0;
 		if ((st = rv_db_learn_configure(db, &want)) == RV_OK && (st = rv_db_commit(db)) == RV_OK) {
 			char lb[64];
 			printf("learners %s, gnn %s, base rank %u, ewc %g, re-rank pool %u, auto-consolidate %u, "
-			       "regions %u, recall target %g\n",
+			       "regions %u, recall target %g, away regions %s\n",
 			       learner_names(want.learners, lb, sizeof lb), rv_gnn_kind_name(want.gnn), want.base_rank,
 			       (double)want.ewc_lambda, want.rerank_pool, want.auto_consolidate, want.regions,
-			       (double)want.recall_target);
+			       (double)want.recall_target, want.away_regions ? "on" : "off");
 		}
 		break;
 	case CONSOLIDATE: {

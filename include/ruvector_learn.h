@@ -111,9 +111,14 @@ typedef struct rv_learn_config {
 	                              recall). At 0.95 Fashion-MNIST searched 2x faster and its
 	                              held-out NDCG@10 moved by up to 2% with nothing else learned;
 	                              at 0.99 by 0.1% */
+	uint32_t away_regions;     /* 1 (default): a consolidation hands the query regions the
+	                              workload has left to the version that served them, so what
+	                              their queries were taught survives training on other
+	                              queries (rv_learn_status.away_regions counts them); 0: every
+	                              query takes the active version (0.4.0) */
 } rv_learn_config;
 
-#define RV_LEARN_CONFIG_INIT { sizeof(rv_learn_config), RV_LEARN_ALL, RV_GNN_SAGE, 8, 50.0f, 5, 0, 16, 0.99f }
+#define RV_LEARN_CONFIG_INIT { sizeof(rv_learn_config), RV_LEARN_ALL, RV_GNN_SAGE, 8, 50.0f, 5, 0, 16, 0.99f, 1 }
 
 /* Set the learning configuration of the collection (saved at commit).
  * Learning itself is switched on and off with rv_db_set_learning(). The
@@ -267,11 +272,15 @@ typedef struct rv_learn_status {
 	uint32_t n_versions;
 	rv_learn_version versions[RV_LEARN_MAX_VERSIONS]; /* oldest first */
 	rv_status background_status; /* the last background consolidation's result (RV_OK before any) */
+	/* Per versions[i]: its away regions, query regions the workload had
+	 * left (or an earlier version ranked better) when it was made, which
+	 * it hands to the earlier version that served them (0.4.0) */
+	uint32_t away_regions[RV_LEARN_MAX_VERSIONS];
 } rv_learn_status;
 
 #define RV_LEARN_STATUS_INIT                                                                  \
 	{ sizeof(rv_learn_status), 0, RV_LEARN_CONFIG_INIT, 0, 0, 0, 0, 0, 0, 0,              \
-	  { { 0, 0, 0, 0, 0, 0.0f, 0.0f, 0, 0, 0, 0 } }, RV_OK }
+	  { { 0, 0, 0, 0, 0, 0.0f, 0.0f, 0, 0, 0, 0 } }, RV_OK, { 0 } }
 
 /* The learning state: configuration, counters and the kept versions.
  * out->size must be set (RV_LEARN_STATUS_INIT); a smaller size from an

@@ -218,6 +218,16 @@ static rv_status configure(rv_db *db, unsigned learners, float ewc)
 	return rv_db_learn_configure(db, &c);
 }
 
+/* The same without away regions: every query takes the active version. */
+static rv_status configure_no_away(rv_db *db, unsigned learners, float ewc)
+{
+	rv_learn_config c = RV_LEARN_CONFIG_INIT;
+	c.learners = learners;
+	c.ewc_lambda = ewc;
+	c.away_regions = 0;
+	return rv_db_learn_configure(db, &c);
+}
+
 /* NDCG@10 of searches for the held-out queries qs[0..NTEST) against the
  * true top 10 by utility (v, sign) over all items. */
 static double ndcg_on(const world *w, const float *qs, rv_db *db, const float *v, float sign, unsigned flags)
@@ -532,14 +542,23 @@ TEST(rollback_restores_exact_ranking)
  * Persistence
  * ---------------------------------------------------------------------- */
 
+static bool same_config(const rv_learn_config *a, const rv_learn_config *b)
+{
+	return a->learners == b->learners && a->gnn == b->gnn && a->base_rank == b->base_rank &&
+	       a->ewc_lambda == b->ewc_lambda && a->rerank_pool == b->rerank_pool &&
+	       a->auto_consolidate == b->auto_consolidate && a->regions == b->regions &&
+	       a->recall_target == b->recall_target && a->away_regions == b->away_regions;
+}
+
 static bool same_status(const rv_learn_status *a, const rv_learn_status *b)
 {
 	if (a->n_versions != b->n_versions || a->active_version != b->active_version || a->events != b->events ||
-	    a->regions != b->regions || memcmp(&a->config, &b->config, sizeof a->config) != 0 ||
+	    a->regions != b->regions || !same_config(&a->config, &b->config) ||
 	    a->learning != b->learning || a->events_since_consolidation != b->events_since_consolidation)
 		return false;
 	for (uint32_t i = 0; i < a->n_versions; i++)
-		if (memcmp(&a->versions[i], &b->versions[i], sizeof a->versions[i]) != 0)
+		if (memcmp(&a->versions[i], &b->versions[i], sizeof a->versions[i]) != 0 ||
+		    a->away_regions[i] != b->away_regions[i])
 			return false;
 	return true;
 }
@@ -695,7 +714,7 @@ TEST(old_overlay_layout_still_loads)
 	rv_put_u32(b.data + 24, 9);
 	CHECK(rv_learn_decode_overlay(&o, db, b.data, b.len, &e) == RV_EVERSION);
 	CHECK(strstr(e.msg, "layout 9") != NULL);
-	/* A layout-2 overlay of this collection decodes to the same state. */
+	/* A layout-3 overlay of this collection decodes to the same state. */
 	CHECK_OK(rv_db_set_learning(db, 1), db);
 	rv_db_commit(db);
 	rv_buf_free(&b);
@@ -703,7 +722,19 @@ TEST(old_overlay_layout_still_loads)
 	db->learn_dirty = true;
 	CHECK(rv_db_learn_encode_overlay(&b, db, NULL));
 	CHECK(rv_learn_decode_overlay(&o, db, b.data, b.len, &e) == RV_OK);
-	CHECK(o.layout == 2 && o.ls != NULL && o.ls->n_versions == 0 && o.ls->cfg.regions == 16);
+	CHECK(o.layout == 3 && o.ls != NULL && o.ls->n_versions == 0 && o.ls->cfg.regions == 16);
+	rv_learn_overlay_clear(&o, NULL);
+	/* Layout 2 lacks the configuration's away_regions (it reads as on)
+	 * and each version's away regions: without versions, the same bytes
+	 * less the configuration's last field. */
+	size_t cfg_end = 32 + (rv_get_u32(b.data + 4) & 1 ? 8 + (size_t)rv_get_u64(b.data + 32) : 0) + 9 * 4;
+	CHECK(rv_get_u32(b.data + cfg_end - 4) == 1);
+	memmove(b.data + cfg_end - 4, b.data + cfg_end, b.len - cfg_end);
+	b.len -= 4;
+	rv_put_u32(b.data + 24, 2);
+	CHECK(rv_learn_decode_overlay(&o, db, b.data, b.len, &e) == RV_OK);
+	CHECK(o.layout == 2 && o.ls != NULL && o.ls->n_versions == 0 && o.ls->cfg.regions == 16 &&
+	      o.ls->cfg.away_regions == 1);
 	rv_learn_overlay_clear(&o, NULL);
 	rv_buf_free(&b);
 	rv_buf_free(&blob);
@@ -718,14 +749,16 @@ TEST(old_overlay_layout_still_loads)
 
 /* Workload A (queries of the first half of the topics, users like va),
  * consolidate, workload B (the other topics, users like vb),
- * consolidate; A's NDCG on its own held-out queries at each step. */
+ * consolidate; A's NDCG on its own held-out queries at each step. Away
+ * regions off: they would hand A's queries to the first version, and
+ * this is about what EWC++ keeps in the one that learned B. */
 static rv_status ewc_run(double *a0, double *a1, double *a2, double *b0, double *b2, const world *w, int k,
 			 float lambda)
 {
 	rv_db *db = NULL;
 	rv_status st = fill(&db, k, k == 4 ? "ldb_ewc_on.rvf" : "ldb_ewc_off.rvf", w);
 	if (st == RV_OK)
-		st = configure(db, RV_LEARN_BASE, lambda);
+		st = configure_no_away(db, RV_LEARN_BASE, lambda);
 	if (st == RV_OK)
 		st = rv_db_set_learning(db, 1);
 	*a0 = ndcg_on(w, w->test_lo, db, w->va, 1, 0);
@@ -767,6 +800,65 @@ TEST(ewc_retains_earlier_workload)
 	/* At the default strength B gains about a third less than without
 	 * EWC++ (+25% to +35% here): it must still learn. */
 	CHECK_MSG(onb > 1.1 * b0, "B still learned with EWC: %.4f -> %.4f", b0, onb);
+	world_free(&w);
+}
+
+/* Away regions: workload A (the first half of the topics, users like
+ * va), then B (the other half, users like vb) long enough to push every
+ * A event out of the replay window. Without EWC++ the BaseLoRA, one
+ * linear map for all queries, is retrained on B alone; the version keeps
+ * A's regions with the version that served them, so A's queries keep
+ * their gain, and B's are still learned. The state survives a reopen. */
+TEST(away_regions_keep_a_left_workload)
+{
+	world w;
+	world_make(&w, NITEMS, 404);
+	rv_db *db = NULL;
+	CHECK_OK(fill(&db, 19, "ldb_away.rvf", &w), db);
+	CHECK_OK(configure(db, RV_LEARN_BASE, 0.0f), db);
+	CHECK_OK(rv_db_set_learning(db, 1), db);
+	double a0 = ndcg_on(&w, w.test_lo, db, w.va, 1, 0), b0 = ndcg_on(&w, w.test_hi, db, w.vb, 1, 0);
+	CHECK_OK(simulate_on(&w, w.train_lo, db, 2000, w.va, 1, 31), db);
+	uint32_t va_version = 0;
+	CHECK_OK(rv_db_learn_consolidate(db, 0, &va_version), db);
+	double a1 = ndcg_on(&w, w.test_lo, db, w.va, 1, 0);
+	int rounds = 0;
+	for (; rounds < 6; rounds++) {
+		CHECK_OK(simulate_on(&w, w.train_hi, db, 2000, w.vb, 1, 40 + (uint64_t)rounds), db);
+		CHECK_OK(rv_db_learn_consolidate(db, 0, NULL), db);
+	}
+	double a2 = ndcg_on(&w, w.test_lo, db, w.va, 1, 0), b2 = ndcg_on(&w, w.test_hi, db, w.vb, 1, 0);
+	rv_learn_status s = status_of(db);
+	const rv_lversion *act = rv_learn_find(db->ls, s.active_version);
+	CHECK(act != NULL);
+	uint32_t away = act ? act->n_away : 0, to_a = 0;
+	for (uint32_t i = 0; i < away; i++)
+		to_a += act->away_v[i] == va_version;
+	fprintf(stderr, "   workload A NDCG@10: plain %.4f, after A %.4f (v%u), after 12k events of B %.4f (keeps %.0f%% of "
+		"the gain); B: plain %.4f, after B %.4f; active v%u has %u away regions, %u of them served by v%u\n",
+		a0, a1, va_version, a2, 100 * (a2 - a0) / (a1 - a0), b0, b2, s.active_version, away, to_a, va_version);
+	CHECK_MSG(a1 > 1.2 * a0, "A learned: %.4f -> %.4f", a0, a1);
+	CHECK_MSG(to_a > 0, "A's regions are carried, served by v%u", va_version);
+	CHECK_MSG(a2 - a0 > 0.8 * (a1 - a0), "A keeps its gain: %.4f -> %.4f -> %.4f", a0, a1, a2);
+	CHECK_MSG(b2 > 1.2 * b0, "B learned: %.4f -> %.4f", b0, b2);
+	/* A comes back: its regions stay with v1 unless a new version ranks
+	 * their held-out searches significantly better. */
+	CHECK_OK(simulate_on(&w, w.train_lo, db, 2000, w.va, 1, 60), db);
+	CHECK_OK(rv_db_learn_consolidate(db, 0, NULL), db);
+	double a4 = ndcg_on(&w, w.test_lo, db, w.va, 1, 0), b4 = ndcg_on(&w, w.test_hi, db, w.vb, 1, 0);
+	fprintf(stderr, "   after 2000 events of A again: A %.4f, B %.4f\n", a4, b4);
+	CHECK_MSG(a4 - a0 > 0.8 * (a1 - a0) && b4 - b0 > 0.8 * (b2 - b0), "A again: A %.4f, B %.4f", a4, b4);
+	/* A's queries rank exactly as the version that learned A ranks them. */
+	CHECK_OK(rv_db_commit(db), db);
+	rv_db_close(db);
+	db = NULL;
+	rv_open_opts oo = RV_OPEN_OPTS_INIT;
+	oo.threads = 1;
+	CHECK_OK(rv_db_open(&db, keep_path(19, "ldb_away.rvf"), &oo), db);
+	CHECK_OK(rv_db_set_learning(db, 1), db);
+	double a3 = ndcg_on(&w, w.test_lo, db, w.va, 1, 0), b3 = ndcg_on(&w, w.test_hi, db, w.vb, 1, 0);
+	CHECK_MSG(a3 == a4 && b3 == b4, "after reopening: A %.4f (was %.4f), B %.4f (was %.4f)", a3, a4, b3, b4);
+	rv_db_close(db);
 	world_free(&w);
 }
 
@@ -983,8 +1075,10 @@ TEST(region_ef_meets_recall_target)
 	memcpy(q, w.test, sizeof q);
 	unit(q, D);
 	size_t want = reg[r0].ef ? reg[r0].ef : 200;
-	CHECK(rv_db_learn_ef(db, q, 0) == want);
-	CHECK(rv_db_learn_ef(db, q, RV_SEARCH_NO_LEARNING) == 200);
+	rv_search_route on = rv_db_learn_route(db, q, 0), off = rv_db_learn_route(db, q, RV_SEARCH_NO_LEARNING);
+	CHECK(on.on && on.away == NULL && !off.on);
+	CHECK(rv_db_learn_ef(db, &on, q) == want);
+	CHECK(rv_db_learn_ef(db, &off, q) == 200);
 	rv_db_close(db);
 	world_free(&w);
 }
@@ -1171,6 +1265,8 @@ TEST(bad_inputs_name_the_value)
 	CHECK(rejects(db, x, "recall_target 0"));
 	x = c; x.recall_target = 1.5f;
 	CHECK(rejects(db, x, "recall_target 1.5"));
+	x = c; x.away_regions = 2;
+	CHECK(rejects(db, x, "away_regions 2"));
 	x = c; x.size = 3;
 	CHECK(rejects(db, x, "size is 3"));
 	CHECK(rv_db_learn_configure(db, NULL) == RV_EINVAL);

@@ -9,7 +9,7 @@
  *               [--learners micro,base,gnn,all] [--fashion-n 20000]
  *               [--events 10000] [--max-events 100000] [--every 2000]
  *               [--budget-min 15] [--seed 1] [--quick] [--no-random] [--no-shift]
- *               [--shift-learner micro|base|gnn|all] [--shift-reps 4]
+ *               [--shift-learner micro|base|gnn|all] [--shift-reps 4] [--no-away]
  *
  * Experiments (docs/LEARNING.md explains them and the simulation):
  *   learning  per data set and learner (MICRO, BASE, GNN alone, ALL): NDCG@10
@@ -72,6 +72,7 @@ typedef struct opts {
 	bool random, shift;
 	int shift_learner;    /* index into LEARNER_*: the learners of the shift runs */
 	unsigned shift_reps;  /* Fiori's shift: replicates (other users), each with EWC++ on and off */
+	bool no_away;         /* every run with rv_learn_config.away_regions = 0 */
 } opts;
 
 /* ======================================================================
@@ -476,6 +477,8 @@ static int run_open(run *r, const opts *o, const char *base_path)
 	c.learners = r->learners;
 	if (r->ewc_set)
 		c.ewc_lambda = r->ewc_lambda;
+	if (o->no_away)
+		c.away_regions = 0;
 	if ((st = rv_db_learn_configure(r->db, &c)) != RV_OK) {
 		run_fail(r, "rv_db_learn_configure", st);
 		return -1;
@@ -1581,7 +1584,7 @@ static void usage(void)
 		"usage: learn_bench [--data DIR] [--out DIR] [--work DIR] [--sets fashion,fiori,debian]\n"
 		"                   [--learners micro,base,gnn,all] [--fashion-n N] [--events N]\n"
 		"                   [--max-events N] [--every N] [--budget-min M] [--seed S] [--quick]\n"
-		"                   [--no-random] [--no-shift] [--shift-learner all] [--shift-reps 4]\n");
+		"                   [--no-random] [--no-shift] [--shift-learner all] [--shift-reps 4] [--no-away]\n");
 }
 
 static int mkdir_p(const char *dir)
@@ -1647,6 +1650,10 @@ int main(int argc, char **argv)
 		}
 		if (strcmp(a, "--no-shift") == 0) {
 			o.shift = false;
+			continue;
+		}
+		if (strcmp(a, "--no-away") == 0) {
+			o.no_away = true;
 			continue;
 		}
 		if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {

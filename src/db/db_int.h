@@ -287,9 +287,20 @@ rv_status rv_db_learn_load(rv_db *db, const rv_manifest *m);
 /* Remember a search; returns its id, or 0 when out of memory. Takes
  * fb_lock; the caller holds the read lock. */
 uint64_t rv_db_learn_record(rv_db *db, const float *q, const rv_hnsw_hit *hits, size_t n);
+/* What learning does to one search, decided once per search
+ * (rv_db_learn_route) and passed to the hooks below. */
+struct rv_lversion;
+typedef struct rv_search_route {
+	bool on;                        /* learning applies to this search */
+	const struct rv_lversion *away; /* the earlier version serving the query's away region
+	                                   (db_learn.h), or NULL: the active ranking */
+} rv_search_route;
+/* The route of a search of q (as searched) with these flags. Caller holds
+ * the read lock. */
+rv_search_route rv_db_learn_route(const rv_db *db, const float *q, unsigned flags);
 /* out = the adapted query when learning applies (returns true), else
  * nothing is written. Caller holds the lock. */
-bool rv_db_learn_adapt(const rv_db *db, float *out, const float *q);
+bool rv_db_learn_adapt(const rv_db *db, const rv_search_route *rt, float *out, const float *q);
 /* Segment payloads: the pending events (or, for compaction, the replay
  * ring with slots renumbered by old_to_new) as a kind-2 JOURNAL, and the
  * OVERLAY. Return false when there is nothing to write. */
@@ -302,13 +313,13 @@ void rv_db_learn_committed(rv_db *db, bool wrote_events, uint64_t overlay_seg_id
  * when nothing re-ranks), and the re-ranking itself: reorders hits[0..n)
  * for the query q (as searched) / sq (adapted) and returns how many of
  * them to keep (at most k). Caller holds the read lock. */
-size_t rv_db_learn_pool(const rv_db *db, size_t k, unsigned flags);
+size_t rv_db_learn_pool(const rv_db *db, const rv_search_route *rt, size_t k);
 /* The ef a search of q (as searched) uses when its opts.ef is 0: the
- * region's ef in the active version when one was measured, else the
- * collection's ef_search. Caller holds the read lock. */
-size_t rv_db_learn_ef(const rv_db *db, const float *q, unsigned flags);
-size_t rv_db_learn_rerank(const rv_db *db, const float *q, const float *sq, rv_hnsw_hit *hits, size_t n,
-			  size_t k, unsigned flags);
+ * region's ef in the version that ranks it when one was measured, else
+ * the collection's ef_search. Caller holds the read lock. */
+size_t rv_db_learn_ef(const rv_db *db, const rv_search_route *rt, const float *q);
+size_t rv_db_learn_rerank(const rv_db *db, const rv_search_route *rt, const float *q, const float *sq,
+			  rv_hnsw_hit *hits, size_t n, size_t k);
 
 /* ---- quantization (db_write.c) ---- */
 

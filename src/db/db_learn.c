@@ -3,7 +3,8 @@
  * events, the MicroLoRA step per event, and what a search applies (the
  * active version's BaseLoRA and the MicroLoRA on the query, the GNN
  * re-ranking of a candidate pool, the interleaving with a candidate
- * version, the region's ef).
+ * version, the region's ef), each routed by the active version's away
+ * regions (db_learn.h) to the version that serves the query's region.
  *
  * Search ids: a handle draws a random base at creation; search number c
  * gets id base + c, and ring entry c % cap remembers its query (as
@@ -44,12 +45,14 @@
  * (fb_lock) because many searches record into it at once; the pending
  * interleavings have ls->tdi_lock (taken after fb_lock when both are).
  */
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 
 #include "db_learn.h"
+#include "simd/simd.h"
 
 /* MicroLoRA settings. The temperature is about the spread of score
  * differences among the top results of unit vectors (see
@@ -139,6 +142,41 @@ void rv_learn_active_ranker(rv_learn_ranker *r, const rv_db *db)
 	if (use & RV_LEARN_GNN)
 		r->rerank = ls->live;
 	r->pool_mult = ls->cfg.rerank_pool;
+	r->routes = v;
+}
+
+const rv_lversion *rv_learn_server(const rv_db *db, const rv_lversion *v, const float *q)
+{
+	if (!v || v->n_away == 0 || !q)
+		return v;
+	float best = FLT_MAX;
+	uint32_t c;
+	if (v->regions)
+		rv_rbank_assign(&c, &best, v->regions, q);
+	rv_dist_fn l2 = rv_simd()->l2sq;
+	uint32_t at = UINT32_MAX;
+	for (uint32_t i = 0; i < v->n_away; i++) {
+		float d = l2(v->away_c + (size_t)i * db->dim, q, db->dim);
+		/* <=: a ceded region has the centre of one of v's own. */
+		if (d <= best) {
+			best = d;
+			at = i;
+		}
+	}
+	const rv_lversion *s = at == UINT32_MAX ? NULL : rv_learn_find(db->ls, v->away_v[at]);
+	return s ? s : v;
+}
+
+const rv_learn_ranker *rv_learn_route(const rv_db *db, const rv_learn_ranker *r, const float *q,
+				      rv_learn_ranker *tmp)
+{
+	const rv_lversion *s = rv_learn_server(db, r->routes, q);
+	if (s == r->routes)
+		return r;
+	unsigned use = db->ls->cfg.learners;
+	*tmp = (rv_learn_ranker){ (use & RV_LEARN_BASE) ? s->base : NULL, NULL, (use & RV_LEARN_GNN) ? s->rerank : NULL,
+				  r->pool_mult, NULL };
+	return tmp;
 }
 
 bool rv_learn_adapt_with(const rv_db *db, const rv_learn_ranker *r, float *out, const float *q)
@@ -170,6 +208,8 @@ size_t rv_learn_pool_size(const rv_learn_ranker *r, size_t k)
 rv_status rv_learn_rank(rv_hnsw_hit *hits, size_t *n, const rv_db *db, const rv_learn_ranker *r, const float *q,
 			size_t k, float *work, rv_err *e)
 {
+	rv_learn_ranker tmp;
+	r = rv_learn_route(db, r, q, &tmp);
 	const float *sq = rv_learn_adapt_with(db, r, work, q) ? work : q;
 	size_t pool = rv_learn_pool_size(r, k);
 	rv_status st = rv_db_knn_locked(db, sq, pool, hits, n, e);
@@ -188,23 +228,44 @@ rv_status rv_learn_rank(rv_hnsw_hit *hits, size_t *n, const rv_db *db, const rv_
 	return RV_OK;
 }
 
-bool rv_db_learn_adapt(const rv_db *db, float *out, const float *q)
+static bool applies(const rv_db *db, unsigned flags)
 {
-	if (!db->learning || !db->ls)
+	return db->learning && db->ls && !(flags & RV_SEARCH_NO_LEARNING);
+}
+
+rv_search_route rv_db_learn_route(const rv_db *db, const float *q, unsigned flags)
+{
+	rv_search_route rt = { applies(db, flags), NULL };
+	if (rt.on) {
+		const rv_lversion *v = rv_learn_find(db->ls, db->ls->active), *s = rv_learn_server(db, v, q);
+		rt.away = s != v ? s : NULL;
+	}
+	return rt;
+}
+
+/* The ranker of a routed search. */
+static void route_ranker(rv_learn_ranker *r, const rv_db *db, const rv_search_route *rt)
+{
+	rv_learn_active_ranker(r, db);
+	if (!rt->away)
+		return;
+	unsigned use = db->ls->cfg.learners;
+	*r = (rv_learn_ranker){ (use & RV_LEARN_BASE) ? rt->away->base : NULL, NULL,
+				(use & RV_LEARN_GNN) ? rt->away->rerank : NULL, r->pool_mult, NULL };
+}
+
+bool rv_db_learn_adapt(const rv_db *db, const rv_search_route *rt, float *out, const float *q)
+{
+	if (!rt->on)
 		return false;
 	rv_learn_ranker r;
-	rv_learn_active_ranker(&r, db);
+	route_ranker(&r, db, rt);
 	return rv_learn_adapt_with(db, &r, out, q);
 }
 
 /* ======================================================================
  * The search path: pool, re-ranking, interleaving, ef
  * ==================================================================== */
-
-static bool applies(const rv_db *db, unsigned flags)
-{
-	return db->learning && db->ls && !(flags & RV_SEARCH_NO_LEARNING);
-}
 
 /* The candidate version searches interleave, or NULL. */
 static const rv_lversion *interleaved(const rv_db *db)
@@ -213,12 +274,12 @@ static const rv_lversion *interleaved(const rv_db *db)
 	return ls->candidate ? rv_learn_find(ls, ls->candidate) : NULL;
 }
 
-size_t rv_db_learn_pool(const rv_db *db, size_t k, unsigned flags)
+size_t rv_db_learn_pool(const rv_db *db, const rv_search_route *rt, size_t k)
 {
-	if (!applies(db, flags))
+	if (!rt->on)
 		return k;
 	rv_learn_ranker r;
-	rv_learn_active_ranker(&r, db);
+	route_ranker(&r, db, rt);
 	if (!r.rerank && !interleaved(db))
 		return k;
 	/* With a candidate, both sides rank the same pool: it holds the
@@ -298,17 +359,19 @@ static bool interleave(const rv_db *db, const rv_lversion *cv, const float *q, c
 		goto done;
 	rv_hnsw_hit *b = a + n;
 	memcpy(a, hits, n * sizeof *a);
-	rv_learn_ranker cr = { (ls->cfg.learners & RV_LEARN_BASE) ? cv->base : NULL, NULL,
-			       (ls->cfg.learners & RV_LEARN_GNN) ? cv->rerank : NULL, ls->cfg.rerank_pool };
-	const float *csq = rv_learn_adapt_with(db, &cr, cq, q) ? cq : q;
+	rv_learn_ranker cv_r = { (ls->cfg.learners & RV_LEARN_BASE) ? cv->base : NULL, NULL,
+				 (ls->cfg.learners & RV_LEARN_GNN) ? cv->rerank : NULL, ls->cfg.rerank_pool, cv },
+			tmp;
+	const rv_learn_ranker *cr = rv_learn_route(db, &cv_r, q, &tmp);
+	const float *csq = rv_learn_adapt_with(db, cr, cq, q) ? cq : q;
 	for (size_t i = 0; i < n; i++) {
 		b[i].slot = a[i].slot;
 		b[i].dist = csq == sq ? a[i].dist : rv_hnsw_distance(db->index, csq, a[i].slot);
 	}
 	/* The candidate's distances come nearly in the active order. */
 	rv_hnsw_sort_hits(b, n);
-	if (cr.rerank)
-		rv_reranker_apply(cr.rerank, db, csq, b, n, n);
+	if (cr->rerank)
+		rv_reranker_apply(cr->rerank, db, csq, b, n, n);
 	uint64_t seed = rv_hash64(q, dim * sizeof(float), 0x7d1);
 	rv_tdi_entry t = { 0, ls->candidate, 0, { 0, 0 } };
 	size_t m = team_draft(hits, t.bits, a, b, n, k, seed, db, sq);
@@ -326,15 +389,15 @@ done:
 	return ok;
 }
 
-size_t rv_db_learn_rerank(const rv_db *db, const float *q, const float *sq, rv_hnsw_hit *hits, size_t n,
-			  size_t k, unsigned flags)
+size_t rv_db_learn_rerank(const rv_db *db, const rv_search_route *rt, const float *q, const float *sq,
+			  rv_hnsw_hit *hits, size_t n, size_t k)
 {
 	size_t keep = n < k ? n : k;
-	if (!applies(db, flags) || n == 0)
+	if (!rt->on || n == 0)
 		return keep;
 	struct rv_learn_state *ls = db->ls;
 	rv_learn_ranker r;
-	rv_learn_active_ranker(&r, db);
+	route_ranker(&r, db, rt);
 	const rv_lversion *cv = interleaved(db);
 	if (r.rerank) {
 		double t0 = rv_now();
@@ -356,12 +419,12 @@ size_t rv_db_learn_rerank(const rv_db *db, const float *q, const float *sq, rv_h
 	return keep;
 }
 
-size_t rv_db_learn_ef(const rv_db *db, const float *q, unsigned flags)
+size_t rv_db_learn_ef(const rv_db *db, const rv_search_route *rt, const float *q)
 {
 	size_t ef = db->ef_search;
-	if (!applies(db, flags))
+	if (!rt->on)
 		return ef;
-	const rv_lversion *v = rv_learn_find(db->ls, db->ls->active);
+	const rv_lversion *v = rt->away ? rt->away : rv_learn_find(db->ls, db->ls->active);
 	uint32_t c;
 	if (!v || !v->regions || rv_rbank_assign(&c, NULL, v->regions, q) != RV_OK)
 		return ef;
@@ -685,7 +748,8 @@ rv_status rv_db_feedback_vector(rv_db *db, const float *query, const char *item_
 		goto done;
 	}
 	/* What a search would show now stands in for what was shown. */
-	const float *sq = rv_db_learn_adapt(db, qa, q) ? qa : q;
+	rv_search_route rt = rv_db_learn_route(db, q, 0);
+	const float *sq = rv_db_learn_adapt(db, &rt, qa, q) ? qa : q;
 	if ((st = rv_db_knn_locked(db, sq, RV_FB_VECTOR_SHOWN, hits, &n, &e)) != RV_OK) {
 		rv_db_fail_err(db, st, &e);
 		goto done;

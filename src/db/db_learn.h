@@ -39,8 +39,9 @@
 #include "ruvector_learn.h"
 
 /* OVERLAY layouts (docs/FORMAT.md): 1 = the MicroLoRA alone (0.2.0),
- * 2 = plus configuration and versions (0.3.0). */
-#define RV_OVERLAY_LAYOUT 2u
+ * 2 = plus configuration and versions (0.3.0), 3 = plus each version's
+ * away regions (0.4.0). */
+#define RV_OVERLAY_LAYOUT 3u
 
 /* Consolidation needs at least this many usable new events; one query in
  * RV_LEARN_HOLDOUT (by a hash of its vector) is held out of all training. */
@@ -67,13 +68,35 @@
  * when the held-out searches do not show it worse). */
 #define RV_LEARN_TRIAL_Z (-1.0)
 
-/* One version: immutable once installed. */
+/* Regions a version carries from earlier ones, at most this many. */
+#define RV_LEARN_MAX_AWAY 64
+/* A region of the active version (or one it carries) is left by the
+ * workload when fewer than this many of the new window's events fall in
+ * it (nearest centroid). */
+#define RV_LEARN_AWAY_IDLE 2
+
+/* One version: immutable once installed.
+ *
+ * Away regions (the ReasoningBank's memory): regions of query space the
+ * workload has left. When a consolidation finds that none of its window's
+ * events fall in a region of the active version, that region, with the
+ * version that served it, is carried into the new version: queries whose
+ * nearest centroid (among the version's own regions and the away ones)
+ * is an away region are ranked by the serving version's learners, without
+ * the MicroLoRA (rv_learn_route). So what queries a workload no longer
+ * asks were taught survives training that never sees them: the window
+ * holds only the newest events, and a BaseLoRA is one linear map for all
+ * queries. A carried region that the window reaches again stays with its
+ * server until the new version ranks its held-out searches there better. */
 typedef struct rv_lversion {
 	rv_learn_version info;  /* active / candidate fields are filled on demand */
 	uint32_t n_train;       /* training pairs the BaseLoRA saw (scales EWC for the next one) */
 	rv_lora *base;          /* BaseLoRA, or NULL */
 	rv_rbank *regions;      /* fitted ReasoningBank, or NULL */
 	rv_reranker *rerank;    /* GNN re-ranker, or NULL */
+	uint32_t n_away;        /* away regions */
+	uint32_t *away_v;       /* n_away: the (older) version serving each */
+	float *away_c;          /* n_away x dim: their centroids */
 } rv_lversion;
 
 /* Which side placed each hit of an interleaved search. */
@@ -132,7 +155,9 @@ rv_status rv_learn_activate(rv_db *db, uint32_t v, rv_err *e);
  * as they go. */
 void rv_learn_warm(const rv_db *db, const rv_reranker *r);
 /* Keep at most RV_LEARN_MAX_VERSIONS - 1 versions (room for one more),
- * dropping the oldest that is neither active nor the candidate. */
+ * dropping the oldest that is neither active nor the candidate, nor
+ * serves one of their away regions (when every other version does, the
+ * oldest of those: queries of its regions then take the active ranking). */
 void rv_learn_trim(rv_db *db);
 /* Interleaving feedback on search id with the item at position pos. */
 void rv_learn_credit(rv_db *db, uint64_t search_id, uint32_t pos, float reward);
@@ -142,16 +167,28 @@ unsigned rv_learn_tdi_share(const rv_lversion *cv);
 /* ---- the search path (db_learn.c) ---- */
 
 /* What a search ranks with: a version's base adapter, the micro adapter
- * and a re-ranker, each optional. */
+ * and a re-ranker, each optional; routes: the version whose away regions
+ * apply (rv_learn_route), or NULL. */
 typedef struct rv_learn_ranker {
 	const rv_lora *base;
 	const rv_lora *micro;
 	const rv_reranker *rerank;
 	uint32_t pool_mult;     /* pool = k * pool_mult when re-ranking */
+	const rv_lversion *routes;
 } rv_learn_ranker;
 
-/* The active ranking as searches use it now (learning on or not). */
+/* The active ranking as searches use it now (learning on or not), routed
+ * by the active version's away regions. */
 void rv_learn_active_ranker(rv_learn_ranker *r, const rv_db *db);
+/* The version that serves q (as searched) under v: the server of v's
+ * nearest away region when that is nearer than all of v's own regions
+ * (and still kept), else v. NULL for NULL. */
+const rv_lversion *rv_learn_server(const rv_db *db, const rv_lversion *v, const float *q);
+/* The ranker for q: r itself, or when r->routes sends q to an earlier
+ * version, that version's learners (those the configuration has on,
+ * without the MicroLoRA) in *tmp, which is returned. */
+const rv_learn_ranker *rv_learn_route(const rv_db *db, const rv_learn_ranker *r, const float *q,
+				      rv_learn_ranker *tmp);
 /* out = q adapted by r (normalised for cosine); false when nothing
  * changes q (then out is not written). */
 bool rv_learn_adapt_with(const rv_db *db, const rv_learn_ranker *r, float *out, const float *q);

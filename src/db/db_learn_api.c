@@ -105,6 +105,8 @@ void rv_lversion_free(rv_lversion *v, const rv_alloc *a)
 	rv_lora_free(v->base);
 	rv_rbank_free(v->regions);
 	rv_reranker_free(v->rerank);
+	rv_dealloc(a, v->away_v);
+	rv_dealloc(a, v->away_c);
 	rv_dealloc(a, v);
 }
 
@@ -151,6 +153,8 @@ rv_status rv_learn_check_config(const rv_learn_config *c, rv_err *e)
 		return rv_err_set(e, RV_EINVAL, "regions %u out of range 1..256", c->regions);
 	if (!(c->recall_target > 0 && c->recall_target <= 1))
 		return rv_err_set(e, RV_EINVAL, "recall_target %g out of range (0, 1]", (double)c->recall_target);
+	if (c->away_regions > 1)
+		return rv_err_set(e, RV_EINVAL, "away_regions %u is not 0 or 1", c->away_regions);
 	return RV_OK;
 }
 
@@ -192,11 +196,24 @@ void rv_learn_warm(const rv_db *db, const rv_reranker *r)
 void rv_learn_trim(rv_db *db)
 {
 	struct rv_learn_state *ls = db->ls;
+	const rv_lversion *in_use[2] = { rv_learn_find(ls, ls->active), rv_learn_find(ls, ls->candidate) };
 	while (ls->n_versions >= RV_LEARN_MAX_VERSIONS) {
-		uint32_t i = 0;
-		while (i < ls->n_versions &&
-		       (ls->v[i]->info.version == ls->active || ls->v[i]->info.version == ls->candidate))
-			i++;
+		uint32_t i = 0, any = UINT32_MAX;
+		for (; i < ls->n_versions; i++) {
+			uint32_t n = ls->v[i]->info.version;
+			if (n == ls->active || n == ls->candidate)
+				continue;
+			if (any == UINT32_MAX)
+				any = i;
+			bool serves = false;
+			for (int u = 0; u < 2 && !serves; u++)
+				for (uint32_t a = 0; in_use[u] && a < in_use[u]->n_away && !serves; a++)
+					serves = in_use[u]->away_v[a] == n;
+			if (!serves)
+				break;
+		}
+		if (i == ls->n_versions)
+			i = any;
 		rv_lversion_free(ls->v[i], db->a);
 		memmove(&ls->v[i], &ls->v[i + 1], (ls->n_versions - i - 1) * sizeof ls->v[0]);
 		ls->n_versions--;
@@ -264,6 +281,15 @@ static rv_status check_open(rv_db *db, bool write)
 	return RV_OK;
 }
 
+/* Field by field: the struct has tail padding, which memcmp would read. */
+static bool same_config(const rv_learn_config *a, const rv_learn_config *b)
+{
+	return a->learners == b->learners && a->gnn == b->gnn && a->base_rank == b->base_rank &&
+	       a->ewc_lambda == b->ewc_lambda && a->rerank_pool == b->rerank_pool &&
+	       a->auto_consolidate == b->auto_consolidate && a->regions == b->regions &&
+	       a->recall_target == b->recall_target && a->away_regions == b->away_regions;
+}
+
 /* The first rv_learn_config layout ends with recall_target. */
 #define CONFIG_V1 (offsetof(rv_learn_config, recall_target) + sizeof(float))
 
@@ -282,7 +308,7 @@ rv_status rv_db_learn_configure(rv_db *db, const rv_learn_config *cfg)
 	if ((st = rv_learn_check_config(&c, &e)) != RV_OK)
 		return rv_db_fail_err(db, st, &e);
 	rv_db_write_lock(db);
-	if (memcmp(&db->ls->cfg, &c, sizeof c) != 0) {
+	if (!same_config(&db->ls->cfg, &c)) {
 		db->ls->cfg = c;
 		/* A failed background run may retry under the new settings. */
 		db->ls->bg_retry_at = 0;
@@ -373,8 +399,10 @@ rv_status rv_db_learn_status(rv_learn_status *out, rv_db *db)
 	const rv_lversion *av = rv_learn_find(ls, ls->active);
 	s.regions = av && av->regions ? rv_rbank_k(av->regions) : 0;
 	s.n_versions = ls->n_versions;
-	for (uint32_t i = 0; i < ls->n_versions; i++)
+	for (uint32_t i = 0; i < ls->n_versions; i++) {
 		version_info(&s.versions[i], ls, ls->v[i]);
+		s.away_regions[i] = ls->v[i]->n_away;
+	}
 	s.background_status = ls->bg_status;
 	pthread_rwlock_unlock(&db->lock);
 	s.size = size;

@@ -5,7 +5,8 @@
  * re-ranker). Byte layouts in docs/FORMAT.md.
  *
  * OVERLAY layouts: 1 (0.2.0) holds the MicroLoRA alone; 2 (0.3.0) adds
- * the rest. Both start with the same 32-byte header; layout 1 wrote zero
+ * the rest; 3 (0.4.0) adds each version's away regions (db_learn.h),
+ * which layout 2 reads as none. All start with the same 32-byte header; layout 1 wrote zero
  * where layout 2 names its layout, so a zero there means layout 1, which
  * still loads (with the default configuration and no versions).
  *
@@ -171,9 +172,10 @@ static void encode_config(rv_buf *b, const rv_learn_config *c)
 	rv_buf_u32(b, c->auto_consolidate);
 	rv_buf_u32(b, c->regions);
 	rv_buf_f32(b, c->recall_target);
+	rv_buf_u32(b, c->away_regions); /* layout 3 */
 }
 
-static void encode_version(rv_buf *b, const rv_lversion *v, const uint32_t *old_to_new)
+static void encode_version(rv_buf *b, const rv_lversion *v, size_t dim, const uint32_t *old_to_new)
 {
 	const rv_learn_version *i = &v->info;
 	rv_buf_u32(b, i->version);
@@ -193,6 +195,13 @@ static void encode_version(rv_buf *b, const rv_lversion *v, const uint32_t *old_
 	blob_end(b, at, v->regions ? rv_rbank_save(b, v->regions) : RV_OK);
 	blob_begin(b, &at);
 	blob_end(b, at, v->rerank ? rv_reranker_encode(b, v->rerank, old_to_new) : RV_OK);
+	/* Layout 3: u32 n, then per away region u32 server, f32 centre[dim]. */
+	rv_buf_u32(b, v->n_away);
+	for (uint32_t a = 0; a < v->n_away; a++) {
+		rv_buf_u32(b, v->away_v[a]);
+		for (size_t d = 0; d < dim; d++)
+			rv_buf_f32(b, v->away_c[a * dim + d]);
+	}
 }
 
 bool rv_db_learn_encode_overlay(rv_buf *b, const rv_db *db, const uint32_t *old_to_new)
@@ -222,7 +231,7 @@ bool rv_db_learn_encode_overlay(rv_buf *b, const rv_db *db, const uint32_t *old_
 	blob_begin(b, &at);
 	blob_end(b, at, ls->live ? rv_reranker_encode(b, ls->live, old_to_new) : RV_OK);
 	for (uint32_t i = 0; i < ls->n_versions; i++)
-		encode_version(b, ls->v[i], old_to_new);
+		encode_version(b, ls->v[i], db->dim, old_to_new);
 	return true;
 }
 
@@ -289,7 +298,8 @@ static rv_status decode_lora(rv_lora **out, const rv_db *db, const uint8_t *p, s
 	return RV_OK;
 }
 
-static rv_status decode_version(rv_lversion **out, const rv_db *db, rv_reader *r, uint32_t prev, rv_err *e)
+static rv_status decode_version(rv_lversion **out, const rv_db *db, rv_reader *r, uint32_t prev, uint32_t layout,
+			       rv_err *e)
 {
 	rv_status st = RV_OK;
 	rv_lversion *v = rv_calloc(db->a, 1, sizeof *v);
@@ -344,6 +354,38 @@ static rv_status decode_version(rv_lversion **out, const rv_db *db, rv_reader *r
 			goto done;
 		}
 	}
+	uint32_t n_away = layout >= 3 ? rv_reader_u32(r) : 0;
+	if (r->bad || n_away > RV_LEARN_MAX_AWAY ||
+	    rv_reader_left(r) / (4 + 4 * (size_t)db->dim) < n_away) {
+		st = rv_err_set(e, RV_ECORRUPT, "version %u: %u away regions (at most %d) or truncated", i->version, n_away,
+				RV_LEARN_MAX_AWAY);
+		goto done;
+	}
+	if (n_away) {
+		v->away_v = rv_malloc(db->a, n_away * sizeof *v->away_v);
+		v->away_c = rv_malloc(db->a, (size_t)n_away * db->dim * sizeof(float));
+		if (!v->away_v || !v->away_c) {
+			st = rv_err_nomem(e);
+			goto done;
+		}
+		for (uint32_t a = 0; a < n_away; a++) {
+			v->away_v[a] = rv_reader_u32(r);
+			bool finite = true;
+			for (size_t d = 0; d < db->dim; d++) {
+				float x = rv_reader_f32(r);
+				finite &= isfinite(x) != 0;
+				v->away_c[(size_t)a * db->dim + d] = x;
+			}
+			/* A region is served by an older version (which may have
+			 * been dropped since: its queries take this version). */
+			if (!finite || v->away_v[a] == 0 || v->away_v[a] >= i->version) {
+				st = rv_err_set(e, RV_ECORRUPT, "version %u: away region %u names version %u or has a "
+						"centre that is not finite", i->version, a, v->away_v[a]);
+				goto done;
+			}
+		}
+		v->n_away = n_away;
+	}
 	*out = v;
 	v = NULL;
 done:
@@ -351,7 +393,8 @@ done:
 	return st;
 }
 
-static rv_status decode_state(struct rv_learn_state *ls, const rv_db *db, rv_reader *r, uint64_t events, rv_err *e)
+static rv_status decode_state(struct rv_learn_state *ls, const rv_db *db, rv_reader *r, uint64_t events,
+			      uint32_t layout, rv_err *e)
 {
 	rv_learn_config c = RV_LEARN_CONFIG_INIT;
 	c.learners = rv_reader_u32(r);
@@ -362,6 +405,8 @@ static rv_status decode_state(struct rv_learn_state *ls, const rv_db *db, rv_rea
 	c.auto_consolidate = rv_reader_u32(r);
 	c.regions = rv_reader_u32(r);
 	c.recall_target = rv_reader_f32(r);
+	if (layout >= 3)
+		c.away_regions = rv_reader_u32(r);
 	uint32_t active = rv_reader_u32(r), candidate = rv_reader_u32(r);
 	uint32_t next = rv_reader_u32(r), n = rv_reader_u32(r);
 	uint64_t last = rv_reader_u64(r);
@@ -387,7 +432,7 @@ static rv_status decode_state(struct rv_learn_state *ls, const rv_db *db, rv_rea
 	}
 	uint32_t prev = 0;
 	for (uint32_t i = 0; i < n; i++) {
-		rv_status st = decode_version(&ls->v[i], db, r, prev, e);
+		rv_status st = decode_version(&ls->v[i], db, r, prev, layout, e);
 		if (st != RV_OK)
 			return st;
 		ls->n_versions = i + 1;
@@ -430,7 +475,7 @@ rv_status rv_learn_decode_overlay(rv_learn_overlay *out, const rv_db *db, const 
 	/* Layout 1 wrote a zero here and knew only the MicroLoRA flag. */
 	o.layout = layout ? layout : 1;
 	if (layout == 1 || (o.layout == 1 && flags > OVERLAY_MICRO) ||
-	    (o.layout == 2 && flags != (flags & OVERLAY_MICRO) + OVERLAY_STATE))
+	    (o.layout >= 2 && flags != (flags & OVERLAY_MICRO) + OVERLAY_STATE))
 		return rv_err_set(e, RV_ECORRUPT, "OVERLAY flags 0x%x do not match layout %u", flags, o.layout);
 	if (flags & OVERLAY_MICRO) {
 		const uint8_t *mp;
@@ -449,7 +494,7 @@ rv_status rv_learn_decode_overlay(rv_learn_overlay *out, const rv_db *db, const 
 	}
 	if ((st = rv_learn_state_new(&o.ls, db, e)) != RV_OK)
 		goto done;
-	st = decode_state(o.ls, db, &r, o.events, e);
+	st = decode_state(o.ls, db, &r, o.events, o.layout, e);
 done:
 	if (st != RV_OK)
 		rv_learn_overlay_clear(&o, db->a);

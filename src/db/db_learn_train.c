@@ -85,6 +85,7 @@
  * its standard error, meets the target on up to EF_QUERIES of its queries
  * adapted by the kept BaseLoRA.
  */
+#include <float.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -92,6 +93,7 @@
 #include <time.h>
 
 #include "db_learn.h"
+#include "simd/simd.h"
 
 #define BASE_LR 5e-4f
 #define BASE_L2 0.1f
@@ -430,6 +432,8 @@ static size_t rank_logged(rv_hnsw_hit *hits, const judge_ctx *c, const rv_learn_
 			  float *work)
 {
 	const rv_db *db = c->db;
+	rv_learn_ranker tmp;
+	r = rv_learn_route(db, r, g->q, &tmp);
 	uint32_t i = c->j->order[g->first];
 	const uint32_t *sh = c->t->shown + (size_t)i * RV_FB_SHOWN;
 	const float *sq = rv_learn_adapt_with(db, r, work, g->q) ? work : g->q;
@@ -741,7 +745,7 @@ static void baseline_part(void *p, unsigned th)
 {
 	base_ctx *c = p;
 	const rv_db *db = c->db;
-	rv_learn_ranker rk = { c->from, NULL, NULL, 1 };
+	rv_learn_ranker rk = { c->from, NULL, NULL, 1, NULL };
 	rv_hnsw_hit hits[RV_LEARN_K];
 	float *work = rv_malloc(db->a, (size_t)db->dim * sizeof(float));
 	rv_err e;
@@ -904,7 +908,7 @@ static rv_status train_gnn(rv_reranker **out, const rv_db *db, const rv_learn_co
 		goto done;
 	}
 	size_t n = 0;
-	rv_learn_ranker rk = { base, NULL, NULL, 1 };
+	rv_learn_ranker rk = { base, NULL, NULL, 1, NULL };
 	/* Every stride-th event: a GNN step costs milliseconds at a few
 	 * hundred dimensions, so the re-ranker sees an even spread of at most
 	 * GNN_SAMPLES events (its own training makes enough passes over
@@ -1006,7 +1010,7 @@ static void ef_part(void *p, unsigned th)
 		uint32_t nq = c->count[r];
 		for (uint32_t i = 0; i < nq; i++) {
 			const float *q = c->queries + ((size_t)r * EF_QUERIES + i) * dim;
-			rv_learn_ranker rk = { c->base, NULL, NULL, 1 };
+			rv_learn_ranker rk = { c->base, NULL, NULL, 1, NULL };
 			float *s = sq + (size_t)i * dim;
 			if (!rv_learn_adapt_with(db, &rk, s, q))
 				memcpy(s, q, dim * sizeof(float));
@@ -1198,6 +1202,174 @@ static void pause_ms(long ms)
 }
 
 /* What phase 2 hands to phase 3. */
+/* ======================================================================
+ * Away regions (db_learn.h)
+ * ==================================================================== */
+
+/* A region entry: centroid and the version serving it. */
+typedef struct away_ent {
+	const float *c;
+	uint32_t server;
+} away_ent;
+
+static rv_status add_away(rv_lversion *v, const rv_db *db, const float *c, uint32_t server)
+{
+	if (v->n_away == RV_LEARN_MAX_AWAY)
+		return RV_OK;
+	size_t dim = db->dim;
+	if (!v->away_v) {
+		v->away_v = rv_malloc(db->a, RV_LEARN_MAX_AWAY * sizeof *v->away_v);
+		v->away_c = rv_malloc(db->a, RV_LEARN_MAX_AWAY * dim * sizeof(float));
+		if (!v->away_v || !v->away_c)
+			return RV_ENOMEM;
+	}
+	memcpy(v->away_c + (size_t)v->n_away * dim, c, dim * sizeof(float));
+	v->away_v[v->n_away++] = server;
+	return RV_OK;
+}
+
+/* Nearest of the n entries to q. */
+static size_t nearest_ent(const away_ent *ents, size_t n, const float *q, size_t dim)
+{
+	rv_dist_fn l2 = rv_simd()->l2sq;
+	size_t best = 0;
+	float bd = FLT_MAX;
+	for (size_t i = 0; i < n; i++) {
+		float d = l2(ents[i].c, q, dim);
+		if (d < bd) {
+			bd = d;
+			best = i;
+		}
+	}
+	return best;
+}
+
+/* The away regions of the new version v, whose own regions are fitted
+ * and whose learners are final (mine ranks with them), given the active
+ * version prev. Candidates: prev's own regions (served by what prev
+ * routes their centre to) and the away regions prev carries. Each new
+ * training event (since prev) counts for its nearest centre among the
+ * candidates and v's own regions.
+ *   idle       a candidate with fewer than RV_LEARN_AWAY_IDLE new events:
+ *              carried on with its server;
+ *   returning  an away region of prev with new events again: carried on
+ *              unless v ranks its held-out searches (nearest candidate)
+ *              better than what served them under prev by more than
+ *              RV_LEARN_GATE_Z standard errors (paired; on Fiori's shift
+ *              back to A, taking over at any positive mean left one
+ *              replicate of four with 31% of A's gain, the others with
+ *              73-84%); when carried, v's own regions
+ *              whose nearest candidate it is go to its server too, or
+ *              they would take its queries.
+ * Judging only returning regions, not all of them: the held-out searches
+ * were shown by the ranking that served them, with clicks biased to its
+ * top positions, so in a region the workload never left the version that
+ * served it wins by a small margin that many searches make significant
+ * (measured on Fiori: regions handed back to the first version at 2
+ * standard errors froze workload A at 0.48 NDCG@10 where versions went on
+ * to 0.62). */
+static rv_status away_regions(rv_lversion *v, const rv_db *db, const rv_lversion *prev, const tset *t,
+			      const rv_learn_ranker *mine, rv_err *e)
+{
+	if (!prev || !db->ls || !db->ls->cfg.away_regions)
+		return RV_OK;
+	rv_status st = RV_OK;
+	size_t dim = db->dim, k_prev = prev->regions ? rv_rbank_k(prev->regions) : 0;
+	size_t ne = k_prev + prev->n_away, kv = v->regions ? rv_rbank_k(v->regions) : 0;
+	away_ent *ents = rv_malloc(db->a, (ne + kv ? ne + kv : 1) * sizeof *ents);
+	uint32_t *cnt = rv_calloc(db->a, ne ? ne : 1, sizeof *cnt);
+	double *sum = rv_calloc(db->a, 2 * (ne ? ne : 1), sizeof *sum); /* per candidate: sum, sum of squares */
+	uint32_t *ng = rv_calloc(db->a, ne ? ne : 1, sizeof *ng);
+	judged j;
+	memset(&j, 0, sizeof j);
+	if (!ents || !cnt || !sum || !ng) {
+		st = rv_err_nomem(e);
+		goto done;
+	}
+	const float *pc = prev->regions ? rv_rbank_centroids(prev->regions) : NULL;
+	for (size_t i = 0; i < k_prev; i++) {
+		const rv_lversion *s = rv_learn_server(db, prev, pc + i * dim);
+		ents[i] = (away_ent){ pc + i * dim, s && (s->base || s->rerank) ? s->info.version : 0 };
+	}
+	for (size_t i = 0; i < prev->n_away; i++)
+		ents[k_prev + i] = (away_ent){ prev->away_c + i * dim,
+					       rv_learn_find(db->ls, prev->away_v[i]) ? prev->away_v[i] : 0 };
+	const float *vc = kv ? rv_rbank_centroids(v->regions) : NULL;
+	for (size_t r = 0; r < kv; r++)
+		ents[ne + r] = (away_ent){ vc + r * dim, 0 };
+	for (size_t i = t->first_new; ne && i < t->n_train; i++) {
+		size_t at = nearest_ent(ents, ne + kv, ev_query(db, &t->ev, i), dim);
+		if (at < ne)
+			cnt[at]++;
+	}
+	bool returning = false;
+	rv_dist_fn l2 = rv_simd()->l2sq;
+	for (size_t i = 0; i < ne; i++) {
+		if (!ents[i].server)
+			continue;
+		if (cnt[i] < RV_LEARN_AWAY_IDLE) {
+			/* An idle region of prev inside what prev already hands to
+			 * earlier versions (an away centre nearer to it than prev's
+			 * other regions) is left to them: prev learned it from a
+			 * window where the workload was leaving. */
+			if (i < k_prev && prev->n_away) {
+				float own = FLT_MAX;
+				for (size_t o = 0; o < k_prev; o++)
+					if (o != i) {
+						float d = l2(ents[o].c, ents[i].c, dim);
+						own = d < own ? d : own;
+					}
+				size_t a = k_prev + nearest_ent(ents + k_prev, prev->n_away, ents[i].c, dim);
+				if (l2(ents[a].c, ents[i].c, dim) < own)
+					continue;
+			}
+			if (add_away(v, db, ents[i].c, ents[i].server) != RV_OK) {
+				st = rv_err_nomem(e);
+				goto done;
+			}
+		} else {
+			returning |= i >= k_prev;
+		}
+	}
+	if (!returning)
+		goto done;
+	unsigned use = db->ls->cfg.learners;
+	rv_learn_ranker rk[2] = { *mine, { (use & RV_LEARN_BASE) ? prev->base : NULL, NULL,
+					  (use & RV_LEARN_GNN) ? prev->rerank : NULL, mine->pool_mult, prev } };
+	if ((st = judge(&j, db, t, t->n_train, t->ev.n - t->n_train, rk, 2, JUDGE_LOGGED, e)) != RV_OK)
+		goto done;
+	for (size_t g = 0; g < j.n_groups; g++) {
+		size_t at = nearest_ent(ents, ne, j.groups[g].q, dim);
+		double d = j.ndcg[g * 2] - j.ndcg[g * 2 + 1];
+		sum[2 * at] += d;
+		sum[2 * at + 1] += d * d;
+		ng[at]++;
+	}
+	for (size_t i = k_prev; i < ne; i++) {
+		if (!ents[i].server || cnt[i] < RV_LEARN_AWAY_IDLE)
+			continue;
+		double n = ng[i], mean = n ? sum[2 * i] / n : 0, var = n > 1 ? (sum[2 * i + 1] - n * mean * mean) / (n - 1) : 0;
+		if (n >= 2 && mean > 0 && mean > RV_LEARN_GATE_Z * sqrt(var > 0 ? var / n : 0))
+			continue;
+		if (add_away(v, db, ents[i].c, ents[i].server) != RV_OK) {
+			st = rv_err_nomem(e);
+			goto done;
+		}
+		for (size_t r = 0; r < kv; r++)
+			if (nearest_ent(ents, ne, vc + r * dim, dim) == i && add_away(v, db, vc + r * dim, ents[i].server) != RV_OK) {
+				st = rv_err_nomem(e);
+				goto done;
+			}
+	}
+done:
+	judged_free(&j, db->a);
+	rv_dealloc(db->a, ents);
+	rv_dealloc(db->a, cnt);
+	rv_dealloc(db->a, sum);
+	rv_dealloc(db->a, ng);
+	return st;
+}
+
 typedef struct made {
 	rv_lversion *v;
 	rv_reranker *live;  /* clone of v->rerank for the live re-ranker */
@@ -1277,7 +1449,7 @@ static rv_status train_version(made *m, rv_db *db, unsigned flags, const atomic_
 	rk[3].base = v->base;
 	const rv_lora *prev_base = prev && (cfg.learners & RV_LEARN_BASE) ? prev->base : NULL;
 	const rv_reranker *prev_rr = prev && (cfg.learners & RV_LEARN_GNN) ? prev->rerank : NULL;
-	rk[4] = (rv_learn_ranker){ prev_base, NULL, prev_rr, cfg.rerank_pool };
+	rk[4] = (rv_learn_ranker){ prev_base, NULL, prev_rr, cfg.rerank_pool, NULL };
 	size_t held = t.ev.n - t.n_train;
 	if ((st = judge(&j, db, &t, t.n_train, held, rk, NR, JUDGE_LOGGED, e)) != RV_OK)
 		goto done;
@@ -1396,6 +1568,9 @@ static rv_status train_version(made *m, rv_db *db, unsigned flags, const atomic_
 	}
 	v->info.ndcg_before = (float)mean_col(&j, NR, 0);
 	v->info.ndcg_after = (float)mean_col(&j, NR, col);
+	rv_learn_ranker mine = { v->base, NULL, v->rerank, cfg.rerank_pool, NULL };
+	if ((st = away_regions(v, db, prev, &t, &mine, e)) != RV_OK)
+		goto done;
 	if ((st = region_ef(v->regions, asg, db, &cfg, &t, v->base, e)) != RV_OK)
 		goto done;
 	/* A version made active starts the live re-ranker from its own; the

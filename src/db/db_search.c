@@ -286,14 +286,15 @@ rv_status rv_db_search(rv_results **out, rv_db *db, const float *query, const rv
 
 	pthread_rwlock_rdlock(&db->lock);
 	const float *sq = q; /* the query the ranking uses */
-	if (!(opts->flags & RV_SEARCH_NO_LEARNING) && rv_db_learn_adapt(db, q + db->dim, q))
+	rv_search_route rt = rv_db_learn_route(db, q, opts->flags);
+	if (rv_db_learn_adapt(db, &rt, q + db->dim, q))
 		sq = q + db->dim;
 	if (!ef)
-		ef = rv_db_learn_ef(db, q, opts->flags);
+		ef = rv_db_learn_ef(db, &rt, q);
 	/* The graph gathers `pool` candidates; a learned re-ranker then picks
 	 * k of them. */
 	size_t final_k = k;
-	k = rv_db_learn_pool(db, k, opts->flags);
+	k = rv_db_learn_pool(db, &rt, k);
 	if (ef < k)
 		ef = k;
 	hits = k * 4 <= STACK_HITS ? hits_stack : rv_malloc(db->a, k * 4 * sizeof *hits);
@@ -322,7 +323,7 @@ rv_status rv_db_search(rv_results **out, rv_db *db, const float *query, const rv
 	if (st == RV_OK && exact)
 		n = exact_scan(hits, k, db, sq, &ac);
 	if (st == RV_OK && k > final_k)
-		n = rv_db_learn_rerank(db, q, sq, hits, n, final_k, opts->flags);
+		n = rv_db_learn_rerank(db, &rt, q, sq, hits, n, final_k);
 	else if (n > final_k)
 		n = final_k;
 	if (st == RV_OK && make_results(out, db, hits, n, opts->flags) != RV_OK)
