@@ -22,6 +22,12 @@
  *   regions      ReasoningBank: k-means over the queries of the replay
  *                buffer; each region keeps its statistics (events, which
  *                learner helps there, the ef that meets the recall target).
+ *                A region the workload has left (hardly any events since
+ *                the active version) is carried into the next version as
+ *                an away region with the version that served it, and its
+ *                queries keep being ranked by that version: what they
+ *                learned survives training on other queries (0.4.0,
+ *                config.away_regions).
  *
  * Every consolidation makes a version (kept in the file, at most
  * RV_LEARN_MAX_VERSIONS, oldest dropped first); any version can be made
@@ -33,9 +39,11 @@
  * What a search with learning on applies (unless it passes
  * RV_SEARCH_NO_LEARNING): the active version's BaseLoRA plus the MicroLoRA
  * on the query, a candidate pool of k * rerank_pool hits re-ranked by the
- * active version's GNN (whose item priors keep moving per event), and,
- * when opts.ef is 0, the ef of the query's region. A learner missing from
- * config.learners is neither trained nor applied.
+ * active version's GNN, and, when opts.ef is 0, the ef of the query's
+ * region; a query nearest to one of the active version's away regions
+ * takes the BaseLoRA, GNN and region ef of the version serving it
+ * instead, without the MicroLoRA. A learner missing from config.learners
+ * is neither trained nor applied.
  *
  * Everything here is saved at the next rv_db_commit(). Calls that change
  * state need a writable handle and take the write lock; status and eval

@@ -948,7 +948,16 @@ TEST(learn_commands)
 	run_free(&r);
 	r = sh("learn config l.rvf --gnn gat --ewc 0.5 && '%s' learn status l.rvf --json", BIN);
 	CHECK_RUN(r, 0);
-	CHECK_MSG(strstr(r.out, "\"gnn\":\"gat\"") && strstr(r.out, "\"ewc_lambda\":0.5"), "%s", r.out);
+	CHECK_MSG(strstr(r.out, "\"gnn\":\"gat\"") && strstr(r.out, "\"ewc_lambda\":0.5") &&
+		  strstr(r.out, "\"away_regions\":true"), "%s", r.out);
+	run_free(&r);
+	r = sh("learn config l.rvf --away off && '%s' learn status l.rvf --json", BIN);
+	CHECK_RUN(r, 0);
+	CHECK_MSG(strstr(r.out, "away regions off") && strstr(r.out, "\"away_regions\":false") &&
+		  strstr(r.out, "\"gnn\":\"gat\""), "%s", r.out);
+	run_free(&r);
+	r = sh("learn config l.rvf --away maybe");
+	CHECK_RUN(r, 2);
 	run_free(&r);
 	r = sh("learn frobnicate l.rvf");
 	CHECK_RUN(r, 2);

@@ -617,7 +617,7 @@ TEST(versions_config_regions_persist_across_reopen_and_compaction)
 	CHECK(same_regions(db, reg, nreg, 1));
 	rv_learn_config got = RV_LEARN_CONFIG_INIT;
 	CHECK_OK(rv_db_learn_get_config(&got, db), db);
-	CHECK(memcmp(&got, &c, sizeof c) == 0);
+	CHECK(same_config(&got, &c));
 	/* The learned ranking itself survives: promote the candidate by hand
 	 * and compare its results before and after a reopen. */
 	CHECK_OK(rv_db_learn_rollback(db, 2), db);
@@ -1079,6 +1079,12 @@ TEST(region_ef_meets_recall_target)
 	CHECK(on.on && on.away == NULL && !off.on);
 	CHECK(rv_db_learn_ef(db, &on, q) == want);
 	CHECK(rv_db_learn_ef(db, &off, q) == 200);
+	/* With none of the version's learners on, nothing it learned
+	 * applies, its regions' ef neither: the search ranks as plain. */
+	c.learners = RV_LEARN_MICRO;
+	CHECK_OK(rv_db_learn_configure(db, &c), db);
+	on = rv_db_learn_route(db, q, 0);
+	CHECK(on.on && rv_db_learn_ef(db, &on, q) == 200);
 	rv_db_close(db);
 	world_free(&w);
 }
@@ -1272,7 +1278,7 @@ TEST(bad_inputs_name_the_value)
 	CHECK(rv_db_learn_configure(db, NULL) == RV_EINVAL);
 	rv_learn_config got = RV_LEARN_CONFIG_INIT;
 	CHECK_OK(rv_db_learn_get_config(&got, db), db);
-	CHECK(memcmp(&got, &c, sizeof c) == 0); /* nothing bad was taken */
+	CHECK(same_config(&got, &c)); /* nothing bad was taken */
 	got.size = 1000;
 	CHECK(rv_db_learn_get_config(&got, db) == RV_EINVAL && strstr(rv_errmsg(db), "size is 1000"));
 	rv_learn_status s = RV_LEARN_STATUS_INIT;

@@ -1212,14 +1212,19 @@ typedef struct away_ent {
 	uint32_t server;
 } away_ent;
 
-static rv_status add_away(rv_lversion *v, const rv_db *db, const float *c, uint32_t server)
+/* Append an away region to v, which has room for cap (allocated on the
+ * first call; at most RV_LEARN_MAX_AWAY: past that, regions are left to
+ * v). */
+static rv_status add_away(rv_lversion *v, const rv_db *db, const float *c, uint32_t server, size_t cap)
 {
-	if (v->n_away == RV_LEARN_MAX_AWAY)
+	if (cap > RV_LEARN_MAX_AWAY)
+		cap = RV_LEARN_MAX_AWAY;
+	if (v->n_away == cap)
 		return RV_OK;
 	size_t dim = db->dim;
 	if (!v->away_v) {
-		v->away_v = rv_malloc(db->a, RV_LEARN_MAX_AWAY * sizeof *v->away_v);
-		v->away_c = rv_malloc(db->a, RV_LEARN_MAX_AWAY * dim * sizeof(float));
+		v->away_v = rv_malloc(db->a, cap * sizeof *v->away_v);
+		v->away_c = rv_malloc(db->a, cap * dim * sizeof(float));
 		if (!v->away_v || !v->away_c)
 			return RV_ENOMEM;
 	}
@@ -1323,7 +1328,7 @@ static rv_status away_regions(rv_lversion *v, const rv_db *db, const rv_lversion
 				if (l2(ents[a].c, ents[i].c, dim) < own)
 					continue;
 			}
-			if (add_away(v, db, ents[i].c, ents[i].server) != RV_OK) {
+			if (add_away(v, db, ents[i].c, ents[i].server, ne + kv) != RV_OK) {
 				st = rv_err_nomem(e);
 				goto done;
 			}
@@ -1351,15 +1356,18 @@ static rv_status away_regions(rv_lversion *v, const rv_db *db, const rv_lversion
 		double n = ng[i], mean = n ? sum[2 * i] / n : 0, var = n > 1 ? (sum[2 * i + 1] - n * mean * mean) / (n - 1) : 0;
 		if (n >= 2 && mean > 0 && mean > RV_LEARN_GATE_Z * sqrt(var > 0 ? var / n : 0))
 			continue;
-		if (add_away(v, db, ents[i].c, ents[i].server) != RV_OK) {
+		if (add_away(v, db, ents[i].c, ents[i].server, ne + kv) != RV_OK) {
 			st = rv_err_nomem(e);
 			goto done;
 		}
-		for (size_t r = 0; r < kv; r++)
-			if (nearest_ent(ents, ne, vc + r * dim, dim) == i && add_away(v, db, vc + r * dim, ents[i].server) != RV_OK) {
+		for (size_t r = 0; r < kv; r++) {
+			if (nearest_ent(ents, ne, vc + r * dim, dim) != i)
+				continue;
+			if (add_away(v, db, vc + r * dim, ents[i].server, ne + kv) != RV_OK) {
 				st = rv_err_nomem(e);
 				goto done;
 			}
+		}
 	}
 done:
 	judged_free(&j, db->a);
