@@ -113,12 +113,12 @@ typedef struct rv_learn_config {
 	                              events, 0 or >= 100; 0 = only when asked (default 0) */
 	uint32_t regions;          /* ReasoningBank regions, 1..256 (default 16); fewer when the
 	                              training set has fewer than 2 queries per region */
-	float recall_target;       /* for the per-region ef, in (0, 1] (default 0.99): a region
-	                              searches with the smallest ef whose recall@10 meets it, which
-	                              can be below the collection's ef_search (faster, and lower
-	                              recall). At 0.95 Fashion-MNIST searched 2x faster and its
-	                              held-out NDCG@10 moved by up to 2% with nothing else learned;
-	                              at 0.99 by 0.1% */
+	float recall_target;       /* for the per-region ef, in (0, 1] (default 0.99): a region of
+	                              a version with learners searches with the smallest ef whose
+	                              recall@10 meets it when that is below the collection's
+	                              ef_search (faster, and lower recall); never above it. At 0.95
+	                              Fashion-MNIST searched 2x faster and its held-out NDCG@10
+	                              moved by up to 2% */
 	uint32_t away_regions;     /* 1 (default): a consolidation hands the query regions the
 	                              workload has left to the version that served them, so what
 	                              their queries were taught survives training on other
@@ -302,7 +302,8 @@ typedef struct rv_learn_region {
 	uint64_t events;          /* training and held-out events whose query fell here */
 	float mean_reward;
 	uint32_t ef;              /* smallest ef meeting recall_target at k = 10 here; 0 = none
-	                             up to 1024 did (searches keep the collection's ef_search) */
+	                             up to 1024 did. Searches use it when it is below the
+	                             collection's ef_search, else ef_search */
 	float ef_recall;          /* mean recall@10 measured at that ef */
 	unsigned helps;           /* RV_LEARN_BASE or RV_LEARN_GNN: the learner with the highest
 	                             positive held-out NDCG gain here (>= 3 searches), else 0 */
