@@ -167,15 +167,22 @@ const rv_lversion *rv_learn_server(const rv_db *db, const rv_lversion *v, const 
 	return s ? s : v;
 }
 
+/* The ranker of an away region's server s: its learners that the
+ * configuration has on, without the MicroLoRA. */
+static void server_ranker(rv_learn_ranker *out, const rv_db *db, const rv_lversion *s, uint32_t pool_mult)
+{
+	unsigned use = db->ls->cfg.learners;
+	*out = (rv_learn_ranker){ (use & RV_LEARN_BASE) ? s->base : NULL, NULL, (use & RV_LEARN_GNN) ? s->rerank : NULL,
+				  pool_mult, NULL };
+}
+
 const rv_learn_ranker *rv_learn_route(const rv_db *db, const rv_learn_ranker *r, const float *q,
 				      rv_learn_ranker *tmp)
 {
 	const rv_lversion *s = rv_learn_server(db, r->routes, q);
 	if (s == r->routes)
 		return r;
-	unsigned use = db->ls->cfg.learners;
-	*tmp = (rv_learn_ranker){ (use & RV_LEARN_BASE) ? s->base : NULL, NULL, (use & RV_LEARN_GNN) ? s->rerank : NULL,
-				  r->pool_mult, NULL };
+	server_ranker(tmp, db, s, r->pool_mult);
 	return tmp;
 }
 
@@ -247,11 +254,8 @@ rv_search_route rv_db_learn_route(const rv_db *db, const float *q, unsigned flag
 static void route_ranker(rv_learn_ranker *r, const rv_db *db, const rv_search_route *rt)
 {
 	rv_learn_active_ranker(r, db);
-	if (!rt->away)
-		return;
-	unsigned use = db->ls->cfg.learners;
-	*r = (rv_learn_ranker){ (use & RV_LEARN_BASE) ? rt->away->base : NULL, NULL,
-				(use & RV_LEARN_GNN) ? rt->away->rerank : NULL, r->pool_mult, NULL };
+	if (rt->away)
+		server_ranker(r, db, rt->away, r->pool_mult);
 }
 
 bool rv_db_learn_adapt(const rv_db *db, const rv_search_route *rt, float *out, const float *q)
