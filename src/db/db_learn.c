@@ -443,8 +443,8 @@ size_t rv_db_learn_ef(const rv_db *db, const rv_search_route *rt, const float *q
 		return ef;
 	/* Never above ef_search: the regions save effort where the target
 	 * allows, they do not spend more than the collection was set to (at
-	 * 0.99, Fashion-MNIST's regions wanted 80-128 where ef_search is 64,
-	 * and search with learning cost 1.42x the CPU time without). */
+	 * 0.99, uncapped, Fashion-MNIST's searches with learning cost 1.42x
+	 * the CPU time of those without). */
 	const rv_rbank_stats *s = rv_rbank_get_stats(v->regions, c);
 	return s && s->best_ef && s->best_ef < ef ? s->best_ef : ef;
 }
