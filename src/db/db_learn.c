@@ -167,13 +167,11 @@ const rv_lversion *rv_learn_server(const rv_db *db, const rv_lversion *v, const 
 	return s ? s : v;
 }
 
-/* The ranker of an away region's server s: its learners that the
- * configuration has on, without the MicroLoRA. */
-static void server_ranker(rv_learn_ranker *out, const rv_db *db, const rv_lversion *s, uint32_t pool_mult)
+void rv_learn_version_ranker(rv_learn_ranker *out, const rv_db *db, const rv_lversion *v, const rv_lversion *routes)
 {
-	unsigned use = db->ls->cfg.learners;
-	*out = (rv_learn_ranker){ (use & RV_LEARN_BASE) ? s->base : NULL, NULL, (use & RV_LEARN_GNN) ? s->rerank : NULL,
-				  pool_mult, NULL };
+	const rv_learn_config *c = &db->ls->cfg;
+	*out = (rv_learn_ranker){ v && (c->learners & RV_LEARN_BASE) ? v->base : NULL, NULL,
+				  v && (c->learners & RV_LEARN_GNN) ? v->rerank : NULL, c->rerank_pool, routes };
 }
 
 const rv_learn_ranker *rv_learn_route(const rv_db *db, const rv_learn_ranker *r, const float *q,
@@ -182,7 +180,7 @@ const rv_learn_ranker *rv_learn_route(const rv_db *db, const rv_learn_ranker *r,
 	const rv_lversion *s = rv_learn_server(db, r->routes, q);
 	if (s == r->routes)
 		return r;
-	server_ranker(tmp, db, s, r->pool_mult);
+	rv_learn_version_ranker(tmp, db, s, NULL);
 	return tmp;
 }
 
@@ -255,7 +253,7 @@ static void route_ranker(rv_learn_ranker *r, const rv_db *db, const rv_search_ro
 {
 	rv_learn_active_ranker(r, db);
 	if (rt->away)
-		server_ranker(r, db, rt->away, r->pool_mult);
+		rv_learn_version_ranker(r, db, rt->away, NULL);
 }
 
 bool rv_db_learn_adapt(const rv_db *db, const rv_search_route *rt, float *out, const float *q)
@@ -363,9 +361,8 @@ static bool interleave(const rv_db *db, const rv_lversion *cv, const float *q, c
 		goto done;
 	rv_hnsw_hit *b = a + n;
 	memcpy(a, hits, n * sizeof *a);
-	rv_learn_ranker cv_r = { (ls->cfg.learners & RV_LEARN_BASE) ? cv->base : NULL, NULL,
-				 (ls->cfg.learners & RV_LEARN_GNN) ? cv->rerank : NULL, ls->cfg.rerank_pool, cv },
-			tmp;
+	rv_learn_ranker cv_r, tmp;
+	rv_learn_version_ranker(&cv_r, db, cv, cv);
 	const rv_learn_ranker *cr = rv_learn_route(db, &cv_r, q, &tmp);
 	const float *csq = rv_learn_adapt_with(db, cr, cq, q) ? cq : q;
 	for (size_t i = 0; i < n; i++) {

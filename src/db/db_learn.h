@@ -71,23 +71,26 @@
 /* Regions a version carries from earlier ones, at most this many. */
 #define RV_LEARN_MAX_AWAY 64
 /* A region of the active version (or one it carries) is left by the
- * workload when fewer than this many of the new window's events fall in
- * it (nearest centroid). */
+ * workload when fewer than this many of the training events since that
+ * version fall in it (nearest centre among those regions and the new
+ * version's own). */
 #define RV_LEARN_AWAY_IDLE 2
 
 /* One version: immutable once installed.
  *
  * Away regions (the ReasoningBank's memory): regions of query space the
- * workload has left. When a consolidation finds that none of its window's
- * events fall in a region of the active version, that region, with the
- * version that served it, is carried into the new version: queries whose
+ * workload has left. When a consolidation finds that hardly any of the
+ * events since the active version fall in a region of it (or one it
+ * carries), that region, with the version that served it, is carried
+ * into the new version (away_regions in db_learn_train.c): queries whose
  * nearest centroid (among the version's own regions and the away ones)
  * is an away region are ranked by the serving version's learners, without
  * the MicroLoRA (rv_learn_route). So what queries a workload no longer
  * asks were taught survives training that never sees them: the window
  * holds only the newest events, and a BaseLoRA is one linear map for all
- * queries. A carried region that the window reaches again stays with its
- * server until the new version ranks its held-out searches there better. */
+ * queries. A carried region that the workload reaches again stays with
+ * its server until the new version ranks its held-out searches there
+ * better by RV_LEARN_GATE_Z standard errors. */
 typedef struct rv_lversion {
 	rv_learn_version info;  /* active / candidate fields are filled on demand */
 	uint32_t n_train;       /* training pairs the BaseLoRA saw (scales EWC for the next one) */
@@ -180,6 +183,10 @@ typedef struct rv_learn_ranker {
 /* The active ranking as searches use it now (learning on or not), routed
  * by the active version's away regions. */
 void rv_learn_active_ranker(rv_learn_ranker *r, const rv_db *db);
+/* The ranker of version v (NULL: the plain ranking): its learners that
+ * config.learners has on, the configured pool, no MicroLoRA; routed by
+ * routes (or not, NULL). */
+void rv_learn_version_ranker(rv_learn_ranker *out, const rv_db *db, const rv_lversion *v, const rv_lversion *routes);
 /* The version that serves q (as searched) under v: the server of v's
  * nearest away region when that is nearer than all of v's own regions
  * (and still kept), else v. NULL for NULL. */

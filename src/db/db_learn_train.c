@@ -1338,9 +1338,8 @@ static rv_status away_regions(rv_lversion *v, const rv_db *db, const rv_lversion
 	}
 	if (!returning)
 		goto done;
-	unsigned use = db->ls->cfg.learners;
-	rv_learn_ranker rk[2] = { *mine, { (use & RV_LEARN_BASE) ? prev->base : NULL, NULL,
-					  (use & RV_LEARN_GNN) ? prev->rerank : NULL, mine->pool_mult, prev } };
+	rv_learn_ranker rk[2] = { *mine };
+	rv_learn_version_ranker(&rk[1], db, prev, prev);
 	if ((st = judge(&j, db, t, t->n_train, t->ev.n - t->n_train, rk, 2, JUDGE_LOGGED, e)) != RV_OK)
 		goto done;
 	for (size_t g = 0; g < j.n_groups; g++) {
@@ -1455,9 +1454,9 @@ static rv_status train_version(made *m, rv_db *db, unsigned flags, const atomic_
 	rk[2].pool_mult = cfg.rerank_pool;
 	rk[3] = rk[2];
 	rk[3].base = v->base;
-	const rv_lora *prev_base = prev && (cfg.learners & RV_LEARN_BASE) ? prev->base : NULL;
-	const rv_reranker *prev_rr = prev && (cfg.learners & RV_LEARN_GNN) ? prev->rerank : NULL;
-	rk[4] = (rv_learn_ranker){ prev_base, NULL, prev_rr, cfg.rerank_pool, NULL };
+	rv_learn_version_ranker(&rk[4], db, prev, NULL);
+	const rv_lora *prev_base = rk[4].base;
+	const rv_reranker *prev_rr = rk[4].rerank;
 	size_t held = t.ev.n - t.n_train;
 	if ((st = judge(&j, db, &t, t.n_train, held, rk, NR, JUDGE_LOGGED, e)) != RV_OK)
 		goto done;
