@@ -22,8 +22,9 @@
  *   shift     workload A then B then A again, with EWC++ at its default
  *             strength and with it off (learners ALL, or --shift-learner):
  *             Fashion-MNIST (permutation P1, then P2) once, Fiori (good
- *             items and query region, then others) in --shift-reps
- *             replicates with other users each, reported as a mean
+ *             items and query region, then others) in 4 replicates
+ *             with other users each, reported as a mean; --shift-reps N
+ *             runs N replicates of every set
  *   latency   rv_db_feedback (mean, p99), search with learning on vs off
  *             (RV_SEARCH_NO_LEARNING), consolidation, rv_db_learn_eval's
  *             MicroLoRA step and re-ranking cost (also for a 100-item pool)
@@ -72,6 +73,7 @@ typedef struct opts {
 	bool random, shift;
 	int shift_learner;    /* index into LEARNER_*: the learners of the shift runs */
 	unsigned shift_reps;  /* Fiori's shift: replicates (other users), each with EWC++ on and off */
+	bool reps_given;      /* --shift-reps was given: every set runs shift_reps */
 	bool no_away;         /* every run with rv_learn_config.away_regions = 0 */
 } opts;
 
@@ -568,6 +570,14 @@ static void after_phase1(run *r, const opts *o, const lb_workload *w)
 		       ls.n_versions, ls.active_version,
 		       ls.n_versions ? ls.versions[ls.n_versions - 1].learners : 0, (unsigned long long)ls.micro_steps,
 		       ls.regions);
+	for (uint32_t i = 0; i < ls.n_versions && i < RV_LEARN_MAX_VERSIONS; i++) {
+		const rv_learn_version *v = &ls.versions[i];
+		printf("  %-24s   v%u (from v%u, %llu events): learners %u, held-out %.4f -> %.4f%s%s, "
+		       "interleaving %llu wins %llu losses\n", r->name, v->version, v->parent,
+		       (unsigned long long)v->events, v->learners, v->ndcg_before, v->ndcg_after,
+		       v->active ? ", active" : "", v->candidate ? ", candidate" : "",
+		       (unsigned long long)v->interleave_wins, (unsigned long long)v->interleave_losses);
+	}
 	time_search(r, &r->search_on_us, &r->search_off_us);
 	r->have_search = !r->failed;
 	memset(&r->ev, 0, sizeof r->ev);
@@ -1013,9 +1023,9 @@ static void run_set_phase1(setrun *sr, const opts *o)
 			run_close(r);
 		}
 	}
-	/* Fashion's shift costs about 5 min a replicate (and its A phase has
-	 * gained little to keep by 10k events): one. */
-	sr->n_reps = o->shift && sr->wb.set ? (s->variant == LB_QUALITY ? o->shift_reps : 1) : 0;
+	/* Fashion's shift costs about 5 min a replicate: one, unless
+	 * --shift-reps asks for more. */
+	sr->n_reps = o->shift && sr->wb.set ? (s->variant == LB_QUALITY || o->reps_given ? o->shift_reps : 1) : 0;
 	for (unsigned k = 0; k < sr->n_reps; k++) {
 		for (int e = 0; e < 2; e++) {
 			int l = o->shift_learner;
@@ -1677,6 +1687,7 @@ int main(int argc, char **argv)
 			if (parse_u64(v, a, 1, LB_MAX_REPS, &x))
 				return 2;
 			o.shift_reps = (unsigned)x;
+			o.reps_given = true;
 		} else if (strcmp(a, "--shift-learner") == 0) {
 			int found = -1;
 			for (int l = 0; l < 4; l++)
