@@ -72,8 +72,8 @@ typedef struct opts {
 	double budget_s;
 	bool random, shift;
 	int shift_learner;    /* index into LEARNER_*: the learners of the shift runs */
-	unsigned shift_reps;  /* Fiori's shift: replicates (other users), each with EWC++ on and off */
-	bool reps_given;      /* --shift-reps was given: every set runs shift_reps */
+	unsigned shift_reps;  /* replicates (other users) of Fiori's shift, each with EWC++ on and off */
+	bool reps_given;      /* --shift-reps was given: every set's shift runs shift_reps */
 	bool no_away;         /* every run with rv_learn_config.away_regions = 0 */
 } opts;
 
@@ -572,9 +572,11 @@ static void after_phase1(run *r, const opts *o, const lb_workload *w)
 		       ls.regions);
 	for (uint32_t i = 0; i < ls.n_versions && i < RV_LEARN_MAX_VERSIONS; i++) {
 		const rv_learn_version *v = &ls.versions[i];
-		printf("  %-24s   v%u (from v%u, %llu events): learners %u, held-out %.4f -> %.4f%s%s, "
-		       "interleaving %llu wins %llu losses\n", r->name, v->version, v->parent,
-		       (unsigned long long)v->events, v->learners, v->ndcg_before, v->ndcg_after,
+		char what[64];
+		learners_str(what, sizeof what, v->version, v->learners);
+		printf("  %-24s   %s (from v%u, %llu events): held-out logged NDCG@10 %.4f -> %.4f%s%s, "
+		       "interleaving %llu wins %llu losses\n", r->name, what, v->parent,
+		       (unsigned long long)v->events, v->ndcg_before, v->ndcg_after,
 		       v->active ? ", active" : "", v->candidate ? ", candidate" : "",
 		       (unsigned long long)v->interleave_wins, (unsigned long long)v->interleave_losses);
 	}
