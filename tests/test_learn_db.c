@@ -495,6 +495,74 @@ TEST(version_keeps_active_learners_that_beat_the_new_ones)
 	world_free(&w);
 }
 
+/* Clicks without signal: a uniformly drawn shown item, reward uniform in
+ * [-1, 1]. */
+static rv_status random_clicks(const world *w, rv_db *db, int events, lcg *r)
+{
+	for (int e = 0; e < events; e++) {
+		const float *q = w->train + (size_t)(lcg_uniform(r) * NTRAIN) * D;
+		rv_search_opts so = RV_SEARCH_OPTS_INIT;
+		so.k = SHOWN;
+		rv_results *res = NULL;
+		rv_status st = rv_db_search(&res, db, q, &so);
+		if (st != RV_OK)
+			return st;
+		size_t n = rv_results_count(res), pick = (size_t)(lcg_uniform(r) * (double)n);
+		st = rv_db_feedback(db, rv_results_search_id(res), rv_results_hits(res)[pick < n ? pick : 0].id,
+				    (float)(2 * lcg_uniform(r) - 1));
+		rv_results_free(res);
+		if (st != RV_OK)
+			return st;
+	}
+	return RV_OK;
+}
+
+/* Norm of the adapter's A (its first rank x dim parameters). */
+static double norm_a(rv_lora *l)
+{
+	const float *th = rv_lora_params(l, NULL);
+	size_t n = (size_t)rv_lora_get_opts(l)->rank * rv_lora_get_opts(l)->dim;
+	return sqrt(dot(th, th, n));
+}
+
+TEST(base_draft_goes_on_until_an_adapter_is_active)
+{
+	/* While the active version has no BaseLoRA, a consolidation goes on
+	 * from the adapter the last one trained (the draft), so the step
+	 * budgets add up. Under random clicks the gate keeps no adapter,
+	 * and the weight decay, which each budget applies once, shrinks A
+	 * by about e^-0.5 per budget: going on from the draft, the second
+	 * draft's A is shorter than the first's; started afresh it would be
+	 * as long. Once a version's BaseLoRA is active, the next one goes
+	 * on from that, and the draft is dropped. */
+	world w;
+	world_make(&w, NITEMS, 31);
+	rv_db *db = NULL;
+	CHECK_OK(fill(&db, 19, "ldb_draft.rvf", &w), db);
+	CHECK_OK(configure(db, RV_LEARN_BASE, 0.0f), db);
+	CHECK_OK(rv_db_set_learning(db, 1), db);
+	lcg r = { 31 };
+	double na[2] = { 0, 0 };
+	for (int round = 0; round < 2; round++) {
+		CHECK_OK(random_clicks(&w, db, 400, &r), db);
+		CHECK_OK(rv_db_learn_consolidate(db, 0, NULL), db);
+		const rv_lversion *act = rv_learn_find(db->ls, db->ls->active);
+		CHECK_MSG(!act || !act->base, "random clicks: version %u keeps a BaseLoRA", db->ls->active);
+		CHECK(db->ls->draft != NULL);
+		na[round] = norm_a(db->ls->draft);
+	}
+	fprintf(stderr, "   |A| of the drafts: %.4f, then %.4f\n", na[0], na[1]);
+	CHECK_MSG(na[1] < 0.8 * na[0], "the second draft did not go on from the first: |A| %.4f then %.4f", na[0],
+		  na[1]);
+	CHECK_OK(simulate(&w, db, 2000, w.va, 1, 32), db);
+	CHECK_OK(rv_db_learn_consolidate(db, 0, NULL), db);
+	const rv_lversion *act = rv_learn_find(db->ls, db->ls->active);
+	CHECK_MSG(act && act->base, "a workload with signal: the version keeps no BaseLoRA");
+	CHECK(db->ls->draft == NULL);
+	rv_db_close(db);
+	world_free(&w);
+}
+
 TEST(rollback_restores_exact_ranking)
 {
 	world w;

@@ -120,6 +120,11 @@ struct rv_learn_state {
 	uint32_t next_version;  /* [W] number of the next version made */
 	uint64_t last_events;   /* [W] db->fb_total when the last version was made */
 	rv_reranker *live;      /* [W] the active version's re-ranker, a warm copy */
+	/* [W] The BaseLoRA the last consolidation trained from the plain
+	 * ranking (none was active), kept or not: while the active version
+	 * has no BaseLoRA, the next one goes on from it (db_learn_train.c).
+	 * Memory only; a reopened file starts again from the plain ranking. */
+	rv_lora *draft;
 	float *scratch;         /* [W] 2 * dim floats for writers */
 	bool busy;              /* [W] a consolidation is between its phases */
 	/* Interleaving. */

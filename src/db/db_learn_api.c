@@ -117,6 +117,7 @@ void rv_learn_state_free(struct rv_learn_state *ls, const rv_alloc *a)
 	for (uint32_t i = 0; i < ls->n_versions; i++)
 		rv_lversion_free(ls->v[i], a);
 	rv_reranker_free(ls->live);
+	rv_lora_free(ls->draft);
 	rv_dealloc(a, ls->scratch);
 	rv_dealloc(a, ls->tdi_ring);
 	pthread_mutex_destroy(&ls->tdi_lock);
@@ -175,6 +176,10 @@ rv_status rv_learn_activate(rv_db *db, uint32_t v, rv_err *e)
 	}
 	rv_reranker_free(ls->live);
 	ls->live = live;
+	if (ver && ver->base) { /* the next BaseLoRA goes on from this one */
+		rv_lora_free(ls->draft);
+		ls->draft = NULL;
+	}
 	ls->active = ver ? v : 0;
 	if (ls->candidate && ls->candidate == ls->active)
 		ls->candidate = 0;
