@@ -164,7 +164,10 @@ enum {
  * (ndcg_after).
  *
  * The BaseLoRA starts from the active version's (same rank) and is held
- * near it by EWC++ with its Fisher estimate (config.ewc_lambda); the GNN
+ * near it by EWC++ with its Fisher estimate (config.ewc_lambda); while
+ * the active version has none, from the weights of the BaseLoRA the last
+ * consolidation on this handle trained, kept or not, so that training
+ * adds up until one is good enough to keep (not stored in the file); the GNN
  * goes on training from the active version's re-ranker (on queries as
  * the new BaseLoRA adapts them), held near it by its own EWC++ (see
  * ewc_lambda); a GNN that cannot be trained (too few
