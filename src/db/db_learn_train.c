@@ -830,12 +830,13 @@ done:
 	return st;
 }
 
-/* Train the new BaseLoRA on pairs[0..np), starting from prev's (may be
- * NULL), or when prev has none from the draft's weights (may be NULL).
+/* Train the new BaseLoRA on pairs[0..np), starting from the active
+ * version's adapter from (trained on from_pairs pairs; EWC++ anchors
+ * there) or, when from is NULL, from the draft's weights (may be NULL).
  * *stopped is set when the background thread is told to stop. */
-static rv_status train_base(rv_lora **out, const rv_db *db, const rv_learn_config *cfg, const rv_lversion *prev,
-			    rv_lora *draft, const tset *t, const pair *pairs, size_t np, const atomic_bool *stop,
-			    rv_err *e)
+static rv_status train_base(rv_lora **out, const rv_db *db, const rv_learn_config *cfg, const rv_lora *from,
+			    uint32_t from_pairs, rv_lora *draft, const tset *t, const pair *pairs, size_t np,
+			    const atomic_bool *stop, rv_err *e)
 {
 	rv_status st = RV_OK;
 	rv_lora *l = NULL;
@@ -851,12 +852,11 @@ static rv_status train_base(rv_lora **out, const rv_db *db, const rv_learn_confi
 	o.score = db->metric == RV_METRIC_L2 ? RV_LEARN_SCORE_L2 : RV_LEARN_SCORE_DOT;
 	o.optim = RV_LEARN_SGD;
 	o.seed = db->seed ^ 0xba5e;
-	const rv_lora *from = prev && prev->base && rv_lora_get_opts(prev->base)->rank == o.rank ? prev->base : NULL;
 	if (cfg->ewc_lambda > 0) {
 		/* Per step, the penalty stands for the previous training set
 		 * against this one: ewc_lambda = 1 weighs the old pairs like
 		 * the new ones (the Fisher estimate is per pair). */
-		double behind = from && prev->n_train && np ? (double)prev->n_train / (double)np : 1.0;
+		double behind = from && from_pairs && np ? (double)from_pairs / (double)np : 1.0;
 		double lambda = cfg->ewc_lambda * behind;
 		o.ewc_lambda = lambda < 1e30 ? (float)lambda : 1e30f;
 		double g = 1.0 - 1.0 / (double)(steps ? steps : 1);
@@ -1441,13 +1441,18 @@ static rv_status train_version(made *m, rv_db *db, unsigned flags, const atomic_
 	m->events = db->fb_total;
 	bool from_plain = false;
 	if (cfg.learners & RV_LEARN_BASE) {
-		const rv_lora *from = prev && (ls->cfg.learners & RV_LEARN_BASE) ? prev->base : NULL;
+		/* Where the new adapter starts: the active version's, else
+		 * the draft (same rank), else zero. */
+		const rv_lora *from = prev && prev->base && rv_lora_get_opts(prev->base)->rank == cfg.base_rank
+					      ? prev->base
+					      : NULL;
 		rv_lora *draft = !from && ls->draft && rv_lora_get_opts(ls->draft)->rank == cfg.base_rank ? ls->draft
 													: NULL;
 		if ((st = make_pairs(&pairs, &np, db, &t, from ? from : draft, e)) != RV_OK)
 			goto done;
 		if (np > 0) {
-			if ((st = train_base(&v->base, db, &cfg, prev, draft, &t, pairs, np, stop, e)) != RV_OK)
+			st = train_base(&v->base, db, &cfg, from, from ? prev->n_train : 0, draft, &t, pairs, np, stop, e);
+			if (st != RV_OK)
 				goto done;
 			from_plain = !from;
 			v->info.learners |= RV_LEARN_BASE;
@@ -1661,13 +1666,12 @@ static void install(rv_db *db, made *m, unsigned flags, uint32_t *version)
 			db->adapter_changed = true;
 		}
 	}
+	/* A new draft, or none: an active BaseLoRA (never a draft's source
+	 * too) is what the next version goes on from. */
 	if (m->draft || (v->base && ls->active == v->info.version)) {
-		/* A new draft, or an active BaseLoRA the next version goes on
-		 * from instead. */
 		rv_lora_free(ls->draft);
-		ls->draft = v->base && ls->active == v->info.version ? NULL : m->draft;
-		if (ls->draft)
-			m->draft = NULL;
+		ls->draft = m->draft;
+		m->draft = NULL;
 	}
 	ls->last_events = m->events;
 	if (version)
