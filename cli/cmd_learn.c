@@ -29,6 +29,9 @@ static const char usage[] =
 	"      --recall-target R        recall the per-region ef aims at, (0, 1]\n"
 	"      --away on|off            hand the query regions the workload left to the\n"
 	"                               version that served them (default on)\n"
+	"      --category FIELD         payload field (dotted path) naming an item's category:\n"
+	"                               the GNN re-ranker also learns which categories the\n"
+	"                               users of a query's neighbourhood want ('' = none)\n"
 	"  consolidate FILE [--candidate]\n"
 	"                               train a new version from the replay buffer; with\n"
 	"                               --candidate it must win an interleaving test on live\n"
@@ -95,7 +98,8 @@ static void status_json(const rv_learn_status *s)
 	printf(",\"rerank_pool\":%u,\"auto_consolidate\":%u,\"regions_wanted\":%u,\"recall_target\":",
 	       s->config.rerank_pool, s->config.auto_consolidate, s->config.regions);
 	rv_json_float(stdout, s->config.recall_target);
-	printf(",\"away_regions\":%s", s->config.away_regions ? "true" : "false");
+	printf(",\"away_regions\":%s,\"category\":", s->config.away_regions ? "true" : "false");
+	rv_json_string(stdout, s->config.category);
 	printf(",\"active_version\":%u,\"events\":%llu,\"replay_events\":%llu,"
 	       "\"events_since_consolidation\":%llu,\"micro_steps\":%llu,\"regions\":%u,\"versions\":[",
 	       s->active_version, (unsigned long long)s->events, (unsigned long long)s->replay_events,
@@ -135,6 +139,8 @@ static void status_text(const rv_learn_status *s)
 	printf("micro steps       %llu\n", (unsigned long long)s->micro_steps);
 	printf("regions           %u (recall target %g; away regions %s)\n", s->regions, (double)s->config.recall_target,
 	       s->config.away_regions ? "on" : "off");
+	if (s->config.category[0])
+		printf("category field    %s\n", s->config.category);
 	if (!s->n_versions)
 		return;
 	printf("\nversion  parent  created               events    learners         ndcg@10 before  after   gain\n");
@@ -161,7 +167,8 @@ int rv_cmd_learn(int argc, char **argv)
 	int rc = RV_EXIT_USAGE;
 	bool json = false, candidate = false;
 	const char *learners_s = NULL, *gnn_s = NULL, *rank_s = NULL, *ewc_s = NULL, *pool_s = NULL,
-		   *auto_s = NULL, *regions_s = NULL, *target_s = NULL, *away_s = NULL;
+		   *auto_s = NULL, *regions_s = NULL, *target_s = NULL, *away_s = NULL,
+		   *category_s = NULL;
 	const rv_arg_spec specs[] = {
 		{ "--json", NULL, RV_ARG_FLAG, &json },
 		{ "--candidate", NULL, RV_ARG_FLAG, &candidate },
@@ -174,6 +181,7 @@ int rv_cmd_learn(int argc, char **argv)
 		{ "--regions", NULL, RV_ARG_VALUE, &regions_s },
 		{ "--recall-target", NULL, RV_ARG_VALUE, &target_s },
 		{ "--away", NULL, RV_ARG_VALUE, &away_s },
+		{ "--category", NULL, RV_ARG_VALUE, &category_s },
 	};
 	const char *pos[3];
 	size_t npos;
@@ -201,7 +209,8 @@ int rv_cmd_learn(int argc, char **argv)
 	else
 		return rv_cli_usage("learn", "unknown subcommand '%s' (status, on, off, config, consolidate, "
 					     "rollback, eval)", sub);
-	bool config_opts = learners_s || gnn_s || rank_s || ewc_s || pool_s || auto_s || regions_s || target_s;
+	bool config_opts = learners_s || gnn_s || rank_s || ewc_s || pool_s || auto_s || regions_s || target_s ||
+			   away_s || category_s;
 	if (config_opts && what != CONFIG)
 		return rv_cli_usage("learn", "learner options go with 'learn config'");
 	if (json && what != STATUS && what != EVAL)
@@ -255,6 +264,8 @@ int rv_cmd_learn(int argc, char **argv)
 	}
 	if (away_s && strcmp(away_s, "on") != 0 && strcmp(away_s, "off") != 0)
 		return rv_cli_usage("learn", "--away: '%s' is not on or off", away_s);
+	if (category_s && strlen(category_s) >= RV_LEARN_CATEGORY_MAX)
+		return rv_cli_usage("learn", "--category: a field of at most %d bytes", RV_LEARN_CATEGORY_MAX - 1);
 
 	rc = RV_EXIT_ERROR;
 	bool writes = what != STATUS && what != EVAL;
@@ -305,13 +316,16 @@ int rv_cmd_learn(int argc, char **argv)
 			want.recall_target = (float)target;
 		if (away_s)
 			want.away_regions = strcmp(away_s, "on") == 0;
+		if (category_s)
+			snprintf(want.category, sizeof want.category, "%s", category_s);
 		if ((st = rv_db_learn_configure(db, &want)) == RV_OK && (st = rv_db_commit(db)) == RV_OK) {
 			char lb[64];
 			printf("learners %s, gnn %s, base rank %u, ewc %g, re-rank pool %u, auto-consolidate %u, "
-			       "regions %u, recall target %g, away regions %s\n",
+			       "regions %u, recall target %g, away regions %s, category %s\n",
 			       learner_names(want.learners, lb, sizeof lb), rv_gnn_kind_name(want.gnn), want.base_rank,
 			       (double)want.ewc_lambda, want.rerank_pool, want.auto_consolidate, want.regions,
-			       (double)want.recall_target, want.away_regions ? "on" : "off");
+			       (double)want.recall_target, want.away_regions ? "on" : "off",
+			       want.category[0] ? want.category : "none");
 		}
 		break;
 	case CONSOLIDATE: {

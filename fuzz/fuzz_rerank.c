@@ -11,7 +11,8 @@
  * best hits by score, best first), explain, clone, a remapped encode,
  * and going on training.
  *
- * The collection (48 points of dimension 8, two of them deleted) is made
+ * The collection (48 points of dimension 8, two of them deleted, most
+ * with a payload naming a category in field "c") is made
  * once per process in a temporary directory that is removed at once (the
  * handle keeps what it needs open or in memory).
  */
@@ -54,12 +55,14 @@ static rv_db *fuzz_db(void)
 	rv_rng_seed(&r, 1);
 	float v[FZ_POINTS * FZ_DIM];
 	char ids[FZ_POINTS][8];
+	/* Payloads name a category (field "c") for the category term. */
+	static const char *const pay[3] = { "{\"c\":\"a\"}", "{\"c\":\"b\"}", "{\"c\":7}" };
 	rv_point p[FZ_POINTS];
 	for (size_t i = 0; i < FZ_POINTS; i++) {
 		for (size_t j = 0; j < FZ_DIM; j++)
 			v[i * FZ_DIM + j] = rv_rng_gauss(&r);
 		snprintf(ids[i], sizeof ids[i], "p%zu", i);
-		p[i] = (rv_point){ ids[i], 0, v + i * FZ_DIM, NULL, 0 };
+		p[i] = (rv_point){ ids[i], 0, v + i * FZ_DIM, i % 5 == 4 ? NULL : pay[i % 3], 0 };
 	}
 	const char *dead[2] = { "p3", "p7" };
 	if (d && (rv_db_upsert(d, p, FZ_POINTS) != RV_OK || rv_db_delete(d, dead, 2, NULL) != RV_OK)) {
@@ -128,7 +131,7 @@ static void use(rv_reranker *r, rv_db *db)
 	rv_reranker *c = NULL;
 	if (rv_reranker_clone(&c, r, NULL, &e) == RV_OK) {
 		rv_reranker *keep = c;
-		if (rv_reranker_train(&c, db, rv_reranker_kind(r), &s, 1, 1.0f, 1, &e) != RV_OK && c != keep)
+		if (rv_reranker_train(&c, db, rv_reranker_kind(r), &s, 1, 1.0f, "c", 1, &e) != RV_OK && c != keep)
 			abort();
 	}
 	rv_reranker_free(c);

@@ -89,6 +89,9 @@ typedef enum rv_gnn_kind {
 /* "sage", "gcn", "gat"; "unknown" for any other value. Static, never NULL. */
 RV_API const char *rv_gnn_kind_name(rv_gnn_kind k);
 
+/* Size of rv_learn_config.category, its NUL included. */
+#define RV_LEARN_CATEGORY_MAX 64
+
 typedef struct rv_learn_config {
 	size_t size;               /* sizeof(rv_learn_config), set by RV_LEARN_CONFIG_INIT */
 	unsigned learners;         /* RV_LEARN_* the collection uses (default RV_LEARN_ALL) */
@@ -124,9 +127,19 @@ typedef struct rv_learn_config {
 	                              their queries were taught survives training on other
 	                              queries (rv_learn_status.away_regions counts them); 0: every
 	                              query takes the active version (0.4.0) */
+	char category[RV_LEARN_CATEGORY_MAX]; /* payload field (dotted path) whose value is an
+	                              item's category, or "" (default): none. With one, the GNN
+	                              re-ranker also learns how much users want items of the
+	                              category their query's neighbourhood is in, and of which
+	                              other categories (a term sigma p_q(c_v) + sum_a p_q(a)
+	                              M[a][c_v], p_q the categories of the query's candidate
+	                              pool): what no query adapter or item prior can express
+	                              when relevance follows a label the vectors hardly encode.
+	                              Values are strings, numbers or booleans; the 256 most
+	                              frequent at a consolidation are the categories (0.5.0) */
 } rv_learn_config;
 
-#define RV_LEARN_CONFIG_INIT { sizeof(rv_learn_config), RV_LEARN_ALL, RV_GNN_SAGE, 8, 50.0f, 5, 0, 16, 0.99f, 1 }
+#define RV_LEARN_CONFIG_INIT { sizeof(rv_learn_config), RV_LEARN_ALL, RV_GNN_SAGE, 8, 50.0f, 5, 0, 16, 0.99f, 1, "" }
 
 /* Set the learning configuration of the collection (saved at commit).
  * Learning itself is switched on and off with rv_db_set_learning(). The

@@ -959,6 +959,22 @@ TEST(learn_commands)
 	r = sh("learn config l.rvf --away maybe");
 	CHECK_RUN(r, 2);
 	run_free(&r);
+	r = sh("learn config l.rvf --category meta.kind && '%s' learn status l.rvf --json", BIN);
+	CHECK_RUN(r, 0);
+	CHECK_MSG(strstr(r.out, "category meta.kind") && strstr(r.out, "\"category\":\"meta.kind\"") &&
+		  strstr(r.out, "\"away_regions\":false"), "%s", r.out);
+	run_free(&r);
+	r = sh("learn config l.rvf --category 'a..b'");
+	CHECK_RUN(r, 1);
+	CHECK_MSG(strstr(r.err, "empty path segment"), "%s", r.err);
+	run_free(&r);
+	r = sh("learn config l.rvf --category '' && '%s' learn status l.rvf --json", BIN);
+	CHECK_RUN(r, 0);
+	CHECK_MSG(strstr(r.out, "category none") && strstr(r.out, "\"category\":\"\""), "%s", r.out);
+	run_free(&r);
+	r = sh("learn consolidate l.rvf --category x");
+	CHECK_RUN(r, 2);
+	run_free(&r);
 	r = sh("learn frobnicate l.rvf");
 	CHECK_RUN(r, 2);
 	run_free(&r);

@@ -1531,11 +1531,22 @@ TEST(gnn_prior_sgd_step)
 	}
 	CHECK(rv_gnn_step(NULL, m, &tg.g, q, pairs, 2) == RV_OK);
 	pr = rv_gnn_priors(m, &npr);
+	/* Plain SGD on the pair term, the l2 part implicit (proximal):
+	 * p' = (p - lr (g - k p)) / (1 + lr k), k = l2 times the candidates
+	 * naming the item. */
 	bool exact = true;
 	for (size_t v = 0; v < NC; v++) {
 		uint32_t it = tg.items[v];
-		if (it < npr)
-			exact &= pr[it] == (float)(before[v] - 0.25f * g[v]);
+		if (it >= npr)
+			continue;
+		size_t cnt = 0;
+		for (size_t u = 0; u < NC; u++)
+			cnt += tg.items[u] == it;
+		double k = (double)cnt * o.l2, lr = 0.25;
+		double want = ((double)before[v] - lr * (g[v] - k * before[v])) / (1.0 + lr * k);
+		exact &= fabs(pr[it] - want) <= 1e-6 * (1.0 + fabs(want));
+		/* and it is not the explicit step's value when l2 acts */
+		exact &= before[v] == 0 || fabs(want - (before[v] - lr * g[v])) > 0 || k == 0;
 	}
 	rv_buf b;
 	rv_buf_init(&b, NULL);

@@ -782,20 +782,34 @@ TEST(old_overlay_layout_still_loads)
 	rv_put_u32(b.data + 24, 9);
 	CHECK(rv_learn_decode_overlay(&o, db, b.data, b.len, &e) == RV_EVERSION);
 	CHECK(strstr(e.msg, "layout 9") != NULL);
-	/* A layout-3 overlay of this collection decodes to the same state. */
+	/* A layout-4 overlay of this collection decodes to the same state,
+	 * its category field included. */
 	CHECK_OK(rv_db_set_learning(db, 1), db);
+	rv_learn_config cfg = RV_LEARN_CONFIG_INIT;
+	snprintf(cfg.category, sizeof cfg.category, "meta.section");
+	CHECK_OK(rv_db_learn_configure(db, &cfg), db);
 	rv_db_commit(db);
 	rv_buf_free(&b);
 	rv_buf_init(&b, NULL);
 	db->learn_dirty = true;
 	CHECK(rv_db_learn_encode_overlay(&b, db, NULL));
 	CHECK(rv_learn_decode_overlay(&o, db, b.data, b.len, &e) == RV_OK);
-	CHECK(o.layout == 3 && o.ls != NULL && o.ls->n_versions == 0 && o.ls->cfg.regions == 16);
+	CHECK(o.layout == 4 && o.ls != NULL && o.ls->n_versions == 0 && o.ls->cfg.regions == 16);
+	CHECK(strcmp(o.ls->cfg.category, "meta.section") == 0);
+	rv_learn_overlay_clear(&o, NULL);
+	/* Layout 3 lacks the category field (it reads as none): the same
+	 * bytes less it (u16 length 12, then the 12 bytes). */
+	size_t cfg_end = 32 + (rv_get_u32(b.data + 4) & 1 ? 8 + (size_t)rv_get_u64(b.data + 32) : 0) + 9 * 4;
+	CHECK(rv_get_u16(b.data + cfg_end) == 12 && memcmp(b.data + cfg_end + 2, "meta.section", 12) == 0);
+	memmove(b.data + cfg_end, b.data + cfg_end + 14, b.len - cfg_end - 14);
+	b.len -= 14;
+	rv_put_u32(b.data + 24, 3);
+	CHECK(rv_learn_decode_overlay(&o, db, b.data, b.len, &e) == RV_OK);
+	CHECK(o.layout == 3 && o.ls != NULL && o.ls->cfg.category[0] == 0 && o.ls->cfg.regions == 16);
 	rv_learn_overlay_clear(&o, NULL);
 	/* Layout 2 lacks the configuration's away_regions (it reads as on)
 	 * and each version's away regions: without versions, the same bytes
 	 * less the configuration's last field. */
-	size_t cfg_end = 32 + (rv_get_u32(b.data + 4) & 1 ? 8 + (size_t)rv_get_u64(b.data + 32) : 0) + 9 * 4;
 	CHECK(rv_get_u32(b.data + cfg_end - 4) == 1);
 	memmove(b.data + cfg_end - 4, b.data + cfg_end, b.len - cfg_end);
 	b.len -= 4;

@@ -10,6 +10,7 @@
  *               [--events 10000] [--max-events 100000] [--every 2000]
  *               [--budget-min 15] [--seed 1] [--quick] [--no-random] [--no-shift]
  *               [--shift-learner micro|base|gnn|all] [--shift-reps 4] [--no-away]
+ *               [--no-category]
  *
  * Experiments (docs/LEARNING.md explains them and the simulation):
  *   learning  per data set and learner (MICRO, BASE, GNN alone, ALL): NDCG@10
@@ -28,6 +29,11 @@
  *   latency   rv_db_feedback (mean, p99), search with learning on vs off
  *             (RV_SEARCH_NO_LEARNING), consolidation, rv_db_learn_eval's
  *             MicroLoRA step and re-ranking cost (also for a 100-item pool)
+ *
+ * Items of the Debian set carry their section as payload ({"section":
+ * "libs"}) and its runs name it as the category field
+ * (rv_learn_config.category), so the GNN learner also has the re-ranker's
+ * category term; --no-category leaves the field unset (vectors only).
  *
  * Output: --out/results.md (the tables), --out/curve-SET.tsv and
  * --out/shift.tsv for bench/learn/plots.gp; progress on stdout.
@@ -75,6 +81,7 @@ typedef struct opts {
 	unsigned shift_reps;  /* replicates (other users) of Fiori's shift, each with EWC++ on and off */
 	bool reps_given;      /* --shift-reps was given: every set's shift runs shift_reps */
 	bool no_away;         /* every run with rv_learn_config.away_regions = 0 */
+	bool no_category;     /* no run names a category field */
 } opts;
 
 /* ======================================================================
@@ -386,6 +393,39 @@ done:
 	return rc;
 }
 
+/* The payload of base row i: {"section":"NAME"} on a set with sections
+ * (malloc'd), else NULL. Section names are Debian's (letters, digits,
+ * '-', '+', '.', '/'): no JSON escaping needed, which is checked. */
+static char *section_payload(const lb_set *s, size_t i)
+{
+	if (!s->base_section || s->base_section[i] == UINT32_MAX)
+		return NULL;
+	const char *name = s->section_names[s->base_section[i]];
+	if (strpbrk(name, "\"\\") || strlen(name) > 200)
+		return NULL;
+	char *p = malloc(strlen(name) + 16);
+	if (p)
+		sprintf(p, "{\"section\":\"%s\"}", name);
+	return p;
+}
+
+/* Whether the cached collection holds the set's payloads (a file built
+ * before the Debian set had them does not). */
+static bool payloads_match(rv_db *db, const lb_set *s)
+{
+	for (size_t i = 0; s->base_section && i < s->n; i++) {
+		char *want = section_payload(s, i), *got = NULL, id[12];
+		if (!want)
+			continue;
+		snprintf(id, sizeof id, "%u", (unsigned)i);
+		bool same = rv_db_get(db, id, NULL, &got) == RV_OK && got && strcmp(got, want) == 0;
+		rv_free(got);
+		free(want);
+		return same;
+	}
+	return true;
+}
+
 /* The collection of a set, built once and cached under work/ (a fresh copy
  * per run, so every run starts from the same graph with nothing learned). */
 static int base_db(char *path, size_t cap, const opts *o, const lb_set *s)
@@ -397,7 +437,7 @@ static int base_db(char *path, size_t cap, const opts *o, const lb_set *s)
 	oo.threads = 2;
 	if (access(path, F_OK) == 0) {
 		rv_status st = rv_db_open(&db, path, &oo);
-		bool ok = st == RV_OK && rv_db_count(db) == s->n && rv_db_dim(db) == s->dim;
+		bool ok = st == RV_OK && rv_db_count(db) == s->n && rv_db_dim(db) == s->dim && payloads_match(db, s);
 		rv_db_close(db);
 		if (ok)
 			return 0;
@@ -426,6 +466,11 @@ static int base_db(char *path, size_t cap, const opts *o, const lb_set *s)
 		snprintf(ids + 12 * i, 12, "%u", (unsigned)i);
 		pts[i].id = ids + 12 * i;
 		pts[i].vector = s->base + i * s->dim;
+		if (!(pts[i].payload = section_payload(s, i)) && s->base_section &&
+		    s->base_section[i] != UINT32_MAX) {
+			fprintf(stderr, "learn_bench: out of memory\n");
+			goto done;
+		}
 	}
 	if ((st = rv_db_upsert(db, pts, s->n)) != RV_OK || (st = rv_db_commit(db)) != RV_OK)
 		goto fail;
@@ -442,6 +487,8 @@ fail:
 	fprintf(stderr, "learn_bench: building %s: %s: %s\n", path, rv_status_str(st), db ? rv_errmsg(db) : "");
 done:
 	rv_db_close(db);
+	for (size_t i = 0; pts && i < s->n; i++)
+		free((char *)pts[i].payload);
 	free(pts);
 	free(ids);
 	return rc;
@@ -481,6 +528,8 @@ static int run_open(run *r, const opts *o, const char *base_path)
 		c.ewc_lambda = r->ewc_lambda;
 	if (o->no_away)
 		c.away_regions = 0;
+	if (r->set->base_section && !o->no_category)
+		snprintf(c.category, sizeof c.category, "section");
 	if ((st = rv_db_learn_configure(r->db, &c)) != RV_OK) {
 		run_fail(r, "rv_db_learn_configure", st);
 		return -1;
@@ -1596,7 +1645,8 @@ static void usage(void)
 		"usage: learn_bench [--data DIR] [--out DIR] [--work DIR] [--sets fashion,fiori,debian]\n"
 		"                   [--learners micro,base,gnn,all] [--fashion-n N] [--events N]\n"
 		"                   [--max-events N] [--every N] [--budget-min M] [--seed S] [--quick]\n"
-		"                   [--no-random] [--no-shift] [--shift-learner all] [--shift-reps 4] [--no-away]\n");
+		"                   [--no-random] [--no-shift] [--shift-learner all] [--shift-reps 4] [--no-away]\n"
+		"                   [--no-category]\n");
 }
 
 static int mkdir_p(const char *dir)
@@ -1666,6 +1716,10 @@ int main(int argc, char **argv)
 		}
 		if (strcmp(a, "--no-away") == 0) {
 			o.no_away = true;
+			continue;
+		}
+		if (strcmp(a, "--no-category") == 0) {
+			o.no_category = true;
 			continue;
 		}
 		if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {

@@ -41,7 +41,7 @@
 /* OVERLAY layouts (docs/FORMAT.md): 1 = the MicroLoRA alone (0.2.0),
  * 2 = plus configuration and versions (0.3.0), 3 = plus each version's
  * away regions (0.4.0). */
-#define RV_OVERLAY_LAYOUT 3u
+#define RV_OVERLAY_LAYOUT 4u
 
 /* Consolidation needs at least this many usable new events; one query in
  * RV_LEARN_HOLDOUT (by a hash of its vector) is held out of all training. */

@@ -43,6 +43,7 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "db_learn.h"
 
@@ -156,6 +157,17 @@ rv_status rv_learn_check_config(const rv_learn_config *c, rv_err *e)
 		return rv_err_set(e, RV_EINVAL, "recall_target %g out of range (0, 1]", (double)c->recall_target);
 	if (c->away_regions > 1)
 		return rv_err_set(e, RV_EINVAL, "away_regions %u is not 0 or 1", c->away_regions);
+	const char *cat = c->category;
+	size_t cl = strnlen(cat, RV_LEARN_CATEGORY_MAX);
+	if (cl == RV_LEARN_CATEGORY_MAX)
+		return rv_err_set(e, RV_EINVAL, "category field is not NUL-terminated within %d bytes",
+				  RV_LEARN_CATEGORY_MAX);
+	for (size_t i = 0; i < cl; i++)
+		if ((unsigned char)cat[i] < 0x20 || cat[i] == 0x7f)
+			return rv_err_set(e, RV_EINVAL, "category field has a control byte 0x%02x at %zu",
+					  (unsigned char)cat[i], i);
+	if (cl && (cat[0] == '.' || cat[cl - 1] == '.' || strstr(cat, "..")))
+		return rv_err_set(e, RV_EINVAL, "category field \"%s\" has an empty path segment", cat);
 	return RV_OK;
 }
 
@@ -292,7 +304,8 @@ static bool same_config(const rv_learn_config *a, const rv_learn_config *b)
 	return a->learners == b->learners && a->gnn == b->gnn && a->base_rank == b->base_rank &&
 	       a->ewc_lambda == b->ewc_lambda && a->rerank_pool == b->rerank_pool &&
 	       a->auto_consolidate == b->auto_consolidate && a->regions == b->regions &&
-	       a->recall_target == b->recall_target && a->away_regions == b->away_regions;
+	       a->recall_target == b->recall_target && a->away_regions == b->away_regions &&
+	       strcmp(a->category, b->category) == 0;
 }
 
 /* The first rv_learn_config layout ends with recall_target. */

@@ -6,7 +6,8 @@
  *
  * OVERLAY layouts: 1 (0.2.0) holds the MicroLoRA alone; 2 (0.3.0) adds
  * the rest; 3 (0.4.0) adds each version's away regions (db_learn.h),
- * which layout 2 reads as none. All start with the same 32-byte header; layout 1 wrote zero
+ * which layout 2 reads as none; 4 (0.5.0) adds the configuration's
+ * category field (layouts before it read as none). All start with the same 32-byte header; layout 1 wrote zero
  * where layout 2 names its layout, so a zero there means layout 1, which
  * still loads (with the default configuration and no versions).
  *
@@ -20,6 +21,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "db_learn.h"
 
@@ -173,6 +175,9 @@ static void encode_config(rv_buf *b, const rv_learn_config *c)
 	rv_buf_u32(b, c->regions);
 	rv_buf_f32(b, c->recall_target);
 	rv_buf_u32(b, c->away_regions); /* layout 3 */
+	size_t cl = strlen(c->category); /* layout 4 */
+	rv_buf_u16(b, (uint16_t)cl);
+	rv_buf_put(b, c->category, cl);
 }
 
 static void encode_version(rv_buf *b, const rv_lversion *v, size_t dim, const uint32_t *old_to_new)
@@ -407,6 +412,15 @@ static rv_status decode_state(struct rv_learn_state *ls, const rv_db *db, rv_rea
 	c.recall_target = rv_reader_f32(r);
 	if (layout >= 3)
 		c.away_regions = rv_reader_u32(r);
+	if (layout >= 4) {
+		uint16_t cl = rv_reader_u16(r);
+		const uint8_t *cb = cl ? rv_reader_bytes(r, cl) : NULL;
+		if (r->bad || cl >= RV_LEARN_CATEGORY_MAX || (cl && !cb))
+			return rv_err_set(e, RV_ECORRUPT, "learning configuration: category field of %u bytes", cl);
+		if (cl)
+			memcpy(c.category, cb, cl);
+		c.category[cl] = 0;
+	}
 	uint32_t active = rv_reader_u32(r), candidate = rv_reader_u32(r);
 	uint32_t next = rv_reader_u32(r), n = rv_reader_u32(r);
 	uint64_t last = rv_reader_u64(r);

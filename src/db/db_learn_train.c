@@ -945,7 +945,8 @@ static rv_status train_gnn(rv_reranker **out, const rv_db *db, const rv_learn_co
 	if (live && rv_reranker_kind(live) == cfg->gnn && (st = rv_reranker_clone(&r, live, db->a, e)) != RV_OK)
 		goto done;
 	rv_err inner = { { 0 } };
-	st = rv_reranker_train(&r, db, cfg->gnn, s, n, cfg->ewc_lambda * RR_EWC_SHARE, db->seed ^ 0x6e6e, &inner);
+	st = rv_reranker_train(&r, db, cfg->gnn, s, n, cfg->ewc_lambda * RR_EWC_SHARE, cfg->category, db->seed ^ 0x6e6e,
+			       &inner);
 	if (st == RV_ENOMEM) {
 		rv_err_nomem(e);
 		goto done;

@@ -57,12 +57,13 @@
  *
  * Byte form (little-endian; the trailing XXH3-64 covers everything):
  *
- *   "RVRR"  u16 version (2)  u16 kind (rv_gnn_kind)
+ *   "RVRR"  u16 version (3)  u16 kind (rv_gnn_kind)
  *   u32 dim  u32 out  u32 heads  u32 head (RV_GNN_HEAD_*)  f32 leaky
  *   f32 base_scale  f32 feat_scale  u64 steps  u64 observed (0; read and
  *   ignored: it counted per-event prior updates, which are gone)
  *   u32 n_theta  f32 theta[n_theta]     (layout of rv_gnn_params)
  *   u32 n_fisher (0 or n_theta)  f32 fisher[n_fisher]        (version 2)
+ *   u8 has_category, then the category term (db_rerank_cat.h) (version 3)
  *   u32 n_priors  n_priors x (u32 slot, f32 value, f32 fisher), slots
  *                 ascending (version 1: no fisher, which reads as 0)
  *   u64 XXH3-64
@@ -77,12 +78,13 @@
 #include <string.h>
 
 #include "db_rerank.h"
+#include "db_rerank_cat.h"
 #include "index/hnsw_int.h"
 #include "learn/learn.h"
 #include "simd/simd.h"
 
 #define RR_MAGIC "RVRR"
-#define RR_VERSION 2
+#define RR_VERSION 3
 #define RR_OUT 32          /* representation size */
 #define RR_GAT_HEADS 4
 #define RR_LEAKY 0.2f
@@ -133,6 +135,7 @@ struct rv_reranker {
 	size_t np, pcap;
 	float *fisher;            /* per weight, in training coordinates, or NULL: EWC++ */
 	uint64_t steps;           /* training steps, all calls */
+	rv_rcat *cat;             /* the category term, or NULL */
 	_Atomic(rr_cache *) cache; /* NULL until first use */
 };
 
@@ -250,6 +253,8 @@ static size_t prior_find(const rv_reranker *r, uint32_t slot, bool *found)
 	*found = lo < r->np && r->pslot[lo] == slot;
 	return lo;
 }
+
+const rv_rcat *rv_reranker_category(const rv_reranker *r) { return r ? r->cat : NULL; }
 
 float rv_reranker_prior(const rv_reranker *r, uint32_t slot)
 {
@@ -396,10 +401,11 @@ static float dotf(const float *a, const float *b, size_t n)
 }
 
 /* Scores of slots[0..n) (all live) for q; dist[i] is slots[i]'s distance
- * to q in the collection's form, or dist is NULL to compute it. w: out
+ * to q in the collection's form, or dist is NULL to compute it; prof the
+ * query's category profile (NULL without a category term). w: out
  * floats, row: out + 1 floats. */
 static void score_slots(float *scores, const rv_reranker *r, const rv_db *db, const float *q, const uint32_t *slots,
-			const float *dist, size_t n, float *w, float *row, rr_scratch *s)
+			const float *dist, size_t n, const rv_rcat_profile *prof, float *w, float *row, rr_scratch *s)
 {
 	rr_cache *c = get_cache(r, db);
 	rv_gnn_head_vector(w, r->model, q);
@@ -409,6 +415,8 @@ static void score_slots(float *scores, const rv_reranker *r, const rv_db *db, co
 		float d = dist ? dist[i] : slot_dist(db, q, slots[i]);
 		float base = -d * r->base_scale;
 		scores[i] = beta * base + dotf(w, h, r->out) + h[r->out];
+		if (prof)
+			scores[i] += rv_rcat_term(r->cat, prof, rv_rcat_of(r->cat, db, slots[i]));
 	}
 }
 
@@ -487,6 +495,7 @@ void rv_reranker_free(rv_reranker *r)
 	rv_dealloc(a, r->pval);
 	rv_dealloc(a, r->pfis);
 	rv_dealloc(a, r->fisher);
+	rv_rcat_free(r->cat);
 	rv_gnn_free(r->model);
 	rv_dealloc(a, r);
 }
@@ -502,7 +511,7 @@ size_t rv_reranker_memory(const rv_reranker *r)
 	size_t bytes = sizeof *r + rv_gnn_param_count(r->model) * (sizeof(float) + sizeof(double));
 	if (r->fisher)
 		bytes += rv_gnn_param_count(r->model) * sizeof(float);
-	bytes += r->pcap * (sizeof(uint32_t) + 2 * sizeof(float));
+	bytes += r->pcap * (sizeof(uint32_t) + 2 * sizeof(float)) + rv_rcat_memory(r->cat);
 	rr_cache *c = atomic_load_explicit(&((rv_reranker *)r)->cache, memory_order_acquire);
 	if (c)
 		bytes += sizeof *c + (size_t)c->n * ((r->out + 1) * sizeof(float) + 1);
@@ -570,6 +579,8 @@ rv_status rv_reranker_clone(rv_reranker **out, const rv_reranker *r, const rv_al
 		}
 		memcpy(c->fisher, r->fisher, nt * sizeof(float));
 	}
+	if (r->cat && (st = rv_rcat_clone(&c->cat, r->cat, a, e)) != RV_OK)
+		goto done;
 	/* Last: the copy is optional, every allocation before it is not. */
 	cache_copy(c, r);
 	*out = c;
@@ -729,6 +740,12 @@ typedef struct rr_train {
 	uint32_t *off, *nbrs, *items;
 	const float *ptrs[RR_MAX_DEG];
 	uint32_t nslots[RR_MAX_DEG];
+	/* the category term (NULL without): each sample's profile, the
+	 * current sample's, and the categories of its candidates */
+	rv_rcat *cat;
+	rv_rcat_profile *prof;
+	const rv_rcat_profile *cur;
+	uint32_t cats[RR_CAND];
 } rr_train;
 
 static rv_status item_id(rr_train *t, uint32_t slot, uint32_t *id)
@@ -779,6 +796,10 @@ static rv_status sample_graph(rv_gnn_graph *g, rr_train *t, const rv_rerank_samp
 	for (size_t c = 0; c < pp->nc; c++) {
 		graph_node(t, pp->cand[c], &n);
 		t->base[c] = -slot_dist(t->db, s->query, pp->cand[c]) * t->scale;
+		if (t->cur) { /* the category term enters the score through base */
+			t->cats[c] = rv_rcat_of(t->cat, t->db, pp->cand[c]);
+			t->base[c] += rv_rcat_term(t->cat, t->cur, t->cats[c]);
+		}
 		if ((st = item_id(t, pp->cand[c], &t->items[c])) != RV_OK)
 			return st == RV_ENOMEM ? rv_err_nomem(e)
 					       : rv_err_set(e, st, "re-ranker: more than %u items", RV_GNN_MAX_ITEMS);
@@ -810,6 +831,8 @@ static rv_status train_step(rr_train *t, const rv_rerank_sample *s, const rr_pai
 	st = rv_gnn_step(&loss, t->m, &g, t->q, pp->p, pp->np);
 	if (st != RV_OK)
 		return rv_err_set(e, st, "re-ranker training: %s", rv_gnn_errmsg(t->m));
+	if (t->cur)
+		rv_rcat_step(t->cat, t->cur, t->cats, pp->nc, pp->p, pp->np);
 	return RV_OK;
 }
 
@@ -834,6 +857,10 @@ static rv_status fisher_pass(float *fw, float *fp, size_t nitems, rr_train *t, c
 		st = rv_err_nomem(e);
 		goto done;
 	}
+	if (t->cat && rv_rcat_fisher_begin(t->cat) != RV_OK) {
+		st = rv_err_nomem(e);
+		goto done;
+	}
 	size_t stride = n > RR_FISHER_SAMPLES ? (n + RR_FISHER_SAMPLES - 1) / RR_FISHER_SAMPLES : 1, cnt = 0;
 	rr_pairs pp;
 	for (size_t i = 0; i < n; i += stride) {
@@ -843,6 +870,7 @@ static rv_status fisher_pass(float *fw, float *fp, size_t nitems, rr_train *t, c
 			continue;
 		rv_gnn_graph g;
 		double loss;
+		t->cur = t->prof ? &t->prof[i] : NULL;
 		if ((st = sample_graph(&g, t, s, &pp, e)) != RV_OK)
 			goto done;
 		if ((st = rv_gnn_data_grad(&loss, t->m, &g, t->q, pp.p, pp.np)) != RV_OK) {
@@ -850,6 +878,8 @@ static rv_status fisher_pass(float *fw, float *fp, size_t nitems, rr_train *t, c
 			goto done;
 		}
 		const double *gw = rv_gnn_grad(t->m), *gp = rv_gnn_prior_grad(t->m);
+		if (t->cur)
+			rv_rcat_fisher_add(t->cat, t->cur, t->cats, pp.nc, pp.p, pp.np);
 		for (size_t j = 0; j < np; j++)
 			aw[j] += gw[j] * gw[j];
 		/* A candidate's prior gradient is complete once per item:
@@ -867,6 +897,7 @@ static rv_status fisher_pass(float *fw, float *fp, size_t nitems, rr_train *t, c
 		cnt++;
 	}
 	double keep = prev && prev->fisher ? RR_FISHER_KEEP : 0.0, inv = cnt ? (1.0 - keep) / (double)cnt : 0.0;
+	rv_rcat_fisher_end(t->cat, prev ? prev->cat : NULL, keep);
 	for (size_t j = 0; j < np; j++)
 		fw[j] = (float)(keep * (prev && prev->fisher ? prev->fisher[j] : 0.0) + inv * aw[j]);
 	for (size_t it = 0; it < nitems; it++)
@@ -913,9 +944,11 @@ static rv_status train_result(rv_reranker **out, rr_train *t, rv_gnn_kind kind, 
 		goto done;
 	rv_gnn_scale_input(r->model, t->fs);
 	/* Weights grown out of float range (a decoded model with absurd
-	 * values can do that) would poison every later score. */
+	 * values can do that) would poison every later score. The scaling
+	 * may have made subnormals again: flushed, as decoding would. */
 	size_t nth;
-	const float *th = rv_gnn_params(r->model, &nth);
+	float *th = rv_gnn_params(r->model, &nth);
+	flush_subnormal(th, nth);
 	for (size_t i = 0; i < nth; i++)
 		if (!isfinite(th[i])) {
 			st = rv_err_set(e, RV_ERROR, "re-ranker training diverged (weight %zu is not finite)", i);
@@ -928,6 +961,10 @@ static rv_status train_result(rv_reranker **out, rr_train *t, rv_gnn_kind kind, 
 			st = rv_err_set(e, RV_ERROR, "re-ranker training diverged (a prior is not finite)");
 			goto done;
 		}
+	if (!rv_rcat_finite(t->cat)) {
+		st = rv_err_set(e, RV_ERROR, "re-ranker training diverged (a category weight is not finite)");
+		goto done;
+	}
 	if (fw) {
 		if (!(r->fisher = rv_malloc(t->a, nth * sizeof(float)))) {
 			st = rv_err_nomem(e);
@@ -956,6 +993,9 @@ static rv_status train_result(rv_reranker **out, rr_train *t, rv_gnn_kind kind, 
 		}
 		r->np = cnt;
 	}
+	r->cat = t->cat;
+	t->cat = NULL;
+	rv_rcat_done(r->cat);
 	*out = r;
 	r = NULL;
 done:
@@ -964,8 +1004,72 @@ done:
 	return st;
 }
 
+typedef struct rr_qkey {
+	uint64_t h;
+	uint32_t i;
+} rr_qkey;
+
+static int qkey_cmp(const void *a, const void *b)
+{
+	const rr_qkey *x = a, *y = b;
+	if (x->h != y->h)
+		return (x->h > y->h) - (x->h < y->h);
+	return (x->i > y->i) - (x->i < y->i);
+}
+
+/* The category term of a training run (going on from prev's when it has
+ * one of this field; anchored with EWC++ when prev has a Fisher
+ * estimate), and each sample's profile: a search for its query, once per
+ * distinct query. A collection where no point has the field trains no
+ * term. */
+static rv_status category_setup(rr_train *t, const rv_reranker *prev, const rv_rerank_sample *samples, size_t n,
+				float ewc, const char *field, rv_err *e)
+{
+	rv_status st = rv_rcat_create(&t->cat, t->db, field, prev ? prev->cat : NULL, e);
+	if (st != RV_OK)
+		return st;
+	if (!rv_rcat_count(t->cat)) {
+		rv_rcat_free(t->cat);
+		t->cat = NULL;
+		return RV_OK;
+	}
+	if (ewc > 0 && prev && prev->fisher && prev->cat)
+		rv_rcat_anchor(t->cat, ewc);
+	rr_qkey *key = rv_malloc(t->a, (n ? n : 1) * sizeof *key);
+	rv_hnsw_hit *hits = rv_malloc(t->a, RV_RCAT_POOL * sizeof *hits);
+	uint32_t *slots = rv_malloc(t->a, RV_RCAT_POOL * sizeof *slots);
+	t->prof = rv_malloc(t->a, (n ? n : 1) * sizeof *t->prof);
+	if (!key || !hits || !slots || !t->prof) {
+		st = rv_err_nomem(e);
+		goto done;
+	}
+	size_t qbytes = t->dim * sizeof(float);
+	for (size_t i = 0; i < n; i++)
+		key[i] = (rr_qkey){ rv_hash64(samples[i].query, qbytes, 0), (uint32_t)i };
+	qsort(key, n, sizeof *key, qkey_cmp);
+	for (size_t i = 0; i < n; i++) {
+		const rv_rerank_sample *s = &samples[key[i].i];
+		/* The same query as the previous key's: the same profile. */
+		if (i && key[i].h == key[i - 1].h && memcmp(s->query, samples[key[i - 1].i].query, qbytes) == 0) {
+			t->prof[key[i].i] = t->prof[key[i - 1].i];
+			continue;
+		}
+		size_t nh = 0;
+		if ((st = rv_db_knn_locked(t->db, s->query, RV_RCAT_POOL, hits, &nh, e)) != RV_OK)
+			goto done;
+		for (size_t j = 0; j < nh; j++)
+			slots[j] = hits[j].slot;
+		rv_rcat_profile_of(&t->prof[key[i].i], t->cat, t->db, slots, nh);
+	}
+done:
+	rv_dealloc(t->a, key);
+	rv_dealloc(t->a, hits);
+	rv_dealloc(t->a, slots);
+	return st;
+}
+
 rv_status rv_reranker_train(rv_reranker **rp, const rv_db *db, rv_gnn_kind kind, const rv_rerank_sample *samples,
-			    size_t n, float ewc, uint64_t seed, rv_err *e)
+			    size_t n, float ewc, const char *category, uint64_t seed, rv_err *e)
 {
 	rv_status st = RV_OK;
 	rr_train t = { 0 };
@@ -983,6 +1087,8 @@ rv_status rv_reranker_train(rv_reranker **rp, const rv_db *db, rv_gnn_kind kind,
 	if (db->dim > RV_LEARN_MAX_DIM)
 		return rv_err_set(e, RV_EINVAL, "re-ranker: dimension %u is above the learners' %d", db->dim,
 				  RV_LEARN_MAX_DIM);
+	if (category && strlen(category) >= RV_LEARN_CATEGORY_MAX)
+		return rv_err_set(e, RV_EINVAL, "re-ranker: category field longer than %d bytes", RV_LEARN_CATEGORY_MAX - 1);
 	for (size_t i = 0; i < n; i++)
 		if ((st = check_sample(db, &samples[i], i, e)) != RV_OK)
 			return st;
@@ -1047,6 +1153,8 @@ rv_status rv_reranker_train(rv_reranker **rp, const rv_db *db, rv_gnn_kind kind,
 			if (slot_live(db, prev->pslot[i]))
 				tab[t.item_of[prev->pslot[i]]] = prev->pval[i];
 	}
+	if (category && category[0] && (st = category_setup(&t, prev, samples, n, ewc, category, e)) != RV_OK)
+		goto done;
 	/* EWC++: held near the previous re-ranker, each weight and prior as
 	 * firmly as the pairs it learned from determined it. */
 	if (ewc > 0 && prev && prev->fisher) {
@@ -1090,6 +1198,7 @@ rv_status rv_reranker_train(rv_reranker **rp, const rv_db *db, rv_gnn_kind kind,
 			make_pairs(&pp, db, s);
 			if (pp.np == 0)
 				continue;
+			t.cur = t.prof ? &t.prof[order[i]] : NULL;
 			if ((st = train_step(&t, s, &pp, e)) != RV_OK)
 				goto done;
 			steps++;
@@ -1126,6 +1235,8 @@ done:
 	rv_dealloc(t.a, t.stamp);
 	rv_dealloc(t.a, t.slot_of);
 	rv_dealloc(t.a, t.item_of);
+	rv_dealloc(t.a, t.prof);
+	rv_rcat_free(t.cat);
 	rv_gnn_free(t.m);
 	rv_reranker_free(result);
 	return st;
@@ -1216,7 +1327,11 @@ size_t rv_reranker_apply(const rv_reranker *r, const rv_db *db, const float *q, 
 	for (size_t i = 0; i < n; i++)
 		if (!slot_live(db, slots[i]))
 			goto done;
-	score_slots(sv, r, db, q, slots, dist, n, w, row, &sc);
+	/* The hits come nearest first: their head is the query's profile. */
+	rv_rcat_profile prof;
+	if (r->cat)
+		rv_rcat_profile_of(&prof, r->cat, db, slots, n);
+	score_slots(sv, r, db, q, slots, dist, n, r->cat ? &prof : NULL, w, row, &sc);
 	if (sc.failed)
 		goto done;
 	for (size_t i = 0; i < n; i++)
@@ -1247,6 +1362,29 @@ done:
 	return keep;
 }
 
+/* The category profile of slots[0..n) as a pool: ordered by distance to q. */
+static rv_status profile_of_slots(rv_rcat_profile *p, const rv_reranker *r, const rv_db *db, const float *q,
+				  const uint32_t *slots, size_t n, rv_err *e)
+{
+	rr_order *ord = rv_malloc(db->a, (n ? n : 1) * sizeof *ord);
+	uint32_t *sorted = rv_malloc(db->a, (n ? n : 1) * sizeof *sorted);
+	if (!ord || !sorted) {
+		rv_dealloc(db->a, ord);
+		rv_dealloc(db->a, sorted);
+		return rv_err_nomem(e);
+	}
+	/* order_cmp puts the highest score first: score by -distance. */
+	for (size_t i = 0; i < n; i++)
+		ord[i] = (rr_order){ -slot_dist(db, q, slots[i]), (uint32_t)i };
+	qsort(ord, n, sizeof *ord, order_cmp);
+	for (size_t i = 0; i < n; i++)
+		sorted[i] = slots[ord[i].i];
+	rv_rcat_profile_of(p, r->cat, db, sorted, n);
+	rv_dealloc(db->a, ord);
+	rv_dealloc(db->a, sorted);
+	return RV_OK;
+}
+
 rv_status rv_reranker_score(float *scores, const rv_reranker *r, const rv_db *db, const float *q,
 			    const uint32_t *slots, size_t n, rv_err *e)
 {
@@ -1265,7 +1403,10 @@ rv_status rv_reranker_score(float *scores, const rv_reranker *r, const rv_db *db
 		st = rv_err_nomem(e);
 		goto done;
 	}
-	score_slots(scores, r, db, q, slots, NULL, n, buf, buf + r->out, &sc);
+	rv_rcat_profile prof;
+	if (r->cat && (st = profile_of_slots(&prof, r, db, q, slots, n, e)) != RV_OK)
+		goto done;
+	score_slots(scores, r, db, q, slots, NULL, n, r->cat ? &prof : NULL, buf, buf + r->out, &sc);
 	if (sc.failed)
 		st = rv_err_nomem(e);
 done:
@@ -1380,6 +1521,9 @@ rv_status rv_reranker_encode(rv_buf *b, const rv_reranker *r, const uint32_t *ol
 	rv_buf_u32(b, r->fisher ? (uint32_t)nt : 0);
 	for (size_t i = 0; r->fisher && i < nt; i++)
 		rv_buf_f32(b, r->fisher[i]);
+	rv_buf_u8(b, r->cat != NULL); /* version 3 */
+	if (r->cat)
+		rv_rcat_encode(b, r->cat);
 	rv_buf_u32(b, (uint32_t)cnt);
 	for (size_t i = 0; i < cnt; i++) {
 		rv_buf_u32(b, pr[i].slot);
@@ -1504,6 +1648,13 @@ rv_status rv_reranker_decode(rv_reranker **out, const rv_db *db, const void *byt
 			goto done;
 		}
 	}
+	uint8_t has_cat = version >= 3 ? rv_reader_u8(&rd) : 0;
+	if (rd.bad || has_cat > 1) {
+		st = rv_err_set(e, RV_ECORRUPT, "re-ranker state: category flag %u", has_cat);
+		goto done;
+	}
+	if (has_cat && (st = rv_rcat_decode(&r->cat, db, &rd, e)) != RV_OK)
+		goto done;
 	size_t per = version >= 2 ? 12 : 8;
 	uint32_t cnt = rv_reader_u32(&rd);
 	if (rd.bad || cnt > db->vecs.n || rv_reader_left(&rd) != (size_t)cnt * per) {

@@ -7,6 +7,7 @@
  * prior per item, combined with the candidate's distance to the query:
  *
  *   score(q, v) = -beta * dist(q, v) * base_scale + <W_q q + u, h_v> + prior[v]
+ *                 (+ cat(q, v), with a category field: db_rerank_cat.h)
  *
  * (beta is 1 in the re-rankers trained now; db_rerank.c says why)
  *
@@ -85,11 +86,17 @@ typedef struct rv_rerank_sample {
  * ewc = 0: no estimate, and l2 pulls towards zero. Samples whose item is dead, or with reward 0,
  * give no pairs and are skipped; a position whose shown[] entry is not the
  * item is looked up by slot. Allocates through db's allocator.
+ * category (NULL or "": none): a payload field; the re-ranker then also
+ * has the category term of db_rerank_cat.h, trained with the rest (going
+ * on from *r's when it has one of the same field, by category name, and
+ * held by EWC++ like the weights). Each sample's category profile comes
+ * from a search of the collection for its query (RV_RCAT_POOL hits; one
+ * search per distinct query).
  * Errors: RV_EINVAL (kind, a sample's query, reward, position or counts,
- * named by index), RV_ENOMEM, RV_ERROR (training diverged: a weight left
- * float range); *r unchanged on any error. */
+ * named by index; category too long), RV_ENOMEM, RV_ERROR (training
+ * diverged: a weight left float range); *r unchanged on any error. */
 rv_status rv_reranker_train(rv_reranker **r, const rv_db *db, rv_gnn_kind kind, const rv_rerank_sample *samples,
-			    size_t n, float ewc, uint64_t seed, rv_err *e);
+			    size_t n, float ewc, const char *category, uint64_t seed, rv_err *e);
 /* Reorder hits[0..n) (ascending dist, from the graph or an exact scan)
  * by the learned score for query q; returns min(n, k), the hits to keep,
  * which are the first ones, best first (ties in the order given); the
@@ -143,6 +150,8 @@ rv_status rv_reranker_score(float *scores, const rv_reranker *r, const rv_db *db
 			    const uint32_t *slots, size_t n, rv_err *e);
 /* The item prior of slot (0 when it has none). */
 float rv_reranker_prior(const rv_reranker *r, uint32_t slot);
+/* The category term, or NULL when the re-ranker has none. */
+const struct rv_rcat *rv_reranker_category(const rv_reranker *r);
 /* Training steps taken over all rv_reranker_train calls. */
 uint64_t rv_reranker_steps(const rv_reranker *r);
 

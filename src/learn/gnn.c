@@ -264,6 +264,7 @@ float *rv_gnn_priors(rv_gnn *m, size_t *n)
 size_t rv_gnn_prior_count(const rv_gnn *m) { return m->nprior; }
 const double *rv_gnn_grad(const rv_gnn *m) { return m->grad; }
 const double *rv_gnn_prior_grad(const rv_gnn *m) { return m->prior_grad; }
+const double *rv_gnn_score_grad(const rv_gnn *m) { return m->ds; }
 uint64_t rv_gnn_steps(const rv_gnn *m) { return m->steps; }
 
 /* ------------------------------------------------------------------------
@@ -1279,6 +1280,23 @@ rv_status rv_gnn_step(double *loss, rv_gnn *m, const rv_gnn_graph *g, const floa
 			uint32_t it = g->items[v];
 			if (it == RV_GNN_NO_ITEM || m->prior_grad[it] == 0)
 				continue;
+			if (psgd) {
+				/* The regulariser's part implicitly (a proximal
+				 * step): with EWC++, (l2 + lambda F) prior_lr can
+				 * pass 2, where an explicit step diverges (it did,
+				 * on the Debian set). k = its weight times the
+				 * candidates naming the item (each added it once). */
+				double rw, ro;
+				prior_reg(m, it, &rw, &ro);
+				size_t cnt = 0;
+				for (size_t u = 0; u < g->ncand; u++)
+					cnt += g->items[u] == it;
+				double k = (double)cnt * rw, star = (double)m->prior[it] - ro;
+				double x = (double)m->prior[it] - plr * (m->prior_grad[it] - k * ro);
+				m->prior[it] = (float)((x + plr * k * star) / (1.0 + plr * k));
+				m->prior_grad[it] = 0;
+				continue;
+			}
 			m->prior[it] = rv_learn_update(m->prior[it], m->prior_grad[it],
 						       m->prior_m ? m->prior_m + it : NULL,
 						       m->prior_v ? m->prior_v + it : NULL, popt, plr,

@@ -440,7 +440,10 @@ rv_status rv_gnn_set_anchor(rv_gnn *m, float lambda, const float *fisher, const 
  * a candidate, a few times in all, and Adam's normalised step would move
  * it as far on one noisy sighting as on strong evidence (measured in
  * tests/test_rerank.c: users without a preference then lose 5.6% NDCG
- * to the re-ranker, 1.7% with SGD priors).
+ * to the re-ranker, 1.7% with SGD priors). An SGD prior takes its
+ * regulariser implicitly (proximal step: p = (p - lr g_data + lr k p*) /
+ * (1 + lr k), k its l2 + lambda F), which stays stable however large the
+ * anchor's weight.
  * *loss (may be NULL) gets the objective before the step. */
 rv_status rv_gnn_step(double *loss, rv_gnn *m, const rv_gnn_graph *g, const float *query,
 		      const rv_gnn_pair *pairs, size_t npairs);
@@ -455,6 +458,11 @@ size_t rv_gnn_prior_count(const rv_gnn *m);
 rv_status rv_gnn_reserve_priors(rv_gnn *m, size_t n);
 const double *rv_gnn_grad(const rv_gnn *m);       /* valid after a loss_grad with want_grad */
 const double *rv_gnn_prior_grad(const rv_gnn *m); /* same */
+/* d (pair term) / d score of each candidate v < ncand, after a loss_grad
+ * with want_grad, a data_grad or a step (it is the gradient before the
+ * step): what a term a caller adds to the scores through base needs for
+ * its own gradient. */
+const double *rv_gnn_score_grad(const rv_gnn *m);
 uint64_t rv_gnn_steps(const rv_gnn *m);
 
 rv_status rv_gnn_save(rv_buf *out, const rv_gnn *m);
