@@ -538,20 +538,29 @@ static void pair_grad(double *ds, const rv_rcat *c, const rv_rcat_profile *p, co
 	}
 }
 
+/* The pair loss's gradient: dL/dsigma in *gs, and dL/dM[a][bc[j]] =
+ * bds[j] p(a) for the m distinct categories bc[j] of the candidates. */
+static uint32_t data_grad(uint32_t *bc, double *bds, double *gs, const rv_rcat *c, const rv_rcat_profile *p,
+			  const uint32_t *cats, size_t n, const rv_gnn_pair *pairs, size_t npairs)
+{
+	double ds[RCAT_CAND];
+	n = n < RCAT_CAND ? n : RCAT_CAND;
+	pair_grad(ds, c, p, cats, n, pairs, npairs);
+	uint32_t m = group(bc, bds, cats, ds, n, c->n);
+	*gs = 0;
+	for (uint32_t j = 0; j < m; j++)
+		*gs += bds[j] * profile_weight(p, bc[j]);
+	return m;
+}
+
 void rv_rcat_step(rv_rcat *c, const rv_rcat_profile *p, const uint32_t *cats, size_t n, const rv_gnn_pair *pairs,
 		  size_t npairs)
 {
 	if (!c || !c->n || !p->n)
 		return;
-	double ds[RCAT_CAND];
-	n = n < RCAT_CAND ? n : RCAT_CAND;
-	pair_grad(ds, c, p, cats, n, pairs, npairs);
 	uint32_t bc[RCAT_CAND];
-	double bds[RCAT_CAND];
-	uint32_t m = group(bc, bds, cats, ds, n, c->n);
-	double gs = 0;
-	for (uint32_t j = 0; j < m; j++)
-		gs += bds[j] * profile_weight(p, bc[j]);
+	double bds[RCAT_CAND], gs;
+	uint32_t m = data_grad(bc, bds, &gs, c, p, cats, n, pairs, npairs);
 	gs += reg_grad(c, RCAT_L2, c->sigma, c->sigma_star, c->sigma_f);
 	c->sigma = (float)(c->sigma - RCAT_SIGMA_LR * gs);
 	for (uint32_t j = 0; j < m; j++)
@@ -589,15 +598,9 @@ void rv_rcat_fisher_add(rv_rcat *c, const rv_rcat_profile *p, const uint32_t *ca
 	c->fsamples++;
 	if (!p->n)
 		return;
-	double ds[RCAT_CAND];
-	n = n < RCAT_CAND ? n : RCAT_CAND;
-	pair_grad(ds, c, p, cats, n, pairs, npairs);
 	uint32_t bc[RCAT_CAND];
-	double bds[RCAT_CAND];
-	uint32_t m = group(bc, bds, cats, ds, n, c->n);
-	double gs = 0;
-	for (uint32_t j = 0; j < m; j++)
-		gs += bds[j] * profile_weight(p, bc[j]);
+	double bds[RCAT_CAND], gs;
+	uint32_t m = data_grad(bc, bds, &gs, c, p, cats, n, pairs, npairs);
 	c->fsig += gs * gs;
 	for (uint32_t j = 0; j < m; j++)
 		for (uint32_t k = 0; k < p->n; k++) {
