@@ -1,9 +1,9 @@
 /*
  * fuzz_overlay.c - the learning state's segment payloads on arbitrary
  * bytes, through the decoders open uses: OVERLAY (rv_learn_decode_overlay,
- * layouts 1 to 3: MicroLoRA, configuration, versions with their
- * BaseLoRA, regions, re-ranker and away regions) and JOURNAL kind 2 (feedback events,
- * rv_learn_decode_events).
+ * layouts 1 to 4: MicroLoRA, configuration (layout 4 adds its category
+ * field), versions with their BaseLoRA, regions, re-ranker and away
+ * regions) and JOURNAL kind 2 (feedback events, rv_learn_decode_events).
  *
  * Input: one selector byte (bit 0: 0 = OVERLAY, 1 = JOURNAL), then the
  * payload. Both decode against one collection made at the first call: 64
@@ -83,7 +83,7 @@ static void overlay(const uint8_t *p, size_t n)
 	rv_err e;
 	if (rv_learn_decode_overlay(&o, db, p, n, &e) != RV_OK)
 		return;
-	if (o.layout < 1 || o.layout > 3)
+	if (o.layout < 1 || o.layout > RV_OVERLAY_LAYOUT)
 		die("layout");
 	/* Install it in place of the collection's own state. */
 	struct rv_learn_state *own = db->ls;
