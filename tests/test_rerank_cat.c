@@ -214,7 +214,7 @@ TEST(categories_from_payloads)
 	 * part proximal); M[a][2] falls as much. */
 	uint32_t cats[2] = { 0, 2 };
 	rv_gnn_pair pair = { 0, 1, 1.0f };
-	rv_rcat_step(c, &pr, cats, 2, &pair, 1);
+	rv_rcat_step(c, &pr, cats, NULL, 2, &pair, 1);
 	CHECK(rv_rcat_sigma(c) > 0);
 	float t0 = rv_rcat_term(c, &pr, 0), t2 = rv_rcat_term(c, &pr, 2);
 	CHECK_MSG(t0 > 0 && t2 < 0, "term of the chosen category %g, of the other %g", t0, t2);
@@ -225,7 +225,7 @@ TEST(categories_from_payloads)
 	CHECK_MSG(fabs(t2 + pr.w[0] * m00 + pr.w[1] * m10) < 1e-5, "term %g", t2);
 	/* A second step moves less: the pair is now partly explained. */
 	float s1 = rv_rcat_sigma(c);
-	rv_rcat_step(c, &pr, cats, 2, &pair, 1);
+	rv_rcat_step(c, &pr, cats, NULL, 2, &pair, 1);
 	CHECK(rv_rcat_sigma(c) - s1 < s1 && rv_rcat_sigma(c) > s1);
 	t0 = rv_rcat_term(c, &pr, 0);
 
@@ -281,8 +281,12 @@ TEST(category_term_learns_the_wanted_category)
 	double plain, lw, lo;
 	evaluate(&w, with, &plain, &lw);
 	evaluate(&w, without, &plain, &lo);
-	printf("  %zu samples; held-out NDCG@10 plain %.4f, with the category term %.4f, without %.4f; sigma %.3g\n", ns,
-	       plain, lw, lo, (double)rv_rcat_sigma(rv_reranker_category(with)));
+	const rv_rcat *cw = rv_reranker_category(with);
+	printf("  %zu samples; held-out NDCG@10 plain %.4f, with the category term %.4f, without %.4f; sigma %.3g "
+	       "served %.3gx\n", ns, plain, lw, lo, (double)rv_rcat_sigma(cw), (double)rv_rcat_scale(cw));
+	/* The clicks establish sigma: it is served over the distance weight
+	 * they imply (more than as fitted). */
+	CHECK_MSG(rv_rcat_scale(cw) > 1.5f, "served %gx", (double)rv_rcat_scale(cw));
 	CHECK_MSG(lw > plain * 1.15, "with the term %.4f, plain %.4f", lw, plain);
 	CHECK_MSG(lw > lo + 0.05, "with the term %.4f, without %.4f", lw, lo);
 	CHECK(rv_rcat_sigma(rv_reranker_category(with)) > 0);
@@ -342,6 +346,9 @@ TEST(category_term_is_inert_under_random_clicks)
 	evaluate(&w, r0, &plain, &l0);
 	rv_reranker_free(r0);
 	float sigma = rv_rcat_sigma(rv_reranker_category(r));
+	/* Nothing established: served as fitted. */
+	CHECK_MSG(rv_rcat_scale(rv_reranker_category(r)) == 1.0f, "served %gx",
+		  (double)rv_rcat_scale(rv_reranker_category(r)));
 	printf("  random clicks (%zu samples): held-out NDCG@10 plain %.4f, learned %.4f (without the term %.4f); sigma %.3g\n",
 	       ns, plain, learned, l0, (double)sigma);
 	/* The re-ranker's own loss under random clicks (its priors and

@@ -746,6 +746,7 @@ typedef struct rr_train {
 	rv_rcat_profile *prof;
 	const rv_rcat_profile *cur;
 	uint32_t cats[RR_CAND];
+	float base0[RR_CAND];     /* the candidates' distance terms alone */
 } rr_train;
 
 static rv_status item_id(rr_train *t, uint32_t slot, uint32_t *id)
@@ -795,7 +796,7 @@ static rv_status sample_graph(rv_gnn_graph *g, rr_train *t, const rv_rerank_samp
 	size_t n = 0, ne = 0;
 	for (size_t c = 0; c < pp->nc; c++) {
 		graph_node(t, pp->cand[c], &n);
-		t->base[c] = -slot_dist(t->db, s->query, pp->cand[c]) * t->scale;
+		t->base[c] = t->base0[c] = -slot_dist(t->db, s->query, pp->cand[c]) * t->scale;
 		if (t->cur) { /* the category term enters the score through base */
 			t->cats[c] = rv_rcat_of(t->cat, t->db, pp->cand[c]);
 			t->base[c] += rv_rcat_term(t->cat, t->cur, t->cats[c]);
@@ -832,7 +833,7 @@ static rv_status train_step(rr_train *t, const rv_rerank_sample *s, const rr_pai
 	if (st != RV_OK)
 		return rv_err_set(e, st, "re-ranker training: %s", rv_gnn_errmsg(t->m));
 	if (t->cur)
-		rv_rcat_step(t->cat, t->cur, t->cats, pp->nc, pp->p, pp->np);
+		rv_rcat_step(t->cat, t->cur, t->cats, t->base0, pp->nc, pp->p, pp->np);
 	return RV_OK;
 }
 
@@ -879,7 +880,7 @@ static rv_status fisher_pass(float *fw, float *fp, size_t nitems, rr_train *t, c
 		}
 		const double *gw = rv_gnn_grad(t->m), *gp = rv_gnn_prior_grad(t->m);
 		if (t->cur)
-			rv_rcat_fisher_add(t->cat, t->cur, t->cats, pp.nc, pp.p, pp.np);
+			rv_rcat_fisher_add(t->cat, t->cur, t->cats, t->base0, pp.nc, pp.p, pp.np);
 		for (size_t j = 0; j < np; j++)
 			aw[j] += gw[j] * gw[j];
 		/* A candidate's prior gradient is complete once per item:
@@ -1203,6 +1204,21 @@ rv_status rv_reranker_train(rv_reranker **rp, const rv_db *db, rv_gnn_kind kind,
 				goto done;
 			steps++;
 		}
+	}
+	if (t.cat) {
+		/* The term's evidence: the Fisher information of sigma over
+		 * every sample's pairs, at the trained weights. */
+		rv_rcat_info_begin(t.cat);
+		for (size_t i = 0; i < n; i++) {
+			const rv_rerank_sample *s = &samples[i];
+			make_pairs(&pp, db, s);
+			for (size_t c = 0; c < pp.nc; c++) {
+				t.cats[c] = rv_rcat_of(t.cat, db, pp.cand[c]);
+				t.base0[c] = -slot_dist(db, s->query, pp.cand[c]) * t.scale;
+			}
+			rv_rcat_info_add(t.cat, &t.prof[i], t.cats, t.base0, pp.nc, pp.p, pp.np);
+		}
+		rv_rcat_info_end(t.cat);
 	}
 	if (ewc > 0) {
 		fw = rv_malloc(t.a, rv_gnn_param_count(t.m) * sizeof(float));

@@ -35,6 +35,9 @@
 #define RCAT_SIGMA_LR 0.05f
 #define RCAT_M_LR 0.05f
 #define RCAT_L2 1e-2f
+#define RCAT_BETA_LR 0.01f
+#define RCAT_Z 3.0          /* sigma's z that lets it be served over beta */
+#define RCAT_BETA_MIN 0.1f  /* ... at most 1 / RCAT_BETA_MIN times */
 #define RCAT_NAME_MAX 256        /* longer values name no category */
 #define RCAT_SCAN_MAX (1u << 16) /* distinct values counted when choosing categories */
 #define RCAT_UNKNOWN (UINT32_MAX - 1)
@@ -49,6 +52,9 @@ struct rv_rcat {
 	float sigma, sigma_star, sigma_f;
 	float *M, *M_star, *M_f;   /* n * n each; M_star NULL until anchored, M_f NULL without Fisher */
 	float lambda;
+	float beta;                /* the pair model's weight of the distance term */
+	float scale;               /* the term is served times this */
+	double info, score2, zsig; /* sigma's information and squared scores by sample (rv_rcat_info_add), its z */
 	/* training */
 	double *facc;              /* Fisher accumulation, n * n, while estimating */
 	uint32_t *fcnt;
@@ -173,6 +179,8 @@ static rv_rcat *rcat_new(const rv_alloc *a, const char *field)
 	if (!c)
 		return NULL;
 	c->a = a;
+	c->beta = 1.0f;
+	c->scale = 1.0f;
 	snprintf(c->field, sizeof c->field, "%s", field);
 	return c;
 }
@@ -316,6 +324,8 @@ rv_status rv_rcat_create(rv_rcat **out, const rv_db *db, const char *field, cons
 			map[i] = lookup(prev, c->name[i], strlen(c->name[i]));
 		c->sigma = prev->sigma;
 		c->sigma_f = prev->sigma_f;
+		c->beta = prev->beta;
+		c->scale = prev->scale;
 		if (prev->M_f && !(c->M_f = rv_calloc(db->a, (size_t)n * n, sizeof(float)))) {
 			rv_dealloc(db->a, map);
 			goto nomem;
@@ -333,6 +343,8 @@ rv_status rv_rcat_create(rv_rcat **out, const rv_db *db, const char *field, cons
 	} else if (prev && strcmp(prev->field, field) == 0) {
 		c->sigma = prev->sigma;
 		c->sigma_f = prev->sigma_f;
+		c->beta = prev->beta;
+		c->scale = prev->scale;
 	}
 	*out = c;
 	c = NULL;
@@ -395,6 +407,8 @@ rv_status rv_rcat_clone(rv_rcat **out, const rv_rcat *c, const rv_alloc *a, rv_e
 	if (!dup_floats(a, &d->M_f, c->M_f, nn) || !dup_floats(a, &d->M_star, c->M_star, nn))
 		goto nomem;
 	d->sigma = c->sigma;
+	d->beta = c->beta;
+	d->scale = c->scale;
 	d->sigma_star = c->sigma_star;
 	d->sigma_f = c->sigma_f;
 	d->lambda = c->lambda;
@@ -419,6 +433,7 @@ size_t rv_rcat_memory(const rv_rcat *c)
 const char *rv_rcat_field(const rv_rcat *c) { return c->field; }
 uint32_t rv_rcat_count(const rv_rcat *c) { return c ? c->n : 0; }
 float rv_rcat_sigma(const rv_rcat *c) { return c ? c->sigma : 0.0f; }
+float rv_rcat_scale(const rv_rcat *c) { return c ? c->scale : 1.0f; }
 
 /* ------------------------------------------------------------------------
  * Profile and term
@@ -459,14 +474,22 @@ static float profile_weight(const rv_rcat_profile *p, uint32_t cat)
 	return 0.0f;
 }
 
-float rv_rcat_term(const rv_rcat *c, const rv_rcat_profile *p, uint32_t cat)
+/* The term with sigma times sscale (1 in the pair model, c->scale served). */
+static float term_at(const rv_rcat *c, const rv_rcat_profile *p, uint32_t cat, float sscale)
 {
 	if (!c || cat >= c->n || !p->n)
 		return 0.0f;
-	float t = c->sigma * profile_weight(p, cat);
+	float t = sscale * c->sigma * profile_weight(p, cat);
 	for (uint32_t j = 0; j < p->n; j++)
 		t += p->w[j] * c->M[(size_t)p->cat[j] * c->n + cat];
 	return t;
+}
+
+static float raw_term(const rv_rcat *c, const rv_rcat_profile *p, uint32_t cat) { return term_at(c, p, cat, 1.0f); }
+
+float rv_rcat_term(const rv_rcat *c, const rv_rcat_profile *p, uint32_t cat)
+{
+	return c ? term_at(c, p, cat, c->scale) : 0.0f;
 }
 
 /* ------------------------------------------------------------------------
@@ -520,12 +543,12 @@ static uint32_t group(uint32_t *bc, double *bds, const uint32_t *cats, const dou
 #define RCAT_CAND 64 /* candidates per step, at most (a re-ranker sample has 11) */
 
 /* d L / d term_v of the term's own pair loss, sum_pairs w softplus(-(t_c - t_s)). */
-static void pair_grad(double *ds, const rv_rcat *c, const rv_rcat_profile *p, const uint32_t *cats, size_t n,
-		      const rv_gnn_pair *pairs, size_t npairs)
+static void pair_grad(double *ds, const rv_rcat *c, const rv_rcat_profile *p, const uint32_t *cats,
+		      const float *base, size_t n, const rv_gnn_pair *pairs, size_t npairs)
 {
 	float t[RCAT_CAND];
 	for (size_t v = 0; v < n; v++) {
-		t[v] = rv_rcat_term(c, p, cats[v]);
+		t[v] = raw_term(c, p, cats[v]) + (base ? c->beta * base[v] : 0.0f);
 		ds[v] = 0;
 	}
 	for (size_t i = 0; i < npairs; i++) {
@@ -540,12 +563,16 @@ static void pair_grad(double *ds, const rv_rcat *c, const rv_rcat_profile *p, co
 
 /* The pair loss's gradient: dL/dsigma in *gs, and dL/dM[a][bc[j]] =
  * bds[j] p(a) for the m distinct categories bc[j] of the candidates. */
-static uint32_t data_grad(uint32_t *bc, double *bds, double *gs, const rv_rcat *c, const rv_rcat_profile *p,
-			  const uint32_t *cats, size_t n, const rv_gnn_pair *pairs, size_t npairs)
+static uint32_t data_grad(uint32_t *bc, double *bds, double *gs, double *gb, const rv_rcat *c,
+			  const rv_rcat_profile *p, const uint32_t *cats, const float *base, size_t n,
+			  const rv_gnn_pair *pairs, size_t npairs)
 {
 	double ds[RCAT_CAND];
 	n = n < RCAT_CAND ? n : RCAT_CAND;
-	pair_grad(ds, c, p, cats, n, pairs, npairs);
+	pair_grad(ds, c, p, cats, base, n, pairs, npairs);
+	*gb = 0;
+	for (size_t v = 0; base && v < n; v++)
+		*gb += ds[v] * base[v];
 	uint32_t m = group(bc, bds, cats, ds, n, c->n);
 	*gs = 0;
 	for (uint32_t j = 0; j < m; j++)
@@ -553,16 +580,18 @@ static uint32_t data_grad(uint32_t *bc, double *bds, double *gs, const rv_rcat *
 	return m;
 }
 
-void rv_rcat_step(rv_rcat *c, const rv_rcat_profile *p, const uint32_t *cats, size_t n, const rv_gnn_pair *pairs,
-		  size_t npairs)
+void rv_rcat_step(rv_rcat *c, const rv_rcat_profile *p, const uint32_t *cats, const float *base, size_t n,
+		  const rv_gnn_pair *pairs, size_t npairs)
 {
 	if (!c || !c->n || !p->n)
 		return;
 	uint32_t bc[RCAT_CAND];
-	double bds[RCAT_CAND], gs;
-	uint32_t m = data_grad(bc, bds, &gs, c, p, cats, n, pairs, npairs);
+	double bds[RCAT_CAND], gs, gb;
+	uint32_t m = data_grad(bc, bds, &gs, &gb, c, p, cats, base, n, pairs, npairs);
 	gs += reg_grad(c, RCAT_L2, c->sigma, c->sigma_star, c->sigma_f);
 	c->sigma = (float)(c->sigma - RCAT_SIGMA_LR * gs);
+	if (base)
+		c->beta = (float)(c->beta - RCAT_BETA_LR * (gb + RCAT_L2 * ((double)c->beta - 1.0)));
 	for (uint32_t j = 0; j < m; j++)
 		for (uint32_t k = 0; k < p->n; k++) {
 			size_t i = (size_t)p->cat[k] * c->n + bc[j];
@@ -574,6 +603,44 @@ void rv_rcat_step(rv_rcat *c, const rv_rcat_profile *p, const uint32_t *cats, si
 			double x = c->M[i] - RCAT_M_LR * bds[j] * p->w[k];
 			c->M[i] = rv_learn_flush((float)((x + RCAT_M_LR * kk * star) / (1.0 + RCAT_M_LR * kk)));
 		}
+}
+
+void rv_rcat_info_begin(rv_rcat *c)
+{
+	if (c)
+		c->info = c->score2 = 0;
+}
+
+void rv_rcat_info_add(rv_rcat *c, const rv_rcat_profile *p, const uint32_t *cats, const float *base, size_t n,
+		      const rv_gnn_pair *pairs, size_t npairs)
+{
+	if (!c || !c->n || !p->n)
+		return;
+	double g = 0;
+	for (size_t i = 0; i < npairs; i++) {
+		const rv_gnn_pair *pr = &pairs[i];
+		if (pr->chosen >= n || pr->skipped >= n)
+			continue;
+		double d = raw_term(c, p, cats[pr->chosen]) - raw_term(c, p, cats[pr->skipped]) +
+			   (base ? c->beta * ((double)base[pr->chosen] - base[pr->skipped]) : 0.0);
+		double q = 1.0 - rv_learn_sigmoid_neg(d); /* sigmoid(d) */
+		double x = (cats[pr->chosen] < c->n ? profile_weight(p, cats[pr->chosen]) : 0.0) -
+			   (cats[pr->skipped] < c->n ? profile_weight(p, cats[pr->skipped]) : 0.0);
+		c->info += pr->weight * q * (1.0 - q) * x * x;
+		g += pr->weight * (1.0 - q) * x;
+	}
+	c->score2 += g * g;
+}
+
+void rv_rcat_info_end(rv_rcat *c)
+{
+	if (!c)
+		return;
+	/* Sandwich (cluster-robust by sample) standard error: the pair
+	 * weights are inverse propensities, not counts, and a sample's pairs
+	 * share their chosen item. */
+	c->zsig = c->score2 > 0 ? c->sigma * c->info / sqrt(c->score2) : 0.0;
+	c->scale = c->zsig >= RCAT_Z ? 1.0f / (c->beta > RCAT_BETA_MIN ? c->beta : RCAT_BETA_MIN) : 1.0f;
 }
 
 rv_status rv_rcat_fisher_begin(rv_rcat *c)
@@ -590,7 +657,7 @@ rv_status rv_rcat_fisher_begin(rv_rcat *c)
 	return c->facc && c->fcnt ? RV_OK : RV_ENOMEM;
 }
 
-void rv_rcat_fisher_add(rv_rcat *c, const rv_rcat_profile *p, const uint32_t *cats, size_t n,
+void rv_rcat_fisher_add(rv_rcat *c, const rv_rcat_profile *p, const uint32_t *cats, const float *base, size_t n,
 			const rv_gnn_pair *pairs, size_t npairs)
 {
 	if (!c || !c->n || !c->facc)
@@ -599,8 +666,8 @@ void rv_rcat_fisher_add(rv_rcat *c, const rv_rcat_profile *p, const uint32_t *ca
 	if (!p->n)
 		return;
 	uint32_t bc[RCAT_CAND];
-	double bds[RCAT_CAND], gs;
-	uint32_t m = data_grad(bc, bds, &gs, c, p, cats, n, pairs, npairs);
+	double bds[RCAT_CAND], gs, gb;
+	uint32_t m = data_grad(bc, bds, &gs, &gb, c, p, cats, base, n, pairs, npairs);
 	c->fsig += gs * gs;
 	for (uint32_t j = 0; j < m; j++)
 		for (uint32_t k = 0; k < p->n; k++) {
@@ -677,6 +744,8 @@ void rv_rcat_encode(rv_buf *b, const rv_rcat *c)
 	}
 	rv_buf_f32(b, c->sigma);
 	rv_buf_f32(b, c->sigma_f);
+	rv_buf_f32(b, c->beta);
+	rv_buf_f32(b, c->scale);
 	size_t nn = (size_t)c->n * c->n, cnt = 0;
 	for (size_t i = 0; i < nn; i++)
 		cnt += c->M[i] != 0 || (c->M_f && c->M_f[i] != 0);
@@ -738,6 +807,13 @@ rv_status rv_rcat_decode(rv_rcat **out, const rv_db *db, rv_reader *rd, rv_err *
 		}
 	c->sigma = rv_reader_f32(rd);
 	c->sigma_f = rv_reader_f32(rd);
+	c->beta = rv_reader_f32(rd);
+	c->scale = rv_reader_f32(rd);
+	if (!isfinite(c->beta) || !(c->scale > 0) || !isfinite(c->scale)) {
+		st = rv_err_set(e, RV_ECORRUPT, "re-ranker state: category beta %g or scale %g", (double)c->beta,
+				(double)c->scale);
+		goto fail;
+	}
 	uint32_t cnt = rv_reader_u32(rd);
 	size_t nn = (size_t)n * n;
 	if (rd->bad || !isfinite(c->sigma) || !(c->sigma_f >= 0) || !isfinite(c->sigma_f) || cnt > nn ||

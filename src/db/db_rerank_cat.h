@@ -17,17 +17,28 @@
  * category b (people who search shoes buy socks). Both start at 0 (an
  * untrained term changes nothing) and are learned from the same
  * chosen-versus-skipped pairs as the GNN, but as a pairwise model of
- * their own: P(chosen beats skipped) = sigmoid(cat_chosen - cat_skipped),
- * with no distance offset. Position-debiased clicks say which of two
- * shown items users prefer, and the distance term is the prior ranking,
- * not part of that preference: fitted with the distance as offset, the
- * term learned sigma < 0 from random clicks (a category share falls with
- * distance, so it served to cancel the distance: -10% NDCG@10 in
- * tests/test_rerank_cat.c's world) and too small a sigma from real ones
- * (+14% on the Debian set where the same term at the scale the pairs
- * alone give reaches +20%). Because the profile is read from the pool, a
- * query never seen, an item never clicked and a category with few
- * events all take part: sigma generalises to every category.
+ * their own, with the distance term's weight beta learned too:
+ *
+ *   P(chosen beats skipped) = sigmoid(beta (base_c - base_s) + cat_c - cat_s)
+ *
+ * (with the distance as a fixed offset, random clicks taught sigma < 0:
+ * the share of a category falls with distance, so it served to cancel
+ * the distance, -10% NDCG@10 in tests/test_rerank_cat.c's world). The
+ * re-ranker adds the term to a distance of weight 1, so sigma is served
+ * as sigma / beta (beta at least RCAT_BETA_MIN = 0.1): the trade-off the
+ * clicks imply. Position-corrected clicks among shown items hardly
+ * depend on distance, so beta is small and sigma is served up to 10x -
+ * which amplifies noise as readily as a preference, so only a sigma
+ * that the clicks establish (z = sigma / its standard error >= 3, a
+ * sandwich estimate clustered by sample, as the pair weights are
+ * inverse propensities, not counts) is served so; otherwise it is
+ * served as fitted. Measured on the Debian set: random clicks gave
+ * |z| < 2.8 in 6 consolidations, real ones z 6-17; served as fitted the
+ * set gained +12% at 10k events, over beta +22%. M is served as
+ * fitted: its entries have no such test, and amplified with sigma they
+ * cost the Debian set its gain. Because the profile is read from the
+ * pool, a query never seen, an item never clicked and a category with
+ * few events all take part: sigma generalises to every category.
  *
  * Why it exists: a relation such as "same Debian section as the query"
  * is neither a direction in embedding space (the query adapter) nor a
@@ -84,22 +95,31 @@ void rv_rcat_profile_of(rv_rcat_profile *p, const rv_rcat *c, const rv_db *db, c
 /* cat(q, v) for a candidate of category cat under profile p. */
 float rv_rcat_term(const rv_rcat *c, const rv_rcat_profile *p, uint32_t cat);
 
+float rv_rcat_scale(const rv_rcat *c); /* how many times sigma is served (1 untrained) */
+
 /* Training (one thread; the term is the training copy).
  * rv_rcat_anchor: EWC++ - from now on the regulariser of sigma and of
  * each M entry is (l2 + lambda F)/2 (theta - theta*)^2 around the current
  * values, F their Fisher estimate (rv_rcat_fisher_*); lambda 0: l2/2
  * theta^2. rv_rcat_step: one SGD step on the term's pair loss
- * sum w softplus(-(cat_chosen - cat_skipped)) over pairs of candidates
- * 0..n-1 (categories cats[0..n), at most 64) under profile p, each weight
- * with its regulariser. */
+ * sum w softplus(-(beta (base_c - base_s) + cat_c - cat_s)) over pairs
+ * of candidates 0..n-1 (categories cats[0..n), at most 64; distance
+ * terms base[0..n), or NULL for none) under profile p, each weight with
+ * its regulariser (beta's pulls towards 1).
+ * rv_rcat_info_begin / _add / _end: after training, the pairs of every
+ * sample once, for sigma's standard error; _end sets the served scale. */
 void rv_rcat_anchor(rv_rcat *c, float lambda);
-void rv_rcat_step(rv_rcat *c, const rv_rcat_profile *p, const uint32_t *cats, size_t n, const rv_gnn_pair *pairs,
-		  size_t npairs);
+void rv_rcat_step(rv_rcat *c, const rv_rcat_profile *p, const uint32_t *cats, const float *base, size_t n,
+		  const rv_gnn_pair *pairs, size_t npairs);
+void rv_rcat_info_begin(rv_rcat *c);
+void rv_rcat_info_add(rv_rcat *c, const rv_rcat_profile *p, const uint32_t *cats, const float *base, size_t n,
+		      const rv_gnn_pair *pairs, size_t npairs);
+void rv_rcat_info_end(rv_rcat *c);
 /* Fisher estimate: begin, add one sample's data gradient (as for step),
  * then end, which blends the mean squared gradients with prev's estimate
  * (weight keep on the old; prev may be NULL). */
 rv_status rv_rcat_fisher_begin(rv_rcat *c);
-void rv_rcat_fisher_add(rv_rcat *c, const rv_rcat_profile *p, const uint32_t *cats, size_t n,
+void rv_rcat_fisher_add(rv_rcat *c, const rv_rcat_profile *p, const uint32_t *cats, const float *base, size_t n,
 			const rv_gnn_pair *pairs, size_t npairs);
 void rv_rcat_fisher_end(rv_rcat *c, const rv_rcat *prev, double keep);
 /* Whether every weight is finite (training did not diverge). */
@@ -108,7 +128,8 @@ bool rv_rcat_finite(const rv_rcat *c);
 void rv_rcat_done(rv_rcat *c);
 
 /* Byte form (inside the re-ranker's): u16 field length, field, u32
- * categories, each u16 length and name; f32 sigma, f32 its Fisher; u32
+ * categories, each u16 length and name; f32 sigma, f32 its Fisher, f32
+ * beta, f32 served scale (> 0); u32
  * entries, each u32 index a * categories + b, f32 M, f32 Fisher (non-zero
  * ones, ascending). Decode checks every field (RV_ECORRUPT). */
 void rv_rcat_encode(rv_buf *b, const rv_rcat *c);
