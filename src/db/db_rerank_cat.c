@@ -2,11 +2,13 @@
  * db_rerank_cat.c - the re-ranker's category term (db_rerank_cat.h has
  * the model and why).
  *
- * Gradients. With s_v the score of candidate v and ds_v = dL/ds_v from
- * the pair loss, cat(q, v) enters s_v with weight 1, so
+ * Gradients. In the term's pair model a candidate scores
+ * s_v = beta base_v + cat_v (sigma at scale 1); with ds_v = dL/ds_v from
+ * the pair loss sum w softplus(-(s_c - s_s)),
  *   dL/dsigma    = sum_v ds_v p(c_v)
  *   dL/dM[a][b]  = p(a) sum_{v: c_v = b} ds_v
- * Both step by plain SGD, like the re-ranker's item priors: Adam moves a
+ *   dL/dbeta     = sum_v ds_v base_v
+ * All step by plain SGD, like the re-ranker's item priors: Adam moves a
  * weight a full step per sample whatever the evidence, and from random
  * clicks (no preference, so a gradient of mean 0) it drove sigma to 0.5
  * in tests/test_rerank_cat.c's world where SGD leaves 0.05, with the

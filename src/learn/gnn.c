@@ -264,7 +264,6 @@ float *rv_gnn_priors(rv_gnn *m, size_t *n)
 size_t rv_gnn_prior_count(const rv_gnn *m) { return m->nprior; }
 const double *rv_gnn_grad(const rv_gnn *m) { return m->grad; }
 const double *rv_gnn_prior_grad(const rv_gnn *m) { return m->prior_grad; }
-const double *rv_gnn_score_grad(const rv_gnn *m) { return m->ds; }
 uint64_t rv_gnn_steps(const rv_gnn *m) { return m->steps; }
 
 /* ------------------------------------------------------------------------

@@ -458,11 +458,6 @@ size_t rv_gnn_prior_count(const rv_gnn *m);
 rv_status rv_gnn_reserve_priors(rv_gnn *m, size_t n);
 const double *rv_gnn_grad(const rv_gnn *m);       /* valid after a loss_grad with want_grad */
 const double *rv_gnn_prior_grad(const rv_gnn *m); /* same */
-/* d (pair term) / d score of each candidate v < ncand, after a loss_grad
- * with want_grad, a data_grad or a step (it is the gradient before the
- * step): what a term a caller adds to the scores through base needs for
- * its own gradient. */
-const double *rv_gnn_score_grad(const rv_gnn *m);
 uint64_t rv_gnn_steps(const rv_gnn *m);
 
 rv_status rv_gnn_save(rv_buf *out, const rv_gnn *m);
