@@ -898,7 +898,10 @@ static rv_status fisher_pass(float *fw, float *fp, size_t nitems, rr_train *t, c
 		cnt++;
 	}
 	double keep = prev && prev->fisher ? RR_FISHER_KEEP : 0.0, inv = cnt ? (1.0 - keep) / (double)cnt : 0.0;
-	rv_rcat_fisher_end(t->cat, prev ? prev->cat : NULL, keep);
+	/* The term's old estimate is prev's only when it went on from it. */
+	bool cat_from_prev = t->cat && prev && prev->cat &&
+			     strcmp(rv_rcat_field(prev->cat), rv_rcat_field(t->cat)) == 0;
+	rv_rcat_fisher_end(t->cat, cat_from_prev ? keep : 0.0);
 	for (size_t j = 0; j < np; j++)
 		fw[j] = (float)(keep * (prev && prev->fisher ? prev->fisher[j] : 0.0) + inv * aw[j]);
 	for (size_t it = 0; it < nitems; it++)

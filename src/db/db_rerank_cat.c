@@ -204,7 +204,8 @@ void rv_rcat_free(rv_rcat *c)
 	rv_dealloc(c->a, c);
 }
 
-/* Names (taking ownership of names[0..n)), table, weights, slot cache. */
+/* Names (taking ownership of names[0..n), also when it fails: c frees
+ * them), table, weights, slot cache. */
 static bool rcat_fill(rv_rcat *c, char **names, uint32_t n, uint32_t nslots)
 {
 	c->name = names;
@@ -310,24 +311,21 @@ rv_status rv_rcat_create(rv_rcat **out, const rv_db *db, const char *field, cons
 		names[i] = ent[i].s;
 		ent[i].s = NULL;
 	}
-	char **owned = names;
-	names = NULL;
-	if (!rcat_fill(c, owned, n, db->vecs.n)) {
-		if (!c->name) /* not taken */
-			names = owned;
+	if (!rcat_fill(c, names, n, db->vecs.n)) /* takes names, even when it fails */
 		goto nomem;
-	}
 	/* Going on: the weights (and Fisher estimates) of known names. */
+	if (prev && strcmp(prev->field, field) == 0) {
+		c->sigma = prev->sigma;
+		c->sigma_f = prev->sigma_f;
+		c->beta = prev->beta;
+		c->scale = prev->scale;
+	}
 	if (prev && strcmp(prev->field, field) == 0 && n) {
 		uint32_t *map = rv_malloc(db->a, n * sizeof(uint32_t));
 		if (!map)
 			goto nomem;
 		for (uint32_t i = 0; i < n; i++)
 			map[i] = lookup(prev, c->name[i], strlen(c->name[i]));
-		c->sigma = prev->sigma;
-		c->sigma_f = prev->sigma_f;
-		c->beta = prev->beta;
-		c->scale = prev->scale;
 		if (prev->M_f && !(c->M_f = rv_calloc(db->a, (size_t)n * n, sizeof(float)))) {
 			rv_dealloc(db->a, map);
 			goto nomem;
@@ -342,11 +340,6 @@ rv_status rv_rcat_create(rv_rcat **out, const rv_db *db, const char *field, cons
 					c->M_f[(size_t)a * n + b] = prev->M_f[pi];
 			}
 		rv_dealloc(db->a, map);
-	} else if (prev && strcmp(prev->field, field) == 0) {
-		c->sigma = prev->sigma;
-		c->sigma_f = prev->sigma_f;
-		c->beta = prev->beta;
-		c->scale = prev->scale;
 	}
 	*out = c;
 	c = NULL;
@@ -358,11 +351,6 @@ done:
 		rv_dealloc(db->a, ent[i].s);
 	rv_dealloc(db->a, ent);
 	rv_dealloc(db->a, tab);
-	if (names) {
-		for (uint32_t i = 0; i < (nent < RV_RCAT_MAX ? nent : RV_RCAT_MAX); i++)
-			rv_dealloc(db->a, names[i]);
-		rv_dealloc(db->a, names);
-	}
 	rv_rcat_free(c);
 	return st;
 }
@@ -395,14 +383,8 @@ rv_status rv_rcat_clone(rv_rcat **out, const rv_rcat *c, const rv_alloc *a, rv_e
 		}
 		memcpy(names[i], c->name[i], len + 1);
 	}
-	if (!rcat_fill(d, names, c->n, c->ncache)) {
-		if (!d->name) {
-			for (uint32_t k = 0; k < c->n; k++)
-				rv_dealloc(a, names[k]);
-			rv_dealloc(a, names);
-		}
+	if (!rcat_fill(d, names, c->n, c->ncache))
 		goto nomem;
-	}
 	size_t nn = (size_t)c->n * c->n;
 	if (nn)
 		memcpy(d->M, c->M, nn * sizeof(float));
@@ -680,14 +662,13 @@ void rv_rcat_fisher_add(rv_rcat *c, const rv_rcat_profile *p, const uint32_t *ca
 		}
 }
 
-void rv_rcat_fisher_end(rv_rcat *c, const rv_rcat *prev, double keep)
+void rv_rcat_fisher_end(rv_rcat *c, double keep)
 {
 	if (!c || !c->n || !c->facc)
 		return;
 	size_t nn = (size_t)c->n * c->n;
-	/* c->sigma_f and c->M_f hold prev's estimate mapped by name (create). */
-	if (!prev)
-		keep = 0;
+	/* c->sigma_f and c->M_f hold the previous term's estimate, mapped by
+	 * name (rv_rcat_create). */
 	double old_sig = keep > 0 ? c->sigma_f : 0.0;
 	c->sigma_f = (float)(keep * old_sig + (1.0 - keep) * (c->fsamples ? c->fsig / (double)c->fsamples : 0.0));
 	if (!c->M_f)
@@ -794,13 +775,12 @@ rv_status rv_rcat_decode(rv_rcat **out, const rv_db *db, rv_reader *rd, rv_err *
 		memcpy(names[i], s, len);
 		names[i][len] = 0;
 	}
-	if (!rcat_fill(c, names, n, db->vecs.n)) {
+	bool filled = rcat_fill(c, names, n, db->vecs.n);
+	names = NULL; /* c's now */
+	if (!filled) {
 		st = rv_err_nomem(e);
-		if (!c->name)
-			goto fail_names;
 		goto fail;
 	}
-	names = NULL;
 	/* Names must be distinct: lookup finds the first of equal ones. */
 	for (uint32_t i = 0; i < n; i++)
 		if (lookup(c, c->name[i], strlen(c->name[i])) != i) {

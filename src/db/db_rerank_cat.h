@@ -116,12 +116,13 @@ void rv_rcat_info_add(rv_rcat *c, const rv_rcat_profile *p, const uint32_t *cats
 		      const rv_gnn_pair *pairs, size_t npairs);
 void rv_rcat_info_end(rv_rcat *c);
 /* Fisher estimate: begin, add one sample's data gradient (as for step),
- * then end, which blends the mean squared gradients with prev's estimate
- * (weight keep on the old; prev may be NULL). */
+ * then end, which blends the mean squared gradients with the estimate
+ * the term started from (rv_rcat_create's prev, weight keep on it; 0
+ * when there was none). */
 rv_status rv_rcat_fisher_begin(rv_rcat *c);
 void rv_rcat_fisher_add(rv_rcat *c, const rv_rcat_profile *p, const uint32_t *cats, const float *base, size_t n,
 			const rv_gnn_pair *pairs, size_t npairs);
-void rv_rcat_fisher_end(rv_rcat *c, const rv_rcat *prev, double keep);
+void rv_rcat_fisher_end(rv_rcat *c, double keep);
 /* Whether every weight is finite (training did not diverge). */
 bool rv_rcat_finite(const rv_rcat *c);
 /* Drop the training state (anchor, Fisher scratch): a serving term. */
