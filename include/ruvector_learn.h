@@ -186,22 +186,34 @@ enum {
  * goes on training from the active version's re-ranker (on queries as
  * the new BaseLoRA adapts them), held near it by its own EWC++ (see
  * ewc_lambda); a GNN that cannot be trained (too few
- * usable pairs) is left out rather than failing. The version keeps the
+ * usable pairs) is left out rather than failing. Held-out NDCG@10 is
+ * that of each ranker's order of the hits a held-out search showed, the
+ * gains its rewards weighed by the inverse propensity of the position
+ * they were shown at (as in training: clicks favour the top of the
+ * ranking shown). The version keeps the
  * combination (BaseLoRA, GNN, or both) with the best held-out NDCG gain
  * over the plain ranking among those whose gain, paired over the held-out
- * searches, exceeds 2 standard errors; a learner the active version has
- * is added to that combination unless the combination with it is shown
- * worse than plain (gain below -1 standard error) or leaving it out is
- * better by more than 2 standard errors of their paired difference. Its
- * learners field says what was kept. When none does, the best one that the held-out searches do not
- * show worse than plain (gain above -1 standard error) is kept and the
+ * searches, exceeds sqrt(4 + 2 ln k) standard errors, where this is the
+ * k-th consolidation since the active version's own (since the first
+ * while the active version has no learner): 2 at k = 1, so that the
+ * chance that a version fitted to noise passes grows like ln k over a
+ * run of consolidations, not like k; a learner the active version has
+ * is added to that combination unless the combination with it is
+ * significantly worse than plain (gain below -2 standard errors) or
+ * leaving it out is better by more than 2 standard errors of their paired
+ * difference. Its learners field says what was kept. When none does, of
+ * those that the held-out searches do not show worse than plain (gain
+ * above -1 standard error) the one with the most learners (then the best
+ * gain) is kept and the
  * version becomes the candidate for interleaving (below), whatever the
  * flags: logged feedback cannot judge items nobody was shown, live
  * traffic can. The version keeps the active version's
  * learners instead (copies of them) when the held-out searches do not
  * show those significantly worse than plain and either no new
  * combination qualifies, or the active learners beat the best new one
- * by more than 2 standard errors of their paired difference (a re-ranker
+ * by more than 2 standard errors of their paired difference, or the best
+ * new one leaves out one of the active learners and does not beat them
+ * by more than 2 standard errors (a re-ranker
  * trained on from the live one can lose what it knew once the hits shown
  * are mostly ones users want). Otherwise, with no combination, it has
  * none. The regions are k-means over
@@ -219,7 +231,9 @@ enum {
  * knew from the same events: its BaseLoRA is also trained against the
  * ranking it starts from, not only against the hits the MicroLoRA shaped. With it, the new version becomes the
  * candidate (replacing any earlier candidate, which stays kept as an
- * ordinary version) and the active version is unchanged.
+ * ordinary version) and the active version is unchanged. A candidate
+ * the consolidation makes by itself replaces one on trial only when that
+ * one does not lead its trial (see Interleaving below).
  *
  * Runs on the calling thread: the snapshot and the install take the
  * write lock briefly; the training holds the read lock, so searches go on
@@ -273,15 +287,19 @@ typedef struct rv_learn_version {
  * losses above are the candidate's); reward <= 0 credits nothing (a skip
  * falls on either side about as often as it places unwanted hits, and
  * counted it only dilutes the clicks).
- * A sequential probability ratio test (win rate 1/2 against 0.6;
- * promoting a candidate that is no better 1% of the time, dropping one
- * that wins 60% of the time 5% of the time, however long it runs)
- * promotes the candidate after at least 50 decisive events (it becomes
- * active, as by rv_db_learn_rollback) or drops it as soon as it says so
- * (it stays kept, no longer interleaved); 2000 decisive events without a
- * decision also drop it. A consolidation makes a candidate by itself
- * when its new learners' held-out gain over the plain ranking is short
- * of 2 standard errors but above -1 (see rv_db_learn_consolidate). Searches
+ * A sequential probability ratio test (win rate 1/2 against 0.57;
+ * promoting a candidate that is no better 1% / k of the time, where k
+ * counts the consolidations since the active version's own (so over a
+ * run of trials the chance that any such candidate is promoted grows
+ * like ln k, not k), and dropping one that wins 57% of the time 5% of
+ * the time, however long it runs) promotes the candidate after at least
+ * 50 decisive events (it becomes active, as by rv_db_learn_rollback) or
+ * drops it as soon as it says so (it stays kept, no longer interleaved);
+ * 2000 decisive events without a decision also drop it. A consolidation
+ * makes a candidate by itself when its new learners' held-out gain over
+ * the plain ranking is short of 2 standard errors but above -1 (see
+ * rv_db_learn_consolidate); while the candidate on trial leads, such a
+ * version is kept but not interleaved, and the trial goes on. Searches
  * whose interleaving record was crowded out by more than 64 concurrent
  * interleaved searches, and feedback given by vector, are not credited. */
 

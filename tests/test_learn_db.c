@@ -171,7 +171,7 @@ static double utility(const world *w, const float *v, float sign, const float *q
 	return dot(q, x, D) + sign * ALPHA * dot(v, x, D);
 }
 
-static char paths[20][1024];
+static char paths[21][1024];
 static const char *keep_path(int k, const char *name)
 {
 	if (!paths[k][0])
@@ -1000,6 +1000,119 @@ TEST(interleaving_promotes_better_drops_worse)
 	CHECK(!s.versions[1].candidate && s.active_version == good);
 	CHECK(s.versions[1].interleave_losses > s.versions[1].interleave_wins);
 	CHECK(s.versions[1].interleave_wins + s.versions[1].interleave_losses < 2000); /* decided, not timed out */
+	rv_db_close(db);
+	world_free(&w);
+}
+
+/* Decisive events of one trial at win rate p until the verdict or
+ * `len` events (the next consolidation): 1 promoted, -1 dropped, 0 open. */
+static int trial_outcome(lcg *r, double p, int len, uint32_t k)
+{
+	uint64_t w = 0, l = 0;
+	for (int i = 0; i < len; i++) {
+		if (lcg_uniform(r) < p)
+			w++;
+		else
+			l++;
+		int v = rv_learn_tdi_verdict(w, l, k);
+		if (v)
+			return v;
+	}
+	return 0;
+}
+
+/* Repeated trials: candidates no better than the active version (win
+ * rate 1/2), one per consolidation, each cut off after 400 decisive
+ * events. Held to TDI_ALPHA / k, the chance that any of 20 is promoted
+ * stays near one trial's; at a fixed level it grows with their number.
+ * A better candidate (0.6) made late is still promoted, and a worse one
+ * (0.4) dropped. */
+TEST(interleaving_verdict_controls_repeated_trials)
+{
+	enum { RUNS = 1000, TRIALS = 20, LEN = 400 };
+	lcg r = { 12345 };
+	int any_k = 0, any_fixed = 0;
+	for (int run = 0; run < RUNS; run++) {
+		bool hit_k = false, hit_fixed = false;
+		for (uint32_t k = 1; k <= TRIALS; k++) {
+			hit_k |= trial_outcome(&r, 0.5, LEN, k) > 0;
+			hit_fixed |= trial_outcome(&r, 0.5, LEN, 1) > 0;
+		}
+		any_k += hit_k;
+		any_fixed += hit_fixed;
+	}
+	int good = 0, bad_dropped = 0;
+	for (int run = 0; run < 200; run++) {
+		good += trial_outcome(&r, 0.6, 2000, 10) > 0;
+		bad_dropped += trial_outcome(&r, 0.4, 2000, 10) < 0;
+	}
+	fprintf(stderr, "   %d trials of no better candidates: some promoted in %.1f%% of runs at 1%%/k, %.1f%% at 1%%; "
+		"at k = 10 a 0.6 candidate promoted %d of 200, a 0.4 one dropped %d of 200\n", TRIALS,
+		100.0 * any_k / RUNS, 100.0 * any_fixed / RUNS, good, bad_dropped);
+	CHECK_MSG(any_k <= RUNS * 0.01 * (1 + log(TRIALS)), "family-wise %.3f", (double)any_k / RUNS);
+	CHECK_MSG(any_fixed > 2 * any_k, "fixed level %d against %d", any_fixed, any_k);
+	CHECK(good >= 180 && bad_dropped == 200);
+	/* The levels themselves: 35 wins and 5 losses do not promote (fewer
+	 * than 50 decisive events); 50 and 10 do at k = 1, not at k = 1000. */
+	CHECK(rv_learn_tdi_verdict(35, 5, 1) == 0);
+	CHECK(rv_learn_tdi_verdict(50, 10, 1) == 1);
+	CHECK(rv_learn_tdi_verdict(50, 10, 1000) == 0);
+	CHECK(rv_learn_tdi_verdict(5, 25, 1) == -1);
+	CHECK(rv_learn_tdi_verdict(5, 15, 1) == 0);
+	CHECK(rv_learn_tdi_verdict(1000, 1000, 1) == -1);
+}
+
+/* A candidate the consolidation puts on trial by itself keeps its trial
+ * while it leads; the next such version is kept, not interleaved. One
+ * that does not lead is replaced by the newer. Users who click the plain
+ * ranking's best hit (sign 0) make versions with no gain that are not
+ * worse either: each is a trial candidate. */
+TEST(leading_candidate_keeps_its_trial)
+{
+	world w;
+	world_make(&w, NITEMS, 61);
+	rv_db *db = NULL;
+	CHECK_OK(fill(&db, 20, "ldb_lead.rvf", &w), db);
+	CHECK_OK(configure(db, RV_LEARN_BASE, 0.0f), db);
+	/* Learning off while the users act: their clicks must not move the
+	 * records set below. */
+	CHECK_OK(simulate(&w, db, 1200, w.va, 0, 71), db);
+	uint32_t first = 0;
+	CHECK_OK(rv_db_learn_consolidate(db, 0, &first), db);
+	rv_learn_status s = status_of(db);
+	CHECK_MSG(s.active_version == 0 && s.versions[0].candidate, "v%u: active v%u, candidate %d", first,
+		  s.active_version, s.versions[0].candidate);
+	rv_lversion *cv = rv_learn_find(db->ls, first);
+	CHECK(cv != NULL);
+	if (!cv)
+		goto out;
+	cv->info.interleave_wins = 20; /* ahead, not yet promoted (fewer than 50) */
+	cv->info.interleave_losses = 5;
+	CHECK(rv_learn_tdi_share(cv) == RV_TDI_SHARE_AHEAD);
+	CHECK_OK(simulate(&w, db, 1200, w.va, 0, 72), db);
+	uint32_t second = 0;
+	CHECK_OK(rv_db_learn_consolidate(db, 0, &second), db);
+	s = status_of(db);
+	fprintf(stderr, "   leading v%u, then v%u: active v%u, candidate v%u\n", first, second, s.active_version,
+		db->ls->candidate);
+	CHECK_MSG(second > first && db->ls->candidate == first && s.active_version == 0,
+		  "v%u keeps its trial over v%u (candidate v%u, active v%u)", first, second, db->ls->candidate,
+		  s.active_version);
+	/* Even: the next trial version replaces it. */
+	cv->info.interleave_wins = 5;
+	CHECK(rv_learn_tdi_share(cv) == RV_TDI_SHARE_START);
+	CHECK_OK(simulate(&w, db, 1200, w.va, 0, 73), db);
+	uint32_t third = 0;
+	CHECK_OK(rv_db_learn_consolidate(db, 0, &third), db);
+	s = status_of(db);
+	CHECK_MSG(db->ls->candidate == third && s.active_version == 0, "candidate v%u, active v%u, made v%u",
+		  db->ls->candidate, s.active_version, third);
+	/* Counted from the first while nothing is active; from the active
+	 * version once it has a learner. */
+	CHECK(rv_learn_kth(db->ls, third) == third);
+	CHECK_OK(rv_db_learn_rollback(db, first), db);
+	CHECK(rv_learn_kth(db->ls, third) == third - first && rv_learn_kth(db->ls, first) == 1);
+out:
 	rv_db_close(db);
 	world_free(&w);
 }

@@ -115,6 +115,11 @@ typedef struct run {
 	double train_s, eval_s, consolidate_s, commit_s;
 	double train_s_phase1;
 	unsigned n_consolidate;
+	/* Live trials: consolidations that made a candidate, and candidates
+	 * promoted (the active version changed between consolidations). */
+	unsigned n_trials, n_promoted;
+	uint32_t last_active;
+	uint64_t promoted_at[8]; /* events at the consolidation after each of the first 8 */
 	double *fb_us;
 	size_t n_fb, cap_fb;
 	point pts[MAX_POINTS];
@@ -176,14 +181,41 @@ static void consolidate(run *r)
 	 * needs at least 100 of them. */
 	if (!consolidating(r) || r->failed || r->events < r->last_consolidated + 100)
 		return;
+	rv_learn_status ls;
+	memset(&ls, 0, sizeof ls);
+	ls.size = sizeof ls;
+	if (rv_db_learn_status(&ls, r->db) == RV_OK && ls.active_version != r->last_active) {
+		if (r->n_promoted < sizeof r->promoted_at / sizeof r->promoted_at[0])
+			r->promoted_at[r->n_promoted] = r->events;
+		r->n_promoted++;
+	}
 	double t0 = lb_now();
 	uint32_t version = 0;
 	rv_status st = rv_db_learn_consolidate(r->db, 0, &version);
 	r->consolidate_s += lb_now() - t0;
 	r->n_consolidate++;
 	r->last_consolidated = r->events;
-	if (st != RV_OK)
+	if (st != RV_OK) {
 		run_fail(r, "rv_db_learn_consolidate", st);
+		return;
+	}
+	if (rv_db_learn_status(&ls, r->db) == RV_OK) {
+		r->last_active = ls.active_version;
+		for (uint32_t i = 0; i < ls.n_versions && i < RV_LEARN_MAX_VERSIONS; i++)
+			r->n_trials += ls.versions[i].version == version && ls.versions[i].candidate;
+	}
+}
+
+/* One line: the run's live trials and when candidates were promoted. */
+static void print_trials(const run *r)
+{
+	if (!consolidating(r) || r->failed)
+		return;
+	printf("  %-24s %u consolidations, %u made a candidate, %u promoted", r->name, r->n_consolidate, r->n_trials,
+	       r->n_promoted);
+	for (unsigned i = 0; i < r->n_promoted && i < sizeof r->promoted_at / sizeof r->promoted_at[0]; i++)
+		printf("%s%llu", i ? ", " : " (by ", (unsigned long long)r->promoted_at[i]);
+	printf("%s\n", r->n_promoted ? " events)" : "");
 }
 
 /* Impressions of train queries until r->events reaches `until`. */
@@ -799,6 +831,7 @@ static void phase1(run *r, const opts *o, const lb_workload *w)
 		train(r, w, o->events, o->every);
 		checkpoint(r, w, NULL);
 	}
+	print_trials(r);
 }
 
 static void phase2(run *r, const opts *o, const lb_workload *w)
@@ -815,6 +848,7 @@ static void phase2(run *r, const opts *o, const lb_workload *w)
 		if (e == o->max_events)
 			break;
 	}
+	print_trials(r);
 }
 
 /* The 100-candidate re-ranking cost: pool = rerank_pool x k = 10 x 10, on

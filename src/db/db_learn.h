@@ -169,6 +169,16 @@ void rv_learn_warm(const rv_db *db, const rv_reranker *r);
 void rv_learn_trim(rv_db *db);
 /* Interleaving feedback on search id with the item at position pos. */
 void rv_learn_credit(rv_db *db, uint64_t search_id, uint32_t pos, float reward);
+/* Which consolidation since the active version's own (since the first,
+ * while the active version has no learner) made version v: k >= 1. The
+ * tests each consolidation makes (the gate, a live trial) are held to
+ * their level / k, so that over many consolidations without a gain the
+ * chance that one passes by luck grows like ln k, not k. */
+uint32_t rv_learn_kth(const struct rv_learn_state *ls, uint32_t v);
+/* The interleaving test's verdict on a candidate with w wins and l
+ * losses made by the k-th consolidation (rv_learn_kth; see
+ * db_learn_api.c): 1 promote it, -1 drop it, 0 go on. */
+int rv_learn_tdi_verdict(uint64_t w, uint64_t l, uint32_t k);
 /* One query in this many is interleaved with candidate cv now. */
 unsigned rv_learn_tdi_share(const rv_lversion *cv);
 

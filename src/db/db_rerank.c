@@ -1297,8 +1297,10 @@ static void pick_best(uint32_t *pick, const float *sv, size_t n, size_t keep)
 	}
 }
 
-size_t rv_reranker_apply(const rv_reranker *r, const rv_db *db, const float *q, rv_hnsw_hit *hits, size_t n,
-			 size_t k)
+/* rv_reranker_apply; the category profile from pool[0..np) when pool is
+ * given, else from the hits. */
+static size_t apply(const rv_reranker *r, const rv_db *db, const float *q, rv_hnsw_hit *hits, size_t n, size_t k,
+		    const uint32_t *pool, size_t np)
 {
 	size_t keep = n < k ? n : k;
 	if (!r || !db || !q || !hits || n < 2 || keep == 0 || db->dim != r->dim)
@@ -1349,7 +1351,7 @@ size_t rv_reranker_apply(const rv_reranker *r, const rv_db *db, const float *q, 
 	/* The hits come nearest first: their head is the query's profile. */
 	rv_rcat_profile prof;
 	if (r->cat)
-		rv_rcat_profile_of(&prof, r->cat, db, slots, n);
+		rv_rcat_profile_of(&prof, r->cat, db, pool ? pool : slots, pool ? np : n);
 	score_slots(sv, r, db, q, slots, dist, n, r->cat ? &prof : NULL, w, row, &sc);
 	if (sc.failed)
 		goto done;
@@ -1379,6 +1381,21 @@ done:
 	scratch_free(&sc);
 	rv_dealloc(db->a, buf);
 	return keep;
+}
+
+size_t rv_reranker_apply(const rv_reranker *r, const rv_db *db, const float *q, rv_hnsw_hit *hits, size_t n,
+			 size_t k)
+{
+	return apply(r, db, q, hits, n, k, NULL, 0);
+}
+
+size_t rv_reranker_apply_pool(const rv_reranker *r, const rv_db *db, const float *q, rv_hnsw_hit *hits, size_t n,
+			      size_t k, const uint32_t *pool, size_t np)
+{
+	for (size_t i = 0; pool && i < np; i++)
+		if (!slot_live(db, pool[i]))
+			return apply(r, db, q, hits, n, k, NULL, 0);
+	return apply(r, db, q, hits, n, k, pool, np);
 }
 
 /* The category profile of slots[0..n) as a pool: ordered by distance to q. */

@@ -108,6 +108,13 @@ rv_status rv_reranker_train(rv_reranker **r, const rv_db *db, rv_gnn_kind kind, 
  * keeps the order it was given. */
 size_t rv_reranker_apply(const rv_reranker *r, const rv_db *db, const float *q, rv_hnsw_hit *hits, size_t n,
 			 size_t k);
+/* The same, with the category profile read from pool[0..np) (live
+ * slots, nearest first) instead of the hits: for re-ranking part of a
+ * pool, such as the hits a logged search showed, as the search that
+ * ranked the whole pool would. A pool slot that is not live: the hits'
+ * profile, as rv_reranker_apply. */
+size_t rv_reranker_apply_pool(const rv_reranker *r, const rv_db *db, const float *q, rv_hnsw_hit *hits, size_t n,
+			      size_t k, const uint32_t *pool, size_t np);
 /* The neighbours of slot that moved its score for q, most influential
  * first: up to max (slot, weight) pairs, *n of them. The item itself is
  * one of the entries (its own features count too). GAT: the attention,
