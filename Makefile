@@ -5,12 +5,13 @@
 #               unit tests again under AddressSanitizer + UBSan
 #   make bench  ruvector and hnswlib on the same data in one run -> docs/BENCHMARKS.md
 #   make bench-learn  simulated users on real data: what learning gains -> docs/LEARNING.md
+#   make bench-learn-seeds  the same, all learners at 10k events, over several seeds
 #   make bench-profile instructions and cache misses per query vs hnswlib -> docs/PROFILE.md
 BUILD ?= build
 ASAN_BUILD ?= build-asan
 JOBS ?= $(shell nproc)
 
-.PHONY: all setup build data demo test test-fast test-asan test-tsan fuzz bench bench-learn bench-profile install clean
+.PHONY: all setup build data demo test test-fast test-asan test-tsan fuzz bench bench-learn bench-learn-seeds bench-profile install clean
 
 all: build
 
@@ -56,6 +57,12 @@ bench-learn: build
 	./scripts/learndata.sh $(BUILD)
 	$(BUILD)/bench/learn_bench --out docs/learning
 	gnuplot -e "dir='docs/learning'" bench/learn/plots.gp
+
+# Run-to-run spread of all learners at 10k events over class seeds (about
+# 25 min): docs/learning/seeds/seeds.md.
+bench-learn-seeds: build
+	./scripts/learndata.sh $(BUILD)
+	./bench/learn/seeds.sh $(BUILD) docs/learning/seeds
 
 # ThreadSanitizer over the cases where threads share an index or a handle.
 TSAN_BUILD ?= build-tsan

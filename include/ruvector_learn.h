@@ -202,8 +202,8 @@ enum {
  * significantly worse than plain (gain below -2 standard errors) or
  * leaving it out is better by more than 2 standard errors of their paired
  * difference. Its learners field says what was kept. When none does, of
- * those that the held-out searches do not show worse than plain (gain
- * above -1 standard error) the one with the most learners (then the best
+ * those that the held-out searches do not show significantly worse than
+ * plain (gain above -2 standard errors) the one with the most learners (then the best
  * gain) is kept and the
  * version becomes the candidate for interleaving (below), whatever the
  * flags: logged feedback cannot judge items nobody was shown, live
@@ -297,7 +297,7 @@ typedef struct rv_learn_version {
  * drops it as soon as it says so (it stays kept, no longer interleaved);
  * 2000 decisive events without a decision also drop it. A consolidation
  * makes a candidate by itself when its new learners' held-out gain over
- * the plain ranking is short of 2 standard errors but above -1 (see
+ * the plain ranking is short of the gate but above -2 standard errors (see
  * rv_db_learn_consolidate); while the candidate on trial leads, such a
  * version is kept but not interleaved, and the trial goes on. Searches
  * whose interleaving record was crowded out by more than 64 concurrent

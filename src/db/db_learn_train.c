@@ -1603,9 +1603,9 @@ static rv_status train_version(made *m, rv_db *db, unsigned flags, const atomic_
 	 * near-equals is a coin toss (measured on Fiori's workload shift:
 	 * after B the versions kept A's gain, 0.64 NDCG@10 under A and 0.52
 	 * under B, until one picked the BaseLoRA alone, +0.006 over both
-	 * learners on B's held-out searches; A fell to 0.19). At the looser
-	 * RV_LEARN_TRIAL_Z a window that judged the re-ranker 1.2 standard
-	 * errors below plain dropped it for a BaseLoRA whose gain was
+	 * learners on B's held-out searches; A fell to 0.19). At -1 standard
+	 * error, a window that judged the re-ranker 1.2 standard errors
+	 * below plain dropped it for a BaseLoRA whose gain was
 	 * +0.001 logged and nothing against the truth (Debian, all
 	 * learners: 0.454 NDCG@10 to 0.364 at 8k events). */
 	int with = pick | (prev_base ? 1 : 0) | (prev_rr ? 2 : 0);
