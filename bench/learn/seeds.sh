@@ -6,14 +6,16 @@
 #
 #   bench/learn/seeds.sh BUILD OUT [DEBIAN_SEEDS FIORI_SEEDS FASHION_SEEDS]
 #
-# Each run goes to OUT/SET-SEED/ (its log and results.md); the table to
-# OUT/seeds.md. Seeds default to 1-8 for Debian and 1-4 for the others.
+# Each run's log goes to OUT/SET-SEED.log (its collection and tables to a
+# scratch directory under TMPDIR, removed after), the table to
+# OUT/seeds.md. Seeds default to 1-8 for Debian and 1-4 for the others
+# (an empty list runs none of that set).
 set -eu
 build=$1
 out=$2
-debian_seeds=${3:-"1 2 3 4 5 6 7 8"}
-fiori_seeds=${4:-"1 2 3 4"}
-fashion_seeds=${5:-"1 2 3 4"}
+debian_seeds=${3-"1 2 3 4 5 6 7 8"}
+fiori_seeds=${4-"1 2 3 4"}
+fashion_seeds=${5-"1 2 3 4"}
 bin="$build/bench/learn_bench"
 mkdir -p "$out"
 
@@ -22,13 +24,17 @@ for s in $debian_seeds; do jobs="$jobs debian-$s"; done
 for s in $fiori_seeds; do jobs="$jobs fiori-$s"; done
 for s in $fashion_seeds; do jobs="$jobs fashion-$s"; done
 
+scratch=$(mktemp -d "${TMPDIR:-/tmp}/ruvector-seeds.XXXXXX")
+trap 'rm -rf "$scratch"' EXIT
+
 run_one() {
 	set_name=${1%-*}
 	seed=${1#*-}
-	dir="$out/$1"
+	dir="$scratch/$1"
 	mkdir -p "$dir"
 	"$bin" --sets "$set_name" --learners all --no-shift --max-events 10000 --seed "$seed" \
-		--out "$dir" --work "$dir" >"$dir/log" 2>&1
+		--out "$dir" --work "$dir" >"$out/$1.log" 2>&1
+	rm -rf "$dir"
 }
 
 # Two at a time (the machine's cores); each run is single-threaded in
@@ -42,9 +48,9 @@ while [ $# -gt 0 ]; do
 		run_one "$2" &
 		p2=$!
 	fi
-	wait $p1 || { echo "seeds.sh: $1 failed, see $out/$1/log" >&2; exit 1; }
+	wait $p1 || { echo "seeds.sh: $1 failed, see $out/$1.log" >&2; exit 1; }
 	if [ -n "$p2" ]; then
-		wait $p2 || { echo "seeds.sh: $2 failed, see $out/$2/log" >&2; exit 1; }
+		wait $p2 || { echo "seeds.sh: $2 failed, see $out/$2.log" >&2; exit 1; }
 		shift
 	fi
 	shift
@@ -58,7 +64,7 @@ ndcg() { # file pattern -> the held-out NDCG@10 of the last line matching
 	echo "| set | seed | no learning | ALL at 10k | change | random clicks at 10k | change |"
 	echo "|---|---:|---:|---:|---:|---:|---:|"
 	for j in $jobs; do
-		f="$out/$j/log"
+		f="$out/$j.log"
 		plain=$(ndcg "$f" "no learning: held-out")
 		all=$(ndcg "$f" "/ALL +10[0-9]{3} events +held-out")
 		rnd=$(ndcg "$f" "/random-ALL +10[0-9]{3} events +held-out")
