@@ -101,6 +101,7 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "db_learn.h"
@@ -448,10 +449,21 @@ static double group_ndcg(const judge_ctx *c, const rv_learn_group *g, const rv_h
 	return idcg > 0 ? dcg / idcg : 0.0;
 }
 
+/* A query's RV_RCAT_POOL nearest, for a category term's profile, kept
+ * for the next ranker of the group that ranks the same query (the
+ * rankers without a BaseLoRA all do). */
+typedef struct cat_pool {
+	rv_hnsw_hit *near;      /* RV_RCAT_POOL */
+	uint32_t *slots;        /* RV_RCAT_POOL: the pool */
+	float *q;               /* dim: the query it is of */
+	size_t n;
+	bool have;
+} cat_pool;
+
 /* The group's shown hits (the live ones) in the order ranker r gives:
- * *count of them. near and pool: room for RV_RCAT_POOL each. */
+ * *count of them. */
 static rv_status rank_logged(rv_hnsw_hit *hits, size_t *count, const judge_ctx *c, const rv_learn_group *g,
-			     const rv_learn_ranker *r, float *work, rv_hnsw_hit *near, uint32_t *pool, rv_err *e)
+			     const rv_learn_ranker *r, float *work, cat_pool *cp, rv_err *e)
 {
 	const rv_db *db = c->db;
 	rv_learn_ranker tmp;
@@ -482,13 +494,18 @@ static rv_status rank_logged(rv_hnsw_hit *hits, size_t *count, const judge_ctx *
 		rv_reranker_apply(r->rerank, db, sq, hits, n, n);
 		return RV_OK;
 	}
-	size_t np = 0;
-	rv_status st = rv_db_knn_locked(db, sq, RV_RCAT_POOL, near, &np, e);
-	if (st != RV_OK)
-		return st;
-	for (size_t h = 0; h < np; h++)
-		pool[h] = near[h].slot;
-	rv_reranker_apply_pool(r->rerank, db, sq, hits, n, n, pool, np);
+	size_t qbytes = (size_t)db->dim * sizeof(float);
+	if (!cp->have || memcmp(cp->q, sq, qbytes) != 0) {
+		cp->have = false;
+		rv_status st = rv_db_knn_locked(db, sq, RV_RCAT_POOL, cp->near, &cp->n, e);
+		if (st != RV_OK)
+			return st;
+		for (size_t h = 0; h < cp->n; h++)
+			cp->slots[h] = cp->near[h].slot;
+		memcpy(cp->q, sq, qbytes);
+		cp->have = true;
+	}
+	rv_reranker_apply_pool(r->rerank, db, sq, hits, n, n, cp->slots, cp->n);
 	return RV_OK;
 }
 
@@ -504,10 +521,11 @@ static void judge_part(void *p, unsigned t)
 	}
 	rv_hnsw_hit *hits = rv_malloc(db->a, pool * sizeof *hits);
 	float *work = rv_malloc(db->a, (size_t)db->dim * sizeof(float));
-	rv_hnsw_hit *near = rv_malloc(db->a, RV_RCAT_POOL * sizeof *near);
-	uint32_t *pslots = rv_malloc(db->a, RV_RCAT_POOL * sizeof *pslots);
+	cat_pool cp = { rv_malloc(db->a, RV_RCAT_POOL * sizeof(rv_hnsw_hit)),
+			rv_malloc(db->a, RV_RCAT_POOL * sizeof(uint32_t)),
+			rv_malloc(db->a, (size_t)db->dim * sizeof(float)), 0, false };
 	rv_err e;
-	if (!hits || !work || !near || !pslots) {
+	if (!hits || !work || !cp.near || !cp.slots || !cp.q) {
 		atomic_store(&c->failed, RV_ENOMEM);
 		goto done;
 	}
@@ -518,7 +536,7 @@ static void judge_part(void *p, unsigned t)
 		for (size_t r = 0; r < c->n_rankers; r++) {
 			size_t n = 0;
 			rv_status st = c->mode == JUDGE_LOGGED
-					       ? rank_logged(hits, &n, c, g, &c->rankers[r], work, near, pslots, &e)
+					       ? rank_logged(hits, &n, c, g, &c->rankers[r], work, &cp, &e)
 					       : rv_learn_rank(hits, &n, db, &c->rankers[r], g->q, RV_LEARN_K, work, &e);
 			if (st != RV_OK) {
 				atomic_store(&c->failed, st);
@@ -530,8 +548,9 @@ static void judge_part(void *p, unsigned t)
 done:
 	rv_dealloc(db->a, hits);
 	rv_dealloc(db->a, work);
-	rv_dealloc(db->a, near);
-	rv_dealloc(db->a, pslots);
+	rv_dealloc(db->a, cp.near);
+	rv_dealloc(db->a, cp.slots);
+	rv_dealloc(db->a, cp.q);
 }
 
 /* NDCG@10 of each ranker on each search among events [first, first +
