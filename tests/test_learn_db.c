@@ -171,7 +171,7 @@ static double utility(const world *w, const float *v, float sign, const float *q
 	return dot(q, x, D) + sign * ALPHA * dot(v, x, D);
 }
 
-static char paths[21][1024];
+static char paths[22][1024];
 static const char *keep_path(int k, const char *name)
 {
 	if (!paths[k][0])
@@ -418,6 +418,57 @@ TEST(consolidation_improves_heldout_ndcg)
 	CHECK(ev.searches > 0 && ev.events >= ev.searches);
 	/* Learning off for a query: the plain ranking, untouched. */
 	CHECK(fabs(ndcg_test(&w, db, w.va, 1, RV_SEARCH_NO_LEARNING) - plain) < 1e-12);
+	rv_db_close(db);
+	world_free(&w);
+}
+
+TEST(reranker_scores_against_the_query_as_searched)
+{
+	/* The adapters gather the pool; the re-ranker scores it against the
+	 * user's own query, so each hit's score is the distance to the query
+	 * as searched, and the adapters, which move the query towards what
+	 * is clicked anywhere, do not decide how near a result counts. Here
+	 * the MicroLoRA moves the query (stepped on the events after the
+	 * version) and the version's re-ranker ranks. */
+	world w;
+	world_make(&w, NITEMS, 17);
+	rv_db *db = NULL;
+	CHECK_OK(fill(&db, 21, "ldb_rrq.rvf", &w), db);
+	CHECK_OK(configure(db, RV_LEARN_MICRO | RV_LEARN_GNN, 20), db);
+	CHECK_OK(rv_db_set_learning(db, 1), db);
+	CHECK_OK(simulate(&w, db, 1200, w.va, 1, 51), db);
+	uint32_t made = 0;
+	CHECK_OK(rv_db_learn_consolidate(db, 0, &made), db);
+	CHECK_OK(rv_db_learn_rollback(db, made), db); /* active, whatever the gate made of it */
+	CHECK_OK(simulate(&w, db, 300, w.va, 1, 52), db);
+	rv_learn_status s = status_of(db);
+	CHECK_MSG(s.versions[0].learners & RV_LEARN_GNN, "learners 0x%x", s.versions[0].learners);
+	CHECK(s.micro_steps > 0);
+	int moved = 0;
+	double worst = 0;
+	for (int t = 0; t < NTEST; t++) {
+		const float *q = w.test + (size_t)t * D;
+		rv_search_opts so = RV_SEARCH_OPTS_INIT;
+		so.k = SHOWN;
+		rv_results *on = NULL, *off = NULL;
+		CHECK_OK(rv_db_search(&on, db, q, &so), db);
+		so.flags = RV_SEARCH_NO_LEARNING;
+		CHECK_OK(rv_db_search(&off, db, q, &so), db);
+		const rv_hit *h = rv_results_hits(on), *p = rv_results_hits(off);
+		for (size_t i = 0; i < rv_results_count(on); i++) {
+			double d = 1 - dot(q, w.items + (size_t)item_index(h[i].id) * D, D);
+			if (fabs(d - h[i].score) > worst)
+				worst = fabs(d - h[i].score);
+			moved += i < rv_results_count(off) && strcmp(h[i].id, p[i].id) != 0;
+		}
+		rv_results_free(on);
+		rv_results_free(off);
+	}
+	fprintf(stderr, "   learners 0x%x, %llu MicroLoRA steps; %d of %d learned ranks differ from plain; "
+		"largest |score - distance to the query| %.2g\n", s.versions[0].learners,
+		(unsigned long long)s.micro_steps, moved, NTEST * SHOWN, worst);
+	CHECK(moved > 0);
+	CHECK_MSG(worst < 1e-5, "a score is off the query's distance by %.3g", worst);
 	rv_db_close(db);
 	world_free(&w);
 }

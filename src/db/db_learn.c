@@ -201,6 +201,19 @@ bool rv_learn_adapt_with(const rv_db *db, const rv_learn_ranker *r, float *out, 
 	return true;
 }
 
+size_t rv_learn_rerank_hits(const rv_db *db, const rv_reranker *rr, const float *q, const float *sq,
+			    rv_hnsw_hit *hits, size_t n, size_t k, const uint32_t *pool, size_t np)
+{
+	if (sq != q) {
+		for (size_t i = 0; i < n; i++)
+			hits[i].dist = rv_hnsw_distance(db->index, q, hits[i].slot);
+		rv_hnsw_sort_hits(hits, n);
+	}
+	if (pool)
+		return rv_reranker_apply_pool(rr, db, q, hits, n, k, pool, np);
+	return rv_reranker_apply(rr, db, q, hits, n, k);
+}
+
 size_t rv_learn_pool_size(const rv_learn_ranker *r, size_t k)
 {
 	if (!r->rerank)
@@ -222,9 +235,9 @@ rv_status rv_learn_rank(rv_hnsw_hit *hits, size_t *n, const rv_db *db, const rv_
 		return st;
 	if (r->rerank && *n > 0) {
 		double t0 = rv_now();
-		/* The re-ranker works on top of the adapters: its distance term
-		 * is the adapted query's. */
-		*n = rv_reranker_apply(r->rerank, db, sq, hits, *n, k);
+		/* The adapters gathered the pool; the re-ranker scores it
+		 * against q. */
+		*n = rv_learn_rerank_hits(db, r->rerank, q, sq, hits, *n, k, NULL, 0);
 		uint64_t ns = (uint64_t)((rv_now() - t0) * 1e9);
 		atomic_fetch_add_explicit(&db->ls->rerank_ns, ns, memory_order_relaxed);
 		atomic_fetch_add_explicit(&db->ls->rerank_n, 1, memory_order_relaxed);
@@ -372,7 +385,7 @@ static bool interleave(const rv_db *db, const rv_lversion *cv, const float *q, c
 	/* The candidate's distances come nearly in the active order. */
 	rv_hnsw_sort_hits(b, n);
 	if (cr->rerank)
-		rv_reranker_apply(cr->rerank, db, csq, b, n, n);
+		rv_learn_rerank_hits(db, cr->rerank, q, csq, b, n, n, NULL, 0);
 	uint64_t seed = rv_hash64(q, dim * sizeof(float), 0x7d1);
 	rv_tdi_entry t = { 0, ls->candidate, 0, { 0, 0 } };
 	size_t m = team_draft(hits, t.bits, a, b, n, k, seed, db, sq);
@@ -403,7 +416,7 @@ size_t rv_db_learn_rerank(const rv_db *db, const rv_search_route *rt, const floa
 	if (r.rerank) {
 		double t0 = rv_now();
 		/* Interleaving needs the whole pool in the active order. */
-		rv_reranker_apply(r.rerank, db, sq, hits, n, cv ? n : k);
+		rv_learn_rerank_hits(db, r.rerank, q, sq, hits, n, cv ? n : k, NULL, 0);
 		uint64_t ns = (uint64_t)((rv_now() - t0) * 1e9);
 		atomic_fetch_add_explicit(&ls->rerank_ns, ns, memory_order_relaxed);
 		atomic_fetch_add_explicit(&ls->rerank_n, 1, memory_order_relaxed);

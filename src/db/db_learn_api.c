@@ -606,17 +606,8 @@ rv_status rv_db_explain(rv_db *db, uint64_t search_id, const char *item_id, cons
 	} else if (!r) {
 		st = rv_err_set(&e, RV_EINVAL, "the active version (%u) has no GNN re-ranker", ls->active);
 	} else {
-		/* The re-ranker saw the query as the adapters made it. */
-		rv_learn_ranker rk;
-		rv_learn_active_ranker(&rk, db);
-		float *aq = rv_malloc(db->a, (size_t)db->dim * sizeof(float));
-		if (!aq)
-			st = rv_err_nomem(&e);
-		else if (rv_learn_adapt_with(db, &rk, aq, q))
-			memcpy(q, aq, (size_t)db->dim * sizeof(float));
-		rv_dealloc(db->a, aq);
-		if (st == RV_OK)
-			st = rv_reranker_explain(r, db, q, slot, slots, weights, max, n, &e);
+		/* The re-ranker scores against the query as searched. */
+		st = rv_reranker_explain(r, db, q, slot, slots, weights, max, n, &e);
 	}
 	if (st == RV_OK) {
 		for (size_t i = 0; i < *n; i++)
