@@ -361,8 +361,10 @@ static size_t team_draft(rv_hnsw_hit *out, uint64_t bits[2], const rv_hnsw_hit *
 }
 
 /* Ranks the pool by the candidate version and interleaves; false when
- * out of memory (the active order stands). */
-static bool interleave(const rv_db *db, const rv_lversion *cv, const float *q, const float *sq, rv_hnsw_hit *hits,
+ * out of memory (the active order stands). hits: the pool in the active
+ * order, their distances to aq (q when the active side re-ranked, else
+ * its adapted query). */
+static bool interleave(const rv_db *db, const rv_lversion *cv, const float *q, const float *aq, rv_hnsw_hit *hits,
 		       size_t n, size_t k, size_t *kept)
 {
 	struct rv_learn_state *ls = db->ls;
@@ -377,18 +379,20 @@ static bool interleave(const rv_db *db, const rv_lversion *cv, const float *q, c
 	rv_learn_ranker cv_r, tmp;
 	rv_learn_version_ranker(&cv_r, db, cv, cv);
 	const rv_learn_ranker *cr = rv_learn_route(db, &cv_r, q, &tmp);
-	const float *csq = rv_learn_adapt_with(db, cr, cq, q) ? cq : q;
+	/* The candidate's distances: to q when its re-ranker scores them
+	 * (rv_learn_rerank_hits), else to its adapted query. */
+	const float *bq = cr->rerank || !rv_learn_adapt_with(db, cr, cq, q) ? q : cq;
 	for (size_t i = 0; i < n; i++) {
 		b[i].slot = a[i].slot;
-		b[i].dist = csq == sq ? a[i].dist : rv_hnsw_distance(db->index, csq, a[i].slot);
+		b[i].dist = bq == aq ? a[i].dist : rv_hnsw_distance(db->index, bq, a[i].slot);
 	}
-	/* The candidate's distances come nearly in the active order. */
+	/* They come nearly in the active order. */
 	rv_hnsw_sort_hits(b, n);
 	if (cr->rerank)
-		rv_learn_rerank_hits(db, cr->rerank, q, csq, b, n, n, NULL, 0);
+		rv_reranker_apply(cr->rerank, db, q, b, n, n);
 	uint64_t seed = rv_hash64(q, dim * sizeof(float), 0x7d1);
 	rv_tdi_entry t = { 0, ls->candidate, 0, { 0, 0 } };
-	size_t m = team_draft(hits, t.bits, a, b, n, k, seed, db, sq);
+	size_t m = team_draft(hits, t.bits, a, b, n, k, seed, db, aq);
 	t.n = (uint32_t)m;
 	t.id = tdi_key(db, q, hits, m);
 	pthread_mutex_lock(&ls->tdi_lock);
@@ -428,7 +432,7 @@ size_t rv_db_learn_rerank(const rv_db *db, const rv_search_route *rt, const floa
 	 * so that each trial meets other queries. */
 	size_t kept;
 	if (cv && rv_hash64(q, (size_t)db->dim * sizeof(float), cv->info.version) % rv_learn_tdi_share(cv) == 0 &&
-	    interleave(db, cv, q, sq, hits, n, k, &kept))
+	    interleave(db, cv, q, r.rerank ? q : sq, hits, n, k, &kept))
 		return kept;
 	return keep;
 }
