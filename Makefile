@@ -59,7 +59,7 @@ bench-learn: build
 	gnuplot -e "dir='docs/learning'" bench/learn/plots.gp
 
 # Run-to-run spread of all learners at 10k events over class seeds (about
-# 25 min): docs/learning/seeds/seeds.md.
+# 20 min): docs/learning/seeds/seeds.md.
 bench-learn-seeds: build
 	./scripts/learndata.sh $(BUILD)
 	./bench/learn/seeds.sh $(BUILD) docs/learning/seeds
