@@ -1658,12 +1658,7 @@ static rv_status train_version(made *m, rv_db *db, unsigned flags, const atomic_
 			 * errors and nothing against the truth, replaced the
 			 * promoted re-ranker's version, +20% against the truth,
 			 * that it did not beat). */
-			/* A trial is that proof: the candidate meets the
-			 * active version on live searches. Blocking it kept
-			 * an active BaseLoRA from ever meeting a re-ranker
-			 * once a version holds one of the two (Debian, a class
-			 * seed: +0% at 10k events). */
-			bool drops = pick && ((prev_base && !(rival & 1)) || (prev_rr && !(rival & 2)));
+			bool drops = (prev_base && !(rival & 1)) || (prev_rr && !(rival & 2));
 			paired_diff(&j, NR, 4, (size_t)rival, &mean, &se);
 			keep_prev = j.n_groups >= 2 &&
 				    (drops ? !(mean < -RV_LEARN_GATE_Z * se) : mean > RV_LEARN_GATE_Z * se);
