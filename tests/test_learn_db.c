@@ -422,23 +422,6 @@ TEST(consolidation_improves_heldout_ndcg)
 	world_free(&w);
 }
 
-/* Learners MICRO and GNN, 1200 events of users who like w->va, one
- * consolidation, and its version made active whatever the gate made of
- * it (for tests of what an active re-ranker does, not of the gate). */
-static rv_status activate_reranker(rv_db *db, const world *w, uint32_t *made)
-{
-	rv_status st = configure(db, RV_LEARN_MICRO | RV_LEARN_GNN, 20);
-	if (st == RV_OK)
-		st = rv_db_set_learning(db, 1);
-	if (st == RV_OK)
-		st = simulate(w, db, 1200, w->va, 1, 51);
-	if (st == RV_OK)
-		st = rv_db_learn_consolidate(db, 0, made);
-	if (st == RV_OK)
-		st = rv_db_learn_rollback(db, *made);
-	return st;
-}
-
 TEST(reranker_scores_against_the_query_as_searched)
 {
 	/* The adapters gather the pool; the re-ranker scores it against the
@@ -451,8 +434,12 @@ TEST(reranker_scores_against_the_query_as_searched)
 	world_make(&w, NITEMS, 17);
 	rv_db *db = NULL;
 	CHECK_OK(fill(&db, 21, "ldb_rrq.rvf", &w), db);
+	CHECK_OK(configure(db, RV_LEARN_MICRO | RV_LEARN_GNN, 20), db);
+	CHECK_OK(rv_db_set_learning(db, 1), db);
+	CHECK_OK(simulate(&w, db, 1200, w.va, 1, 51), db);
 	uint32_t made = 0;
-	CHECK_OK(activate_reranker(db, &w, &made), db);
+	CHECK_OK(rv_db_learn_consolidate(db, 0, &made), db);
+	CHECK_OK(rv_db_learn_rollback(db, made), db); /* active, whatever the gate made of it */
 	CHECK_OK(simulate(&w, db, 300, w.va, 1, 52), db);
 	rv_learn_status s = status_of(db);
 	CHECK_MSG(s.versions[0].learners & RV_LEARN_GNN, "learners 0x%x", s.versions[0].learners);
@@ -495,8 +482,12 @@ TEST(base_lora_does_not_act_under_a_reranker)
 	world_make(&w, NITEMS, 2024);
 	rv_db *db = NULL;
 	CHECK_OK(fill(&db, 22, "ldb_one.rvf", &w), db);
+	CHECK_OK(configure(db, RV_LEARN_MICRO | RV_LEARN_GNN, 20), db);
+	CHECK_OK(rv_db_set_learning(db, 1), db);
+	CHECK_OK(simulate(&w, db, 1200, w.va, 1, 51), db);
 	uint32_t first = 0, second = 0;
-	CHECK_OK(activate_reranker(db, &w, &first), db);
+	CHECK_OK(rv_db_learn_consolidate(db, 0, &first), db);
+	CHECK_OK(rv_db_learn_rollback(db, first), db); /* active, whatever the gate made of it */
 	rv_learn_ranker live;
 	rv_learn_active_ranker(&live, db);
 	CHECK(live.rerank != NULL);
