@@ -186,14 +186,12 @@ const rv_learn_ranker *rv_learn_route(const rv_db *db, const rv_learn_ranker *r,
 
 bool rv_learn_adapt_with(const rv_db *db, const rv_learn_ranker *r, float *out, const float *q)
 {
-	/* Under a re-ranker the BaseLoRA does not act (db_learn.h). */
-	const rv_lora *base = r->rerank ? NULL : r->base;
-	if (!base && !r->micro)
+	if (!r->base && !r->micro)
 		return false;
 	memcpy(out, q, (size_t)db->dim * sizeof(float));
 	/* The adapters add up: each delta is taken at the query as searched. */
-	if (base)
-		rv_lora_add_delta(out, base, q);
+	if (r->base)
+		rv_lora_add_delta(out, r->base, q);
 	if (r->micro)
 		rv_lora_add_delta(out, r->micro, q);
 	/* A cosine search compares with unit vectors; an adapted query that
