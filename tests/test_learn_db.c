@@ -422,6 +422,27 @@ TEST(consolidation_improves_heldout_ndcg)
 	world_free(&w);
 }
 
+/* Learners MICRO and GNN (of kind gnn), 1200 events of users who like
+ * w->va, one consolidation, and its version made active whatever the
+ * gate made of it: for tests of what an active re-ranker does, not of
+ * whether its held-out gain was significant (else it is the candidate). */
+static rv_status activate_reranker(rv_db *db, const world *w, rv_gnn_kind gnn, uint32_t *made)
+{
+	rv_learn_config c = RV_LEARN_CONFIG_INIT;
+	c.gnn = gnn;
+	c.learners = RV_LEARN_MICRO | RV_LEARN_GNN; /* no adapter to outdo the re-ranker on held-out searches */
+	rv_status st = rv_db_learn_configure(db, &c);
+	if (st == RV_OK)
+		st = rv_db_set_learning(db, 1);
+	if (st == RV_OK)
+		st = simulate(w, db, 1200, w->va, 1, 51);
+	if (st == RV_OK)
+		st = rv_db_learn_consolidate(db, 0, made);
+	if (st == RV_OK)
+		st = rv_db_learn_rollback(db, *made);
+	return st;
+}
+
 TEST(reranker_scores_against_the_query_as_searched)
 {
 	/* The adapters gather the pool; the re-ranker scores it against the
@@ -434,12 +455,8 @@ TEST(reranker_scores_against_the_query_as_searched)
 	world_make(&w, NITEMS, 17);
 	rv_db *db = NULL;
 	CHECK_OK(fill(&db, 21, "ldb_rrq.rvf", &w), db);
-	CHECK_OK(configure(db, RV_LEARN_MICRO | RV_LEARN_GNN, 20), db);
-	CHECK_OK(rv_db_set_learning(db, 1), db);
-	CHECK_OK(simulate(&w, db, 1200, w.va, 1, 51), db);
 	uint32_t made = 0;
-	CHECK_OK(rv_db_learn_consolidate(db, 0, &made), db);
-	CHECK_OK(rv_db_learn_rollback(db, made), db); /* active, whatever the gate made of it */
+	CHECK_OK(activate_reranker(db, &w, RV_GNN_SAGE, &made), db);
 	CHECK_OK(simulate(&w, db, 300, w.va, 1, 52), db);
 	rv_learn_status s = status_of(db);
 	CHECK_MSG(s.versions[0].learners & RV_LEARN_GNN, "learners 0x%x", s.versions[0].learners);
@@ -1700,17 +1717,8 @@ TEST(explain_names_the_neighbours)
 	world_make(&w, NITEMS, 17);
 	rv_db *db = NULL;
 	CHECK_OK(fill(&db, 12, "ldb_explain.rvf", &w), db);
-	rv_learn_config c = RV_LEARN_CONFIG_INIT;
-	c.gnn = RV_GNN_GAT;
-	c.learners = RV_LEARN_MICRO | RV_LEARN_GNN; /* no adapter to outdo the re-ranker on held-out searches */
-	CHECK_OK(rv_db_learn_configure(db, &c), db);
-	CHECK_OK(rv_db_set_learning(db, 1), db);
-	CHECK_OK(simulate(&w, db, 1200, w.va, 1, 51), db);
 	uint32_t made = 0;
-	CHECK_OK(rv_db_learn_consolidate(db, 0, &made), db);
-	/* Explanations are the subject here, not whether the held-out gain
-	 * was significant (else the version is the candidate): activate it. */
-	CHECK_OK(rv_db_learn_rollback(db, made), db);
+	CHECK_OK(activate_reranker(db, &w, RV_GNN_GAT, &made), db);
 	rv_learn_status s = status_of(db);
 	CHECK_MSG(s.versions[0].learners & RV_LEARN_GNN, "learners 0x%x", s.versions[0].learners);
 	rv_results *r = NULL;

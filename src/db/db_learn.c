@@ -202,15 +202,13 @@ bool rv_learn_adapt_with(const rv_db *db, const rv_learn_ranker *r, float *out, 
 }
 
 size_t rv_learn_rerank_hits(const rv_db *db, const rv_reranker *rr, const float *q, const float *sq,
-			    rv_hnsw_hit *hits, size_t n, size_t k, const uint32_t *pool, size_t np)
+			    rv_hnsw_hit *hits, size_t n, size_t k)
 {
 	if (sq != q) {
 		for (size_t i = 0; i < n; i++)
 			hits[i].dist = rv_hnsw_distance(db->index, q, hits[i].slot);
 		rv_hnsw_sort_hits(hits, n);
 	}
-	if (pool)
-		return rv_reranker_apply_pool(rr, db, q, hits, n, k, pool, np);
 	return rv_reranker_apply(rr, db, q, hits, n, k);
 }
 
@@ -237,7 +235,7 @@ rv_status rv_learn_rank(rv_hnsw_hit *hits, size_t *n, const rv_db *db, const rv_
 		double t0 = rv_now();
 		/* The adapters gathered the pool; the re-ranker scores it
 		 * against q. */
-		*n = rv_learn_rerank_hits(db, r->rerank, q, sq, hits, *n, k, NULL, 0);
+		*n = rv_learn_rerank_hits(db, r->rerank, q, sq, hits, *n, k);
 		uint64_t ns = (uint64_t)((rv_now() - t0) * 1e9);
 		atomic_fetch_add_explicit(&db->ls->rerank_ns, ns, memory_order_relaxed);
 		atomic_fetch_add_explicit(&db->ls->rerank_n, 1, memory_order_relaxed);
@@ -420,7 +418,7 @@ size_t rv_db_learn_rerank(const rv_db *db, const rv_search_route *rt, const floa
 	if (r.rerank) {
 		double t0 = rv_now();
 		/* Interleaving needs the whole pool in the active order. */
-		rv_learn_rerank_hits(db, r.rerank, q, sq, hits, n, cv ? n : k, NULL, 0);
+		rv_learn_rerank_hits(db, r.rerank, q, sq, hits, n, cv ? n : k);
 		uint64_t ns = (uint64_t)((rv_now() - t0) * 1e9);
 		atomic_fetch_add_explicit(&ls->rerank_ns, ns, memory_order_relaxed);
 		atomic_fetch_add_explicit(&ls->rerank_n, 1, memory_order_relaxed);

@@ -222,14 +222,12 @@ const rv_learn_ranker *rv_learn_route(const rv_db *db, const rv_learn_ranker *r,
 bool rv_learn_adapt_with(const rv_db *db, const rv_learn_ranker *r, float *out, const float *q);
 /* Re-rank n hits that a search gathered around sq (q as adapted by the
  * query adapters; q itself when none) for the query q as searched: the
- * hits' distances are made q's, then rr orders them by its score for q,
- * with the category profile read off pool[0..np) when pool is given
- * (rv_reranker_apply_pool), else off the hits. Returns the hits to keep,
- * min(n, k), best first. The re-ranker scores against the user's own
- * query: the adapters choose what is gathered, not how near it counts
- * (db_learn_train.c, "GNN re-ranker"). */
+ * hits' distances are made q's, then rr orders them by its score for q.
+ * Returns the hits to keep, min(n, k), best first. The re-ranker scores
+ * against the user's own query: the adapters choose what is gathered,
+ * not how near it counts (db_learn_train.c, "GNN re-ranker"). */
 size_t rv_learn_rerank_hits(const rv_db *db, const rv_reranker *rr, const float *q, const float *sq,
-			    rv_hnsw_hit *hits, size_t n, size_t k, const uint32_t *pool, size_t np);
+			    rv_hnsw_hit *hits, size_t n, size_t k);
 /* Candidates r gathers for k hits (k without a re-ranker). */
 size_t rv_learn_pool_size(const rv_learn_ranker *r, size_t k);
 /* The top k for q (as searched) under r, as a search without a filter

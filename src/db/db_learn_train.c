@@ -480,13 +480,16 @@ static rv_status rank_logged(rv_hnsw_hit *hits, size_t *count, const judge_ctx *
 	uint32_t i = c->j->order[g->first];
 	const uint32_t *sh = c->t->shown + (size_t)i * RV_FB_SHOWN;
 	const float *sq = rv_learn_adapt_with(db, r, work, g->q) ? work : g->q;
+	/* A re-ranker scores against the query as searched, the adapters
+	 * alone rank by the adapted one. */
+	const float *dq = r->rerank ? g->q : sq;
 	size_t n = 0;
 	for (uint32_t h = 0; h < c->t->n_shown[i]; h++) {
 		uint32_t s = sh[h];
 		if (s >= db->vecs.n || !(db->flags[s] & RV_SLOT_LIVE))
 			continue;
 		hits[n].slot = s;
-		hits[n].dist = rv_hnsw_distance(db->index, sq, s);
+		hits[n].dist = rv_hnsw_distance(db->index, dq, s);
 		n++;
 	}
 	rv_hnsw_sort_hits(hits, n);
@@ -500,7 +503,7 @@ static rv_status rank_logged(rv_hnsw_hit *hits, size_t *count, const judge_ctx *
 	 * ranking by 4 standard errors in every consolidation of a run and
 	 * never had a trial). */
 	if (!rv_reranker_category(r->rerank)) {
-		rv_learn_rerank_hits(db, r->rerank, g->q, sq, hits, n, n, NULL, 0);
+		rv_reranker_apply(r->rerank, db, g->q, hits, n, n);
 		return RV_OK;
 	}
 	size_t qbytes = (size_t)db->dim * sizeof(float);
@@ -514,7 +517,7 @@ static rv_status rank_logged(rv_hnsw_hit *hits, size_t *count, const judge_ctx *
 		memcpy(cp->q, sq, qbytes);
 		cp->have = true;
 	}
-	rv_learn_rerank_hits(db, r->rerank, g->q, sq, hits, n, n, cp->slots, cp->n);
+	rv_reranker_apply_pool(r->rerank, db, g->q, hits, n, n, cp->slots, cp->n);
 	return RV_OK;
 }
 
