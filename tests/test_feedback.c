@@ -420,11 +420,11 @@ TEST(learning_improves_heldout_ndcg_and_survives_reopen)
 	CHECK(s.learning == 1);
 	CHECK(s.adapter_steps > 0);
 	CHECK(s.feedback_events == EVENTS);
-	/* The MicroLoRA's pairs follow a hash of each event, whose search id
-	 * starts from the clock, so runs differ: over 20 runs +126% to +146%
-	 * (gcc -O2 and clang with ASan), and once +44% (ASan, beside other
-	 * tests). Without learning this is +0%. */
-	CHECK_MSG(learned >= 1.3 * plain, "learned %.4f vs %.4f", learned, plain);
+	/* The collection's seed, and so the adapter's random A, comes from
+	 * the clock: over 60 seeds +136% to +146% since A's first column
+	 * starts along the first query (before, 4 of 40 seeds reached only
+	 * +46% to +95%). Without learning this is +0%. */
+	CHECK_MSG(learned >= 1.8 * plain, "learned %.4f vs %.4f", learned, plain);
 
 	/* Commit, reopen: the same adapted results. */
 	rv_results *a[NTEST];

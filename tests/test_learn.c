@@ -90,6 +90,44 @@ TEST(lora_identity_at_init)
 	CHECK(nb == 0);
 }
 
+TEST(lora_orient_points_first_column_along_the_query)
+{
+	enum { OD = 48 };
+	rv_lora_opts o = RV_LORA_OPTS_INIT;
+	o.dim = OD;
+	o.rank = 2;
+	rv_lora *l;
+	CHECK(rv_lora_create(&l, &o, NULL, NULL) == RV_OK);
+	rv_rng r;
+	rv_rng_seed(&r, 9);
+	float q[OD], zero[OD] = { 0 }, out[OD];
+	gauss_fill(q, OD, 3.0f, &r);
+	size_t np;
+	float *th = rv_lora_params(l, &np);
+	float keep[2 * OD];
+	memcpy(keep, th, sizeof keep);
+	rv_lora_orient(l, zero); /* nothing to point along */
+	bool unchanged = memcmp(keep, th, sizeof keep) == 0;
+	rv_lora_orient(l, q);
+	/* Column 0 is q's direction at norm 1/sqrt(dim); column 1 is kept. */
+	double nq = 0, na = 0, qa = 0;
+	for (int j = 0; j < OD; j++) {
+		nq += (double)q[j] * q[j];
+		na += (double)th[j] * th[j];
+		qa += (double)q[j] * th[j];
+	}
+	double cosine = qa / sqrt(nq * na);
+	bool second_kept = memcmp(keep + OD, th + OD, OD * sizeof(float)) == 0;
+	rv_lora_apply(out, l, q); /* B is still zero: the identity */
+	bool identity = memcmp(out, q, sizeof q) == 0;
+	rv_lora_free(l);
+	CHECK(unchanged);
+	CHECK_MSG(fabs(cosine - 1) < 1e-6, "cosine %.9f", cosine);
+	CHECK_MSG(fabs(sqrt(na) - 1 / sqrt((double)OD)) < 1e-6, "norm %.6f", sqrt(na));
+	CHECK(second_kept);
+	CHECK(identity);
+}
+
 /* Central differences on every parameter of l at ev. */
 static double lora_fd_max_err(rv_lora *l, const rv_lora_event *ev)
 {

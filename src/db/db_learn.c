@@ -642,6 +642,10 @@ static void train(rv_db *db, const float *q, const uint32_t *shown, uint32_t n_s
 	uint64_t h = rv_hash64(q, (size_t)db->dim * sizeof(float), ((uint64_t)slot << 32) ^ db->fb_total);
 	const float *other = db->vecs.ptr[others[h % n]];
 	rv_lora_event ev = { q, reward > 0 ? item : other, reward > 0 ? other : item, offset, fabsf(reward) };
+	/* The first step starts A's first column along the query (see
+	 * rv_lora_orient). */
+	if (rv_lora_steps(db->adapter) == 0)
+		rv_lora_orient(db->adapter, q);
 	rv_lora_step(NULL, db->adapter, &ev);
 	db->adapter_changed = true;
 }

@@ -115,6 +115,16 @@ void rv_lora_free(rv_lora *l); /* NULL is a no-op */
 const char *rv_lora_errmsg(const rv_lora *l); /* valid until the next call on l */
 const rv_lora_opts *rv_lora_get_opts(const rv_lora *l);
 
+/* Points A's first column along v, at norm 1/sqrt(dim) so that its
+ * product with a query has the size a random column's has; nothing if v is
+ * zero. A random A makes a small adapter's fate a draw: with rank 2 and a
+ * shift every query needs alike (an item-quality direction), both random
+ * columns can be nearly orthogonal to the queries' common direction, and B
+ * then learns slowly (in tests 4 seeds in 40 gained +46% to +95% where the
+ * others gained +140%). Embeddings share a mean direction, so a query is a
+ * start for that column that does not depend on luck. The collection's
+ * MicroLoRA is oriented at its first step (and again after a reset). */
+void rv_lora_orient(rv_lora *l, const float *v);
 /* out[i] = q[i] + s (B A q)[i]; out may equal q. */
 void rv_lora_apply(float *out, const rv_lora *l, const float *q);
 /* acc[i] += s (B A q)[i]; acc must not overlap q. */

@@ -140,6 +140,19 @@ rv_status rv_lora_create(rv_lora **out, const rv_lora_opts *opts, const rv_alloc
 	return RV_OK;
 }
 
+void rv_lora_orient(rv_lora *l, const float *v)
+{
+	size_t d = l->o.dim;
+	double n = sqrt(rv_learn_dot(v, v, d, true));
+	if (!(n > 0) || !isfinite(n))
+		return;
+	/* A random column's product with q is about |q| / sqrt(dim). */
+	double c = 1.0 / (n * sqrt((double)d));
+	float *a0 = l->theta;
+	for (size_t j = 0; j < d; j++)
+		a0[j] = (float)(v[j] * c);
+}
+
 void rv_lora_free(rv_lora *l)
 {
 	if (!l)
