@@ -37,16 +37,20 @@
  * credits one side, and the candidate becomes active only once it wins.
  *
  * What a search with learning on applies (unless it passes
- * RV_SEARCH_NO_LEARNING): the active version's BaseLoRA plus the MicroLoRA
- * on the query, a candidate pool of k * rerank_pool hits (gathered around
- * the adapted query) re-ranked by the active version's GNN, which scores
- * them against the query as searched, and, when opts.ef is 0, the ef of
- * the query's region; a query nearest to one of the active version's away regions
+ * RV_SEARCH_NO_LEARNING): the MicroLoRA and, unless the version has a
+ * re-ranker, its BaseLoRA on the query; with a re-ranker, a candidate pool
+ * of k * rerank_pool hits (gathered around the query as the MicroLoRA
+ * moved it) that the GNN scores against the query as searched; and, when
+ * opts.ef is 0, the ef of the query's region; a query nearest to one of the active version's away regions
  * takes the BaseLoRA, GNN and region ef of the version serving it
  * instead, without the MicroLoRA. A learner missing from config.learners
- * is neither trained nor applied. A hit's score is its distance to the
- * query as searched when a re-ranker ranked it, to the adapted query when
- * only the adapters did.
+ * is neither trained nor applied. A version keeps the BaseLoRA or the
+ * re-ranker, not both (0.5.0): gathered around the BaseLoRA's moved query,
+ * which versions train on towards whatever is clicked, the pool held items
+ * far from what was asked, and the re-ranker could only pick from them. A
+ * version saved with both ranks by its re-ranker. A hit's score is its
+ * distance to the query as searched when a re-ranker ranked it, to the
+ * adapted query when only the adapters did.
  *
  * Everything here is saved at the next rv_db_commit(). Calls that change
  * state need a writable handle and take the write lock; status and eval

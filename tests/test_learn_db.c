@@ -171,7 +171,7 @@ static double utility(const world *w, const float *v, float sign, const float *q
 	return dot(q, x, D) + sign * ALPHA * dot(v, x, D);
 }
 
-static char paths[22][1024];
+static char paths[23][1024];
 static const char *keep_path(int k, const char *name)
 {
 	if (!paths[k][0])
@@ -487,6 +487,59 @@ TEST(reranker_scores_against_the_query_as_searched)
 		(unsigned long long)s.micro_steps, moved, NTEST * SHOWN, worst);
 	CHECK(moved > 0);
 	CHECK_MSG(worst < 1e-5, "a score is off the query's distance by %.3g", worst);
+	rv_db_close(db);
+	world_free(&w);
+}
+
+TEST(base_lora_does_not_act_under_a_reranker)
+{
+	/* Under a re-ranker the BaseLoRA does not move the query (it would
+	 * gather the pool around a query moved towards whatever is
+	 * clicked), so a version keeps one of the two. */
+	world w;
+	world_make(&w, NITEMS, 2024);
+	rv_db *db = NULL;
+	CHECK_OK(fill(&db, 22, "ldb_one.rvf", &w), db);
+	uint32_t first = 0, second = 0;
+	CHECK_OK(activate_reranker(db, &w, RV_GNN_SAGE, &first), db);
+	rv_learn_ranker live;
+	rv_learn_active_ranker(&live, db);
+	CHECK(live.rerank != NULL);
+	rv_lora_opts o = RV_LORA_OPTS_INIT;
+	o.dim = D;
+	o.rank = 8;
+	rv_lora *base = NULL;
+	rv_err err;
+	CHECK(rv_lora_create(&base, &o, NULL, &err) == RV_OK);
+	size_t np = 0;
+	float *theta = rv_lora_params(base, &np);
+	for (size_t i = 0; i < np; i++)
+		theta[i] = 0.05f * (float)((i % 7) + 1);
+	rv_learn_ranker alone = { .base = base }, under = { .base = base, .rerank = live.rerank };
+	float out[D];
+	CHECK(rv_learn_adapt_with(db, &alone, out, w.test));
+	double moved = 0;
+	for (int i = 0; i < D; i++)
+		moved += fabs(out[i] - w.test[i]);
+	CHECK_MSG(moved > 1e-3, "the BaseLoRA alone moved the query by %.3g", moved);
+	CHECK(!rv_learn_adapt_with(db, &under, out, w.test));
+	rv_lora_free(base);
+	/* A BaseLoRA that helps on its own (it is kept here without a
+	 * re-ranker) comes along while the re-ranker is active: the version
+	 * keeps one of them, not both. */
+	CHECK_OK(configure(db, RV_LEARN_MICRO | RV_LEARN_BASE | RV_LEARN_GNN, 20), db);
+	CHECK_OK(simulate(&w, db, 2000, w.va, 1, 7), db);
+	CHECK_OK(rv_db_learn_consolidate(db, 0, &second), db);
+	rv_learn_status s = status_of(db);
+	CHECK(s.n_versions == 2);
+	for (size_t i = 0; i < s.n_versions; i++) {
+		unsigned l = s.versions[i].learners;
+		fprintf(stderr, "   version %u: learners 0x%x%s%s\n", s.versions[i].version, l,
+			s.versions[i].active ? ", active" : "", s.versions[i].candidate ? ", candidate" : "");
+		CHECK_MSG((l & (RV_LEARN_BASE | RV_LEARN_GNN)) != (RV_LEARN_BASE | RV_LEARN_GNN),
+			  "version %u keeps both", s.versions[i].version);
+		CHECK(l != 0);
+	}
 	rv_db_close(db);
 	world_free(&w);
 }

@@ -186,12 +186,14 @@ const rv_learn_ranker *rv_learn_route(const rv_db *db, const rv_learn_ranker *r,
 
 bool rv_learn_adapt_with(const rv_db *db, const rv_learn_ranker *r, float *out, const float *q)
 {
-	if (!r->base && !r->micro)
+	/* Under a re-ranker the BaseLoRA does not act (db_learn.h). */
+	const rv_lora *base = r->rerank ? NULL : r->base;
+	if (!base && !r->micro)
 		return false;
 	memcpy(out, q, (size_t)db->dim * sizeof(float));
 	/* The adapters add up: each delta is taken at the query as searched. */
-	if (r->base)
-		rv_lora_add_delta(out, r->base, q);
+	if (base)
+		rv_lora_add_delta(out, base, q);
 	if (r->micro)
 		rv_lora_add_delta(out, r->micro, q);
 	/* A cosine search compares with unit vectors; an adapted query that

@@ -218,7 +218,11 @@ const rv_lversion *rv_learn_server(const rv_db *db, const rv_lversion *v, const 
 const rv_learn_ranker *rv_learn_route(const rv_db *db, const rv_learn_ranker *r, const float *q,
 				      rv_learn_ranker *tmp);
 /* out = q adapted by r (normalised for cosine); false when nothing
- * changes q (then out is not written). */
+ * changes q (then out is not written). Under a re-ranker only the
+ * MicroLoRA adapts: the BaseLoRA, trained on from version to version,
+ * moves queries towards whatever is clicked, and the pool gathered
+ * around that holds items far from what was asked (db_learn_train.c,
+ * "Which learners the version keeps"). */
 bool rv_learn_adapt_with(const rv_db *db, const rv_learn_ranker *r, float *out, const float *q);
 /* Re-rank n hits that a search gathered around sq (q as adapted by the
  * query adapters; q itself when none) for the query q as searched: the
