@@ -186,8 +186,7 @@ const rv_learn_ranker *rv_learn_route(const rv_db *db, const rv_learn_ranker *r,
 
 bool rv_learn_adapt_with(const rv_db *db, const rv_learn_ranker *r, float *out, const float *q)
 {
-	/* Under a re-ranker the BaseLoRA does not act (db_learn.h). */
-	const rv_lora *base = r->rerank ? NULL : r->base;
+	const rv_lora *base = rv_learn_acting_base(r);
 	if (!base && !r->micro)
 		return false;
 	memcpy(out, q, (size_t)db->dim * sizeof(float));
@@ -628,14 +627,16 @@ static void train(rv_db *db, const float *q, const uint32_t *shown, uint32_t n_s
 	if (n == 0)
 		return;
 	/* The active BaseLoRA's delta is the offset: the micro adapter
-	 * learns what the version does not already do. */
+	 * learns what the version does not already do (nothing of a
+	 * BaseLoRA that does not act under its re-ranker). */
 	struct rv_learn_state *ls = db->ls;
 	rv_learn_ranker r;
 	rv_learn_active_ranker(&r, db);
+	const rv_lora *base = rv_learn_acting_base(&r);
 	const float *offset = NULL;
-	if (r.base && ls->scratch) {
+	if (base && ls->scratch) {
 		memset(ls->scratch, 0, (size_t)db->dim * sizeof(float));
-		rv_lora_add_delta(ls->scratch, r.base, q);
+		rv_lora_add_delta(ls->scratch, base, q);
 		offset = ls->scratch;
 	}
 	/* One pair per event, the other item drawn from the candidates: the

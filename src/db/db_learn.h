@@ -224,6 +224,9 @@ const rv_learn_ranker *rv_learn_route(const rv_db *db, const rv_learn_ranker *r,
  * around that holds items far from what was asked (db_learn_train.c,
  * "Which learners the version keeps"). */
 bool rv_learn_adapt_with(const rv_db *db, const rv_learn_ranker *r, float *out, const float *q);
+/* The BaseLoRA that moves r's queries: r->base, or NULL under a
+ * re-ranker (see rv_learn_adapt_with). */
+static inline const rv_lora *rv_learn_acting_base(const rv_learn_ranker *r) { return r->rerank ? NULL : r->base; }
 /* Re-rank n hits that a search gathered around sq (q as adapted by the
  * query adapters; q itself when none) for the query q as searched: the
  * hits' distances are made q's, then rr orders them by its score for q.

@@ -1464,8 +1464,11 @@ static void made_free(made *m, const rv_alloc *a)
 	memset(m, 0, sizeof *m);
 }
 
-/* Rankers judged on the held-out events by train_version. */
-#define NR 5
+/* Rankers judged on the held-out events by train_version: plain, the
+ * BaseLoRA alone, the re-ranker alone (columns 0-2: a bit per learner),
+ * and the active version's learners. */
+#define NR 4
+#define COL_PREV 3
 
 /* Phase 2 (read lock held): train a version from the current state. */
 static rv_status train_version(made *m, rv_db *db, unsigned flags, const atomic_bool *stop, rv_err *e)
@@ -1528,10 +1531,9 @@ static rv_status train_version(made *m, rv_db *db, unsigned flags, const atomic_
 	if ((st = fit_regions(&v->regions, &asg, db, &cfg, &t, e)) != RV_OK)
 		goto done;
 	/* Held out: plain, each learner alone, and the active version's
-	 * learners (plain without one). Column 3 (both) stays plain: under
-	 * a re-ranker the BaseLoRA does not act (rv_learn_adapt_with), so
-	 * "both" ranks as the re-ranker alone and is never picked; a
-	 * version keeps one of the two. Gathered around the BaseLoRA's
+	 * learners (plain without one). Not both: under a re-ranker the
+	 * BaseLoRA does not act (rv_learn_adapt_with), so a version keeps
+	 * one of the two. Gathered around the BaseLoRA's
 	 * moved query, the re-ranker could only pick from items near that
 	 * (Fiori, all learners, every version keeping both: 0.5627
 	 * held-out NDCG@10 at 10k events, 0.5279 at 100k; with the pool of
@@ -1541,10 +1543,10 @@ static rv_status train_version(made *m, rv_db *db, unsigned flags, const atomic_
 	rk[1].base = v->base;
 	rk[2].rerank = v->rerank;
 	rk[2].pool_mult = cfg.rerank_pool;
-	rv_learn_version_ranker(&rk[4], db, prev, NULL);
+	rv_learn_version_ranker(&rk[COL_PREV], db, prev, NULL);
 	/* A version saved with both (before 0.5.0) ranks by its re-ranker. */
-	const rv_lora *prev_base = rk[4].rerank ? NULL : rk[4].base;
-	const rv_reranker *prev_rr = rk[4].rerank;
+	const rv_lora *prev_base = rv_learn_acting_base(&rk[COL_PREV]);
+	const rv_reranker *prev_rr = rk[COL_PREV].rerank;
 	size_t held = t.ev.n - t.n_train;
 	if ((st = judge(&j, db, &t, t.n_train, held, rk, NR, JUDGE_LOGGED, e)) != RV_OK)
 		goto done;
@@ -1649,7 +1651,7 @@ static rv_status train_version(made *m, rv_db *db, unsigned flags, const atomic_
 	bool keep_prev = false;
 	if (prev_base || prev_rr) {
 		double mean, se;
-		paired_gain(&j, NR, 4, &mean, &se);
+		paired_gain(&j, NR, COL_PREV, &mean, &se);
 		keep_prev = !(mean < -RV_LEARN_GATE_Z * se);
 		int rival = pick ? pick : hope;
 		if (keep_prev && rival) {
@@ -1667,7 +1669,7 @@ static rv_status train_version(made *m, rv_db *db, unsigned flags, const atomic_
 			 * once a version holds one of the two (Debian, a class
 			 * seed: +0% at 10k events). */
 			bool drops = pick && ((prev_base && !(rival & 1)) || (prev_rr && !(rival & 2)));
-			paired_diff(&j, NR, 4, (size_t)rival, &mean, &se);
+			paired_diff(&j, NR, COL_PREV, (size_t)rival, &mean, &se);
 			keep_prev = j.n_groups >= 2 &&
 				    (drops ? !(mean < -RV_LEARN_GATE_Z * se) : mean > RV_LEARN_GATE_Z * se);
 		}
@@ -1713,7 +1715,7 @@ static rv_status train_version(made *m, rv_db *db, unsigned flags, const atomic_
 			goto done;
 		v->info.learners |= (prev_base ? RV_LEARN_BASE : 0u) | (prev_rr ? RV_LEARN_GNN : 0u);
 		v->n_train = prev_base ? prev->n_train : 0;
-		col = 4;
+		col = COL_PREV;
 	}
 	v->info.ndcg_before = (float)mean_col(&j, NR, 0);
 	v->info.ndcg_after = (float)mean_col(&j, NR, col);
